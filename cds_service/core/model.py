@@ -75,6 +75,7 @@ class ParseProblem:
     resource_type: str
     resource_id: str | None
     message: str
+    codings: tuple[tuple[str, str], ...] = ()  # sniffed from the raw JSON, may be empty
 
 
 @dataclass(slots=True)

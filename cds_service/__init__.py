@@ -1,0 +1,3 @@
+"""DLI / HPC boost medical-necessity CDS Hooks service."""
+
+__version__ = "0.1.0"

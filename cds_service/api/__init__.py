@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI routes around the pure core."""

@@ -1,0 +1,100 @@
+"""The two CDS services and their discovery document (CDS Hooks 2.0 §discovery, CRD §2.11)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.core import codes
+
+# Observation codes the evaluation reads, so the client sends only those (CRD found-27/28).
+_OBS_CODES = ",".join(
+    f"{codes.LOINC}|{c}"
+    for c in sorted(
+        set(codes.CHIMERISM_LOINC) | codes.ANC_LOINC | codes.PLATELET_LOINC
+        | codes.HEMOGLOBIN_LOINC | codes.SMOKING_STATUS_LOINC | {codes.DISEASE_STATUS_LOINC}
+    )
+)  # fmt: skip
+
+# CDS Hooks 2.0-legal templates: {{context.patientId}} only, type-level search with token params.
+PREFETCH: dict[str, str] = {
+    "patient": "Patient/{{context.patientId}}",
+    "coverage": "Coverage?patient={{context.patientId}}&status=active",
+    "conditions": "Condition?patient={{context.patientId}}",
+    "procedures": "Procedure?patient={{context.patientId}}",
+    "observations": "Observation?patient={{context.patientId}}&code=" + _OBS_CODES,
+}
+# Prefetch key -> the resource type it carries; the evaluation needs these four.
+REQUIRED_PREFETCH: dict[str, str] = {
+    "coverage": "Coverage",
+    "conditions": "Condition",
+    "procedures": "Procedure",
+    "observations": "Observation",
+}
+
+CONFIGURATION_OPTIONS: list[dict[str, Any]] = [
+    {
+        "code": "coverage-info",
+        "type": "boolean",
+        "name": "Coverage information",
+        "description": "Return the per-policy criteria cards and, on order-sign, the "
+        "coverage-information system action for each DLI / HPC boost order.",
+        "default": True,
+    },
+    {
+        "code": "max-cards",
+        "type": "integer",
+        "name": "Maximum cards",
+        "description": "At most this many cards; further evaluations are merged into the last card.",
+        "default": 10,
+    },
+]
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+SERVICES = {
+    s.id: s
+    for s in (
+        ServiceDef(
+            "dli-hpc-order-sign",
+            "order-sign",
+            "DLI / HPC boost medical-necessity check (order sign)",
+            "When a donor lymphocyte infusion (CPT 38242) or HPC boost (CPT 38243) is signed, "
+            "shows which of the health plan's medical-necessity criteria are met, not met or "
+            "undocumented, with evidence and policy citations, and returns CRD coverage information.",
+        ),
+        ServiceDef(
+            "dli-hpc-order-select",
+            "order-select",
+            "DLI / HPC boost medical-necessity check (order select)",
+            "When a donor lymphocyte infusion or HPC boost order is selected, shows which of the "
+            "health plan's medical-necessity criteria the record already supports.",
+        ),
+    )
+}
+
+
+def discovery_document() -> dict[str, Any]:
+    return {
+        "services": [
+            {
+                "hook": s.hook,
+                "id": s.id,
+                "title": s.title,
+                "description": s.description,
+                "prefetch": PREFETCH,
+                "extension": {
+                    "davinci-crd.version": ["2.2"],
+                    "davinci-crd.configuration-options": CONFIGURATION_OPTIONS,
+                },
+            }
+            for s in SERVICES.values()
+        ]
+    }

@@ -1,0 +1,147 @@
+"""Parse and validate a CDS Hooks request (CDS Hooks 2.0 §calling-a-cds-service; hook
+definitions order-sign / order-select 1.0). Every problem becomes a HookError with a message
+that says what is wrong; nothing here reads patient data beyond the draft orders."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cds_service.api.discovery import ServiceDef
+from cds_service.api.errors import HookError
+from cds_service.core.cards import CardOptions
+from cds_service.core.model import Order
+from cds_service.core.orders import recognise
+
+_ID = r"^[A-Za-z0-9\-.]{1,64}$"
+REQUEST_TYPES = frozenset({"ServiceRequest", "MedicationRequest", "DeviceRequest", "NutritionOrder",
+                           "VisionPrescription", "CommunicationRequest"})  # fmt: skip
+
+
+class FhirAuthorization(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    access_token: str = Field(min_length=1)
+    token_type: str
+    expires_in: int
+    scope: str
+    subject: str
+
+    @field_validator("token_type")
+    @classmethod
+    def _bearer(cls, value: str) -> str:
+        if value != "Bearer":
+            raise ValueError("token_type must be 'Bearer'")
+        return value
+
+
+class HookRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    hook: str
+    hookInstance: UUID
+    fhirServer: str | None = Field(None, pattern=r"^https?://\S+$")
+    fhirAuthorization: FhirAuthorization | None = None
+    context: dict[str, Any]
+    prefetch: dict[str, Any] | None = None
+    extension: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _server_with_token(self) -> HookRequest:
+        if self.fhirAuthorization is not None and self.fhirServer is None:
+            raise ValueError("fhirServer is required when fhirAuthorization is present")
+        return self
+
+
+class OrderContext(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # CRD hook-23: ignore unrecognised context fields
+    userId: str = Field(pattern=r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+    patientId: str = Field(pattern=_ID)
+    encounterId: str | None = Field(None, pattern=_ID)
+    draftOrders: dict[str, Any]
+    selections: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ParsedHook:
+    request: HookRequest
+    context: OrderContext
+    orders: list[Order]
+    options: CardOptions
+
+
+def _explain(error: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for e in error.errors()[:5]:
+        where = ".".join(str(p) for p in e["loc"])
+        parts.append(f"{prefix}{where}: {e['msg']}" if where else f"{prefix}{e['msg']}")
+    return "; ".join(parts)
+
+
+def _entries(draft_orders: dict[str, Any]) -> list[dict[str, Any]]:
+    if draft_orders.get("resourceType") != "Bundle":
+        raise HookError(400, "context.draftOrders must be a FHIR Bundle")
+    entries = draft_orders.get("entry")
+    if not isinstance(entries, list) or not entries:
+        raise HookError(400, "context.draftOrders.entry must list the draft orders")
+    resources = []
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") not in REQUEST_TYPES:
+            raise HookError(400, f"context.draftOrders.entry[{i}].resource must be a request resource")
+        if not isinstance(resource.get("id"), str) or not resource["id"]:
+            raise HookError(400, f"context.draftOrders.entry[{i}].resource needs an id")
+        resources.append(resource)
+    return resources
+
+
+def _options(extension: dict[str, Any] | None) -> CardOptions:
+    """Honour the davinci-crd.configuration options we advertise; ignore anything else."""
+    config = (extension or {}).get("davinci-crd.configuration")
+    if not isinstance(config, dict):
+        return CardOptions()
+    coverage_info = config.get("coverage-info")
+    max_cards = config.get("max-cards")
+    return CardOptions(
+        coverage_info=coverage_info if isinstance(coverage_info, bool) else True,
+        max_cards=max_cards if isinstance(max_cards, int) and not isinstance(max_cards, bool) and max_cards > 0 else 10,
+    )
+
+
+def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HookError(400, f"request body is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise HookError(400, "request body must be a JSON object")
+    try:
+        request = HookRequest.model_validate(data)
+    except ValidationError as error:
+        raise HookError(400, _explain(error)) from error
+    if request.hook != service.hook:
+        raise HookError(400, f"service {service.id} answers hook {service.hook!r}, not {request.hook!r}")
+    try:
+        context = OrderContext.model_validate(request.context)
+    except ValidationError as error:
+        raise HookError(400, _explain(error, "context.")) from error
+    resources = _entries(context.draftOrders)
+    if service.hook == "order-select":
+        if not context.selections:
+            raise HookError(400, "context.selections is required for order-select")
+        known = {f"{r['resourceType']}/{r['id']}" for r in resources}
+        unknown = [s for s in context.selections if s not in known]
+        if unknown:
+            raise HookError(400, f"context.selections not found in draftOrders: {', '.join(unknown)}")
+        resources = [r for r in resources if f"{r['resourceType']}/{r['id']}" in context.selections]
+    orders = []
+    for resource in resources:
+        if resource["resourceType"] != "ServiceRequest" or (order := recognise(resource)) is None:
+            continue
+        subject = (resource.get("subject") or {}).get("reference")
+        if subject is not None and subject != f"Patient/{context.patientId}":
+            raise HookError(400, f"{order.reference} is for {subject}, not Patient/{context.patientId}")
+        orders.append(order)
+    return ParsedHook(request, context, orders, _options(request.extension))

@@ -1,0 +1,271 @@
+"""Evaluations in, CDS Hooks cards and CRD coverage-information systemActions out (pure).
+
+Card rules: CDS Hooks 2.0 §card-attributes and CRD 2.2 cards.html (uuid on every card,
+source.topic from the cdshooks-card-type code system, summary < 140 characters, no empty
+arrays or strings). Coverage information: CRD StructureDefinition-ext-coverage-information,
+with codes valid for both CRD 2.0.1 and 2.2 readers (../shared/reference/cds-hooks-and-crd.md
+items 131-132, 160-164).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from cds_service.core.evaluate import CriterionResult, Evaluation
+from cds_service.core.fhir_util import system_name
+from cds_service.core.model import Determination, Status
+
+CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+TOPIC = {"system": CARD_TYPE_SYSTEM, "code": "coverage-info", "display": "Coverage Information"}
+COVERAGE_INFO_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+EVALUATIONS_EXT = "dli-hpc-cds.evaluations"
+OVERRIDE_SYSTEM = "http://dli-hpc-cds.org/fhir/CodeSystem/override-reason"
+OVERRIDE_REASONS = (
+    ("documentation-elsewhere", "Supporting documentation exists outside the EHR record"),
+    ("medical-director-review", "Requesting peer-to-peer or medical-director review"),
+    ("clinical-urgency", "Clinically urgent; proceeding pending payer review"),
+)
+MAX_SUMMARY = 139
+
+_MARK = {Status.MET: "✅ Met", Status.NOT_MET: "❌ Not met", Status.UNKNOWN: "❔ Unknown",
+         Status.NOT_APPLICABLE: "➖ Not applicable"}  # fmt: skip
+_PHRASE = {
+    Determination.MEETS: "meets medical-necessity criteria",
+    Determination.DOES_NOT_MEET: "does not meet medical-necessity criteria",
+    Determination.NEEDS_INFORMATION: "needs documentation",
+    Determination.NOT_ADDRESSED: "is not addressed by this policy",
+}
+_SEVERITY = {Determination.DOES_NOT_MEET: 0, Determination.NEEDS_INFORMATION: 1,
+             Determination.MEETS: 2, Determination.NOT_ADDRESSED: 3}  # fmt: skip
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+@dataclass(frozen=True)
+class CardOptions:
+    """The CRD configuration the client asked for (davinci-crd.configuration)."""
+
+    coverage_info: bool = True
+    max_cards: int = 10
+
+
+def md(text: str) -> str:
+    """Escape data from the record before it goes into Markdown (no injected links or HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+
+
+def clip(text: str, limit: int = MAX_SUMMARY) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def summary(evaluation: Evaluation) -> str:
+    p = evaluation.policy
+    counts = ""
+    if evaluation.determination is Determination.DOES_NOT_MEET:
+        failed = sum(1 for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1)
+        counts = f" ({failed} not met)" if failed else ""
+    elif evaluation.determination is Determination.NEEDS_INFORMATION:
+        counts = f" ({len(evaluation.unknown)} item(s) unknown)"
+    phrase = _PHRASE[evaluation.determination]
+    return clip(f"{p.payer.name} {p.policy.number}: {evaluation.service.short} {phrase}{counts}")
+
+
+def _criterion_line(c: CriterionResult) -> str:
+    indent = "  " * (c.depth - 1)
+    line = f"{indent}- {_MARK[c.status]}: {md(c.text)}"
+    if c.evidence:
+        shown = "; ".join(
+            f"{md(e.reference)} ({e.when.isoformat() if e.when else 'undated'}): {md(e.summary)}"
+            for e in c.evidence[:3]
+        )
+        more = f" (+{len(c.evidence) - 3} more)" if len(c.evidence) > 3 else ""
+        line += f". Evidence: {shown}{more}"
+    elif c.note and c.status is not Status.MET:
+        line += f". ({md(c.note)})"
+    line += f". *{md(c.citation)}*"
+    if c.reading and c.status in (Status.NOT_MET, Status.UNKNOWN):
+        line += f"\n{indent}  - Reading: {md(c.reading)}"
+    return line
+
+
+def detail(evaluation: Evaluation) -> str:
+    p, order = evaluation.policy, evaluation.order
+    lines = [
+        f"**Order:** {evaluation.service.label} ({system_name(order.billing_system)} "
+        f"{order.billing_code}), {md(order.reference)}",
+        f"**Policy:** {md(p.payer.name)} {md(p.policy.number)}, *{md(p.policy.title)}* "
+        f"({md(p.policy.version_note)})",
+        f"**Determination:** {_PHRASE[evaluation.determination]}",
+        "",
+        *(_criterion_line(c) for c in evaluation.criteria),
+    ]
+    if evaluation.unknown:
+        lines += ["", "**To settle the unknown criteria:**"]
+        lines += [f"- {md(c.text)}: {md(c.to_settle or '')}" for c in evaluation.unknown]
+    if evaluation.advisories:
+        lines += ["", *(f"**Note:** {md(a)}" for a in evaluation.advisories)]
+    return "\n".join(lines)
+
+
+def machine_result(evaluation: Evaluation) -> dict[str, Any]:
+    """The fixed machine-readable contract (card.extension["dli-hpc-cds.evaluations"] item)."""
+    return {
+        "policyId": evaluation.policy.id,
+        "payer": evaluation.policy.payer.name,
+        "service": evaluation.service.value,
+        "order": evaluation.order.reference,
+        "determination": evaluation.determination.value,
+        "criteria": [
+            {
+                "id": c.id,
+                "text": c.text,
+                "status": c.status.value,
+                "citation": c.citation,
+                "evidence": list(dict.fromkeys(e.reference for e in c.evidence)),
+            }
+            for c in evaluation.criteria
+        ],
+    }
+
+
+def _card(
+    evaluations: list[Evaluation], summary_text: str, detail_text: str, new_uuid: Callable[[], str]
+) -> dict[str, Any]:
+    worst = min((e.determination for e in evaluations), key=_SEVERITY.__getitem__)
+    card: dict[str, Any] = {
+        "uuid": new_uuid(),
+        "summary": clip(summary_text),
+        "indicator": "info" if worst in (Determination.MEETS, Determination.NOT_ADDRESSED) else "warning",
+        "detail": detail_text,
+        "source": {"label": evaluations[0].policy.payer.name, "topic": TOPIC},
+        "extension": {
+            EVALUATIONS_EXT: [machine_result(e) for e in evaluations],
+            "davinci-crd.associated-resource": [
+                {"reference": r} for r in dict.fromkeys(e.order.reference for e in evaluations)
+            ],
+        },
+    }
+    if len({e.policy.id for e in evaluations}) > 1:
+        card["source"]["label"] = "Payer policy comparison"
+    addressed = [e for e in evaluations if e.determination is not Determination.NOT_ADDRESSED]
+    links = [
+        {"label": clip(f"{e.policy.payer.name} {e.policy.policy.number} policy", 80),
+         "url": e.policy.policy.url, "type": "absolute"}
+        for e in {e.policy.id: e for e in addressed}.values()
+    ]  # fmt: skip
+    if links:
+        card["links"] = links
+    if any(e.determination is Determination.DOES_NOT_MEET for e in evaluations):
+        card["overrideReasons"] = [
+            {"code": code, "system": OVERRIDE_SYSTEM, "display": text}
+            for code, text in OVERRIDE_REASONS
+        ]
+    return card
+
+
+def build_cards(
+    evaluations: list[Evaluation], options: CardOptions, new_uuid: Callable[[], str]
+) -> list[dict[str, Any]]:
+    """One card per addressed (order, policy); not-addressed ones share one card; at most
+    `max_cards` cards (the overflow is merged into the last card, so nothing is dropped)."""
+    if not options.coverage_info or not evaluations:
+        return []
+    addressed = sorted(
+        (e for e in evaluations if e.determination is not Determination.NOT_ADDRESSED),
+        key=lambda e: (_SEVERITY[e.determination], e.order.reference, e.policy.id),
+    )
+    groups: list[list[Evaluation]] = [[e] for e in addressed]
+    skipped = [e for e in evaluations if e.determination is Determination.NOT_ADDRESSED]
+    if skipped:
+        groups.append(skipped)
+    limit = max(1, options.max_cards)
+    if len(groups) > limit:
+        groups = [*groups[: limit - 1], [e for g in groups[limit - 1 :] for e in g]]
+    cards = []
+    for group in groups:
+        if len(group) == 1:
+            cards.append(_card(group, summary(group[0]), detail(group[0]), new_uuid))
+        elif all(e.determination is Determination.NOT_ADDRESSED for e in group):
+            names = ", ".join(sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group}))
+            text = "\n".join(
+                f"- {md(e.policy.payer.name)} {md(e.policy.policy.number)}: "
+                f"{md(e.policy.services[e.service].not_addressed)}"  # type: ignore[union-attr]
+                f" ({e.service.short}, {md(e.order.reference)})"
+                for e in group
+            )
+            cards.append(_card(group, f"Not addressed by {names}", text, new_uuid))
+        else:
+            title = f"{len(group)} more payer evaluations (card limit reached)"
+            text = "\n\n---\n\n".join(
+                f"### {md(summary(e))}\n\n{detail(e) if e.criteria else ''}" for e in group
+            )
+            cards.append(_card(group, title, text, new_uuid))
+    return cards
+
+
+# --- CRD coverage information -------------------------------------------------------------
+def _pa_needed(evaluation: Evaluation) -> str:
+    value = evaluation.policy.prior_authorization.value
+    return {"auth-needed": "auth-needed", "no-auth": "no-auth"}.get(value, "conditional")
+
+
+def coverage_information(
+    evaluation: Evaluation, coverage_id: str, today: date, assertion_id: str
+) -> dict[str, Any]:
+    """One ext-coverage-information for one (order, coverage), valid for CRD 2.0.1 and 2.2."""
+    d = evaluation.determination
+    covered = {Determination.MEETS: "covered", Determination.DOES_NOT_MEET: "not-covered"}.get(
+        d, "conditional"
+    )
+    parts: list[dict[str, Any]] = [
+        {"url": "coverage", "valueReference": {"reference": f"Coverage/{coverage_id}"}},
+        {"url": "covered", "valueCode": covered},
+    ]
+    reasons: list[str] = []
+    info_needed = covered == "conditional"
+    if covered != "not-covered":  # CRD 2.0.1 crd-ci-q2 needs it; 2.2 q2 forbids it on not-covered
+        pa = _pa_needed(evaluation)
+        parts.append({"url": "pa-needed", "valueCode": pa})
+        if pa == "conditional":
+            info_needed = True
+            reasons.append(f"{evaluation.policy.policy.number} sets no prior-authorization rule; the plan decides")
+    if d is Determination.NEEDS_INFORMATION:
+        parts.append({"url": "doc-needed", "valueCode": "clinical"})
+        reasons.append("Documentation needed: " + "; ".join(c.text for c in evaluation.unknown))
+    elif d is Determination.DOES_NOT_MEET:
+        failed = [c.text for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1]
+        reasons.append(f"Does not meet {evaluation.policy.policy.number}: " + "; ".join(failed))
+    elif d is Determination.NOT_ADDRESSED:
+        reasons.append(f"{evaluation.policy.policy.number} does not address {evaluation.service.label}")
+    if info_needed:
+        parts.append({"url": "info-needed", "valueCode": "OTH"})
+    parts.append({"url": "billingCode", "valueCoding": {
+        "system": evaluation.order.billing_system, "code": evaluation.order.billing_code}})  # fmt: skip
+    parts += [{"url": "reason", "valueCodeableConcept": {"text": clip(r, 1000)}} for r in reasons]
+    parts += [
+        {"url": "date", "valueDate": today.isoformat()},
+        {"url": "coverage-assertion-id", "valueString": assertion_id},
+    ]
+    return {"url": COVERAGE_INFO_URL, "extension": parts}
+
+
+def coverage_action(
+    evaluation: Evaluation, coverage_id: str, today: date, assertion_id: str
+) -> dict[str, Any]:
+    """An `update` systemAction: the whole draft order, plus the coverage information."""
+    resource = copy.deepcopy(evaluation.order.resource)
+    kept = [x for x in resource.get("extension") or () if not (
+        isinstance(x, dict) and x.get("url") == COVERAGE_INFO_URL)]  # fmt: skip
+    resource["extension"] = [*kept, coverage_information(evaluation, coverage_id, today, assertion_id)]
+    return {
+        "type": "update",
+        "description": clip(
+            f"Record {evaluation.policy.payer.name} coverage information "
+            f"({evaluation.determination.value}) on the {evaluation.service.short} order", 200
+        ),
+        "resource": resource,
+    }

@@ -1,0 +1,146 @@
+"""Facts + policy in, determination out: three-valued evaluation of a criteria tree.
+
+Logic and the none_of convention are documented in cards/README.md. Unknown is never
+turned into met; the as-of date lives in the facts, never read from a clock here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cds_service.core.facts import Facts
+from cds_service.core.model import Determination, Evidence, Fact, Order, Service, Status
+from cds_service.core.policy import Node, Policy, Test
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    id: str
+    text: str
+    citation: str
+    status: Status
+    depth: int
+    evidence: tuple[Evidence, ...] = ()
+    note: str = ""
+    to_settle: str | None = None
+    reading: str | None = None
+    exclusion: bool = False  # a none_of item: "met" means the excluded thing is absent
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    policy: Policy
+    service: Service
+    order: Order
+    determination: Determination
+    criteria: tuple[CriterionResult, ...]
+    advisories: tuple[str, ...] = ()
+
+    @property
+    def unknown(self) -> tuple[CriterionResult, ...]:
+        return tuple(c for c in self.criteria if c.status is Status.UNKNOWN and c.to_settle)
+
+
+def check(test: Test, fact: Fact) -> Status:
+    """Apply one test to one fact."""
+    if fact.value is None:
+        return Status.UNKNOWN
+    value, op, operand = fact.value, test.operator, test.operand(test.operator)
+    if op == "any_prefix":
+        codes = value if isinstance(value, tuple) else (str(value),)
+        holds = any(code.startswith(tuple(operand)) for code in codes)
+    elif op == "equals":
+        holds = value == operand
+    elif op == "in":
+        holds = value in operand
+    else:
+        number = float(value) if isinstance(value, int | float) else None
+        if number is None:
+            return Status.UNKNOWN
+        holds = {"lt": number < operand, "le": number <= operand,
+                 "gt": number > operand, "ge": number >= operand}[op]  # fmt: skip
+    return Status.MET if holds else Status.NOT_MET
+
+
+def combine_all(statuses: list[Status]) -> Status:
+    relevant = [s for s in statuses if s is not Status.NOT_APPLICABLE]
+    if not relevant:
+        return Status.NOT_APPLICABLE
+    if Status.NOT_MET in relevant:
+        return Status.NOT_MET
+    return Status.UNKNOWN if Status.UNKNOWN in relevant else Status.MET
+
+
+def combine_any(statuses: list[Status]) -> Status:
+    relevant = [s for s in statuses if s is not Status.NOT_APPLICABLE]
+    if not relevant:
+        return Status.NOT_APPLICABLE
+    if Status.MET in relevant:
+        return Status.MET
+    return Status.UNKNOWN if Status.UNKNOWN in relevant else Status.NOT_MET
+
+
+_NEGATE = {Status.MET: Status.NOT_MET, Status.NOT_MET: Status.MET}
+
+
+class _Walker:
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+        self.results: list[CriterionResult] = []
+
+    def node(self, node: Node, depth: int, exclusion: bool = False) -> Status:
+        slot = len(self.results)
+        evidence: tuple[Evidence, ...] = ()
+        note = ""
+        if node.test is not None:
+            fact = self.facts[node.test.fact]
+            status, evidence, note = check(node.test, fact), fact.evidence, fact.note
+            if exclusion:
+                status = _NEGATE.get(status, status)
+            if status is Status.UNKNOWN and node.when_unknown == "not-met":
+                status = Status.NOT_MET
+            if node.applies_if is not None:
+                status = self._applicability(node.applies_if, status)
+        else:
+            parts = [self.node(c, depth + 1) for c in node.all_of or ()]
+            parts += [self.node(c, depth + 1, exclusion=True) for c in node.none_of or ()]
+            anys = [self.node(c, depth + 1) for c in node.any_of or ()]
+            status = combine_any(anys) if node.any_of else combine_all(parts)
+        result = CriterionResult(
+            node.id, node.text, node.citation, status, depth, evidence, note,
+            node.to_settle, node.reading, exclusion,
+        )  # fmt: skip
+        self.results.insert(slot, result)  # a group precedes its children
+        return status
+
+    def _applicability(self, applies_if: Test, status: Status) -> Status:
+        applies = check(applies_if, self.facts[applies_if.fact])
+        if applies is Status.NOT_MET:
+            return Status.NOT_APPLICABLE
+        if applies is Status.UNKNOWN and status is not Status.MET:
+            return Status.UNKNOWN
+        return status
+
+
+_DETERMINATION = {
+    Status.MET: Determination.MEETS,
+    Status.NOT_APPLICABLE: Determination.MEETS,
+    Status.NOT_MET: Determination.DOES_NOT_MEET,
+    Status.UNKNOWN: Determination.NEEDS_INFORMATION,
+}
+
+
+def evaluate(policy: Policy, service: Service, order: Order, facts: Facts) -> Evaluation:
+    rule = policy.rule(service)
+    if rule is None:
+        return Evaluation(policy, service, order, Determination.NOT_ADDRESSED, ())
+    walker = _Walker(facts)
+    status = walker.node(rule, 0)
+    advisories = tuple(
+        f"{a.text} ({a.citation})"
+        for a in policy.advisories
+        if service in a.services
+        and any(check(t, facts[t.fact]) is Status.MET for t in a.when_any)
+    )
+    criteria = tuple(r for r in walker.results if r.id != rule.id)
+    return Evaluation(policy, service, order, _DETERMINATION[status], criteria, advisories)

@@ -1,0 +1,123 @@
+"""What every fact extractor reads: the record, the order, the as-of date and thresholds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cached_property
+from typing import Any
+
+from cds_service.core.facts.hsct import Transplant, classify
+from cds_service.core.fhir_util import (
+    Coding,
+    codings,
+    condition_date,
+    condition_valid,
+    observation_date,
+    observation_usable,
+)
+from cds_service.core.model import Order, PatientRecord
+
+CodingTest = Callable[[str, str], bool]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Numbers from cds_service/data/clinical_thresholds.yaml (sources cited there)."""
+
+    anc_below: float = 0.5
+    platelets_below: float = 30.0
+    hemoglobin_below: float = 8.0
+    persistence_days: int = 14
+    cytopenia_lookback_days: int = 90
+    min_transfusions: int = 2
+    transfusion_lookback_days: int = 28
+    conditioning_max_days_before: int = 30
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> Thresholds:
+        cyto, transfusion = data["cytopenia"], data["transfusion_dependence"]
+        return cls(
+            anc_below=float(cyto["anc_below_10e9_per_l"]),
+            platelets_below=float(cyto["platelets_below_10e9_per_l"]),
+            hemoglobin_below=float(cyto["hemoglobin_below_g_per_dl"]),
+            persistence_days=int(cyto["persistence_days"]),
+            cytopenia_lookback_days=int(cyto["lookback_days"]),
+            min_transfusions=int(transfusion["min_transfusions"]),
+            transfusion_lookback_days=int(transfusion["lookback_days"]),
+            conditioning_max_days_before=int(data["conditioning"]["max_days_before_transplant"]),
+        )
+
+
+class Context:
+    def __init__(
+        self, record: PatientRecord, order: Order | None, as_of: date, thresholds: Thresholds
+    ) -> None:
+        self.record = record
+        self.order = order
+        self.as_of = as_of
+        self.thresholds = thresholds
+
+    # --- what may be missing --------------------------------------------------------------
+    def unreadable(self, resource_type: str, relevant: CodingTest) -> str | None:
+        """Why the record may lack a relevant `resource_type` resource, or None if it cannot.
+
+        A source that failed taints the whole type; an unparseable resource taints it when its
+        codes (sniffed from the raw JSON) are relevant or could not be read at all.
+        """
+        if not self.record.complete(resource_type):
+            return f"{resource_type} data could not be retrieved"
+        for problem in self.record.problems:
+            if problem.resource_type == resource_type and (
+                not problem.codings or any(relevant(s, c) for s, c in problem.codings)
+            ):
+                return f"{resource_type}/{problem.resource_id or '?'} could not be read"
+        return None
+
+    # --- resources on or before as_of -----------------------------------------------------
+    def conditions(self, test: CodingTest) -> Iterator[tuple[Any, date | None, Coding]]:
+        """Valid Conditions with a matching code, dated on/before as_of (or undated)."""
+        for condition in self.record.conditions:
+            if not condition_valid(condition):
+                continue
+            when = condition_date(condition)
+            if when is not None and when > self.as_of:
+                continue
+            match = next(((s, c) for s, c in codings(condition.code) if test(s, c)), None)
+            if match:
+                yield condition, when, match
+
+    def observations(self, test: CodingTest) -> Iterator[tuple[Any, date | None, Coding]]:
+        for observation in self.record.observations:
+            if not observation_usable(observation):
+                continue
+            when = observation_date(observation)
+            if when is not None and when > self.as_of:
+                continue
+            match = next(((s, c) for s, c in codings(observation.code) if test(s, c)), None)
+            if match:
+                yield observation, when, match
+
+    # --- transplants ----------------------------------------------------------------------
+    @cached_property
+    def transplants(self) -> list[Transplant]:
+        found = (classify(p) for p in self.record.procedures)
+        return [t for t in found if t and (t.when is None or t.when <= self.as_of)]
+
+    @cached_property
+    def index_transplant(self) -> Transplant | None:
+        """The latest allogeneic HSCT on/before as_of, else the latest HSCT of any type."""
+        allo = [t for t in self.transplants if t.kind == "allogeneic"]
+        pool = allo or self.transplants
+        return max(pool, key=lambda t: t.when or date.min) if pool else None
+
+    def after_transplant(self, when: date | None) -> bool:
+        """Dated after the index transplant (true when the transplant date is unknown)."""
+        index = self.index_transplant
+        if index is None or index.when is None:
+            return when is not None
+        return when is not None and when > index.when
+
+    def window_start(self, days: int) -> date:
+        return self.as_of - timedelta(days=days)

@@ -1,0 +1,114 @@
+"""poor_graft_function after the index transplant, and the cytopenia reading it shares.
+
+Poor graft function is "persistent cytopenias and/or transfusion dependence" (Wellmark
+07.03.13 DESCRIPTION, Molina MCP-210 OVERVIEW), or a coded graft failure / pancytopenia.
+Thresholds, persistence and look-back: cds_service/data/clinical_thresholds.yaml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+from cds_service.core import codes
+from cds_service.core.facts.context import Context
+from cds_service.core.fhir_util import (
+    codings,
+    condition_active,
+    display,
+    fmt,
+    procedure_date,
+    procedure_done,
+    ref,
+)
+from cds_service.core.model import Evidence, Fact
+
+# UCUM unit -> factor to 10*9/L (counts) or g/dL (hemoglobin); terminology reference §5.1.
+_COUNT_UNITS = {"10*3/uL": 1.0, "10*9/L": 1.0, "10*3/mm3": 1.0, "K/uL": 1.0,
+                "/uL": 0.001, "{cells}/uL": 0.001, "/mm3": 0.001, "10*6/L": 0.001}  # fmt: skip
+_HGB_UNITS = {"g/dL": 1.0, "g/L": 0.1, "mg/dL": 0.001, "mmol/L": 1.611}
+
+
+def is_count(system: str, code: str) -> bool:
+    return system == codes.LOINC and code in (
+        codes.ANC_LOINC | codes.PLATELET_LOINC | codes.HEMOGLOBIN_LOINC
+    )
+
+
+def is_failure_dx(system: str, code: str) -> bool:
+    return (system == codes.ICD10CM and (
+        code in codes.GRAFT_FAILURE_ICD or code.startswith(codes.PANCYTOPENIA_ICD_PREFIX)
+    )) or (system == codes.SNOMED and code in codes.GRAFT_FAILURE_SNOMED | codes.PANCYTOPENIA_SNOMED)  # fmt: skip
+
+
+def persistent_cytopenias(
+    ctx: Context, after: Callable[[date | None], bool]
+) -> tuple[list[Evidence], bool]:
+    """(evidence of persistent cytopenia per lineage, whether any count was read at all)."""
+    t = ctx.thresholds
+    lineages = (
+        ("ANC", codes.ANC_LOINC, _COUNT_UNITS, t.anc_below, "x10^9/L"),
+        ("Platelets", codes.PLATELET_LOINC, _COUNT_UNITS, t.platelets_below, "x10^9/L"),
+        ("Hemoglobin", codes.HEMOGLOBIN_LOINC, _HGB_UNITS, t.hemoglobin_below, "g/dL"),
+    )
+    start = ctx.window_start(t.cytopenia_lookback_days)
+    found: list[Evidence] = []
+    any_count = False
+    for name, loinc, units, below, unit_label in lineages:
+        series = []
+        for obs, when, _ in ctx.observations(lambda s, c, loinc=loinc: s == codes.LOINC and c in loinc):
+            quantity = obs.valueQuantity
+            factor = units.get((quantity.code or quantity.unit or "") if quantity else "")
+            if quantity is None or quantity.value is None or factor is None or when is None:
+                continue
+            if when < start or not after(when):
+                continue
+            series.append((when, float(quantity.value) * factor, obs))
+        if not series:
+            continue
+        any_count = True
+        series.sort(key=lambda item: item[0])
+        low_run = []
+        for item in reversed(series):
+            if item[1] >= below:
+                break
+            low_run.append(item)
+        if low_run and (low_run[0][0] - low_run[-1][0]).days >= t.persistence_days:
+            first, last = low_run[-1], low_run[0]
+            summary = (
+                f"{name} below {below:g} {unit_label} from {fmt(first[0])} to {fmt(last[0])} "
+                f"(latest {last[1]:g} {unit_label})"
+            )
+            found.append(Evidence(ref(last[2]), summary, last[0]))
+    return found, any_count
+
+
+def poor_graft_function(ctx: Context) -> Fact:
+    t = ctx.thresholds
+    evidence = [
+        Evidence(ref(c), f"Active {display(c.code)}", when)
+        for c, when, _ in ctx.conditions(is_failure_dx)
+        if condition_active(c) and (when is None or ctx.after_transplant(when))
+    ]
+    cytopenias, any_count = persistent_cytopenias(ctx, ctx.after_transplant)
+    evidence += cytopenias
+    start = ctx.window_start(t.transfusion_lookback_days)
+    transfusions = [
+        Evidence(ref(p), f"Transfusion: {display(p.code)}", when)
+        for p in ctx.record.procedures
+        if procedure_done(p)
+        and (when := procedure_date(p)) is not None
+        and start <= when <= ctx.as_of
+        and ctx.after_transplant(when)
+        and any(s == codes.ICD10PCS and c in codes.TRANSFUSION_PCS for s, c in codings(p.code))
+    ]
+    if len(transfusions) >= t.min_transfusions:
+        evidence += transfusions
+    if evidence:
+        return Fact(True, tuple(evidence))
+    gap = ctx.unreadable("Observation", is_count) or ctx.unreadable("Condition", is_failure_dx)
+    if gap:
+        return Fact(None, note=gap)
+    if any_count:
+        return Fact(False, note=f"post-transplant counts in the last {t.cytopenia_lookback_days} days are not persistently low")
+    return Fact(None, note=f"no blood counts after the transplant in the last {t.cytopenia_lookback_days} days")

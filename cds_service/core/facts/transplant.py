@@ -1,0 +1,87 @@
+"""hsct_type, t_cell_depleted_graft, conditioning_intensity of the index transplant."""
+
+from __future__ import annotations
+
+from cds_service.core import codes
+from cds_service.core.facts.context import Context
+from cds_service.core.facts.hsct import Transplant, is_hsct_coding
+from cds_service.core.fhir_util import codings, display, fmt, procedure_date, procedure_done, ref
+from cds_service.core.model import Evidence, Fact
+
+
+def _evidence(transplant: Transplant) -> Evidence:
+    return Evidence(transplant.reference, f"Procedure: {transplant.label}", transplant.when)
+
+
+def _is_gvhd(system: str, code: str) -> bool:
+    return (system == codes.SNOMED and code in codes.ANY_GVHD_SNOMED) or (
+        system == codes.ICD10CM and code in codes.ANY_GVHD_ICD
+    )
+
+
+def hsct_type(ctx: Context) -> Fact:
+    """Allogeneic if any allogeneic HSCT is documented (GVHD implies one), else autologous."""
+    allo = [t for t in ctx.transplants if t.kind == "allogeneic"]
+    if allo:
+        return Fact("allogeneic", tuple(_evidence(t) for t in allo))
+    gvhd = [
+        Evidence(ref(c), f"Condition: {display(c.code)} (implies an allogeneic graft)", when)
+        for c, when, _ in ctx.conditions(_is_gvhd)
+    ]
+    if gvhd:
+        return Fact("allogeneic", tuple(gvhd), note="implied by graft-versus-host disease")
+    gap = ctx.unreadable("Procedure", is_hsct_coding)
+    auto = [t for t in ctx.transplants if t.kind == "autologous"]
+    if auto and not gap:
+        return Fact("autologous", tuple(_evidence(t) for t in auto))
+    untyped = [t for t in ctx.transplants if t.kind is None]
+    if untyped:
+        return Fact(None, tuple(_evidence(t) for t in untyped), note="transplant type not coded")
+    return Fact(None, note=gap or "no stem cell transplant documented")
+
+
+def t_cell_depleted_graft(ctx: Context) -> Fact:
+    index = ctx.index_transplant
+    if index is None or index.kind != "allogeneic" or index.t_cell_depleted is None:
+        return Fact(None, note="no coded allogeneic transplant")
+    return Fact(index.t_cell_depleted, (_evidence(index),))
+
+
+def conditioning_intensity(ctx: Context) -> Fact:
+    """From the extension on the index transplant, else a conditioning Procedure before it."""
+    index = ctx.index_transplant
+    if index is None:
+        return Fact(None, note="no transplant documented")
+    for extension in index.procedure.extension or ():
+        if extension.url == codes.CONDITIONING_EXT:
+            code = next(
+                (c for s, c in codings(extension.valueCodeableConcept)
+                 if s == codes.CONDITIONING_SYSTEM),
+                None,
+            )  # fmt: skip
+            if code in ("MAC", "RIC", "NMA"):
+                return Fact(code, (Evidence(index.reference, f"Conditioning: {code}", index.when),))
+    limit = ctx.thresholds.conditioning_max_days_before
+    for procedure in ctx.record.procedures:
+        if not procedure_done(procedure):
+            continue
+        part_of = {r.reference.split("/")[-1] for r in procedure.partOf or () if r.reference}
+        when = procedure_date(procedure)
+        near = (
+            when is not None
+            and index.when is not None
+            and 0 <= (index.when - when).days <= limit
+        )
+        if index.procedure.id not in part_of and not near:
+            continue
+        for system, code in codings(procedure.code):
+            intensity = (
+                "MAC" if system == codes.SNOMED and code == codes.MAC_SNOMED
+                else code if system == codes.CONDITIONING_SYSTEM else None
+            )  # fmt: skip
+            if intensity in ("MAC", "RIC", "NMA"):
+                summary = f"Conditioning procedure: {display(procedure.code)} ({intensity})"
+                return Fact(intensity, (Evidence(ref(procedure), summary, when),))
+    return Fact(None, note=f"conditioning intensity not recorded for the {fmt(index.when)} transplant")
+
+
