@@ -47,5 +47,7 @@ def load(cards_dir: Path | None = None) -> Knowledge:
     files = sorted(folder.glob("*.yaml"))
     if not files:
         raise PolicyLoadError(f"no policy files (*.yaml) in {folder}")
-    thresholds = Thresholds.from_mapping(yaml.safe_load(THRESHOLDS_FILE.read_text(encoding="utf-8")))
+    thresholds = Thresholds.from_mapping(
+        yaml.safe_load(THRESHOLDS_FILE.read_text(encoding="utf-8"))
+    )
     return Knowledge(tuple(load_policy(f) for f in files), thresholds)

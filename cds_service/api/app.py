@@ -99,9 +99,15 @@ def create_app(
             )
         now = clock()
         decision = decide(
-            service.hook, parsed.orders, record, knowledge.policies, knowledge.thresholds,
-            parsed.options, now.date(), new_uuid,
-        )  # fmt: skip
+            service.hook,
+            parsed.orders,
+            record,
+            knowledge.policies,
+            knowledge.thresholds,
+            parsed.options,
+            now.date(),
+            new_uuid,
+        )
         _log_decision(service.id, parsed, record, decision, started)
         return JSONResponse(decision.body)
 
@@ -118,7 +124,13 @@ def _log_decision(
     log.info(
         "hook=%s service=%s hookInstance=%s patient=%s orders=%d unreadable=%d "
         "payer_recognised=%s outcomes=%s ms=%.1f",
-        parsed.request.hook, service_id, parsed.request.hookInstance, parsed.context.patientId,
-        len(parsed.orders), len(record.problems), decision.route.recognised, outcomes,
+        parsed.request.hook,
+        service_id,
+        parsed.request.hookInstance,
+        parsed.context.patientId,
+        len(parsed.orders),
+        len(record.problems),
+        decision.route.recognised,
+        outcomes,
         (time.perf_counter() - started) * 1000,
-    )  # fmt: skip
+    )

@@ -11,10 +11,14 @@ from cds_service.core import codes
 _OBS_CODES = ",".join(
     f"{codes.LOINC}|{c}"
     for c in sorted(
-        set(codes.CHIMERISM_LOINC) | codes.ANC_LOINC | codes.PLATELET_LOINC
-        | codes.HEMOGLOBIN_LOINC | codes.SMOKING_STATUS_LOINC | {codes.DISEASE_STATUS_LOINC}
+        set(codes.CHIMERISM_LOINC)
+        | codes.ANC_LOINC
+        | codes.PLATELET_LOINC
+        | codes.HEMOGLOBIN_LOINC
+        | codes.SMOKING_STATUS_LOINC
+        | {codes.DISEASE_STATUS_LOINC}
     )
-)  # fmt: skip
+)
 
 # CDS Hooks 2.0-legal templates: {{context.patientId}} only, type-level search with token params.
 PREFETCH: dict[str, str] = {

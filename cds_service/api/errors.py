@@ -6,12 +6,22 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-ISSUE_CODES = {400: "invalid", 401: "security", 404: "not-found", 405: "not-supported",
-               412: "incomplete", 413: "too-costly", 415: "not-supported", 422: "invalid",
-               500: "exception"}  # fmt: skip
+ISSUE_CODES = {
+    400: "invalid",
+    401: "security",
+    404: "not-found",
+    405: "not-supported",
+    412: "incomplete",
+    413: "too-costly",
+    415: "not-supported",
+    422: "invalid",
+    500: "exception",
+}
 
 
-def operation_outcome(diagnostics: str, code: str = "invalid", severity: str = "error") -> dict[str, Any]:
+def operation_outcome(
+    diagnostics: str, code: str = "invalid", severity: str = "error"
+) -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",
         "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}],

@@ -18,8 +18,16 @@ from cds_service.core.model import Order
 from cds_service.core.orders import recognise
 
 _ID = r"^[A-Za-z0-9\-.]{1,64}$"
-REQUEST_TYPES = frozenset({"ServiceRequest", "MedicationRequest", "DeviceRequest", "NutritionOrder",
-                           "VisionPrescription", "CommunicationRequest"})  # fmt: skip
+REQUEST_TYPES = frozenset(
+    {
+        "ServiceRequest",
+        "MedicationRequest",
+        "DeviceRequest",
+        "NutritionOrder",
+        "VisionPrescription",
+        "CommunicationRequest",
+    }
+)
 
 
 class FhirAuthorization(BaseModel):
@@ -90,7 +98,9 @@ def _entries(draft_orders: dict[str, Any]) -> list[dict[str, Any]]:
     for i, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or resource.get("resourceType") not in REQUEST_TYPES:
-            raise HookError(400, f"context.draftOrders.entry[{i}].resource must be a request resource")
+            raise HookError(
+                400, f"context.draftOrders.entry[{i}].resource must be a request resource"
+            )
         if not isinstance(resource.get("id"), str) or not resource["id"]:
             raise HookError(400, f"context.draftOrders.entry[{i}].resource needs an id")
         resources.append(resource)
@@ -106,7 +116,9 @@ def _options(extension: dict[str, Any] | None) -> CardOptions:
     max_cards = config.get("max-cards")
     return CardOptions(
         coverage_info=coverage_info if isinstance(coverage_info, bool) else True,
-        max_cards=max_cards if isinstance(max_cards, int) and not isinstance(max_cards, bool) and max_cards > 0 else 10,
+        max_cards=max_cards
+        if isinstance(max_cards, int) and not isinstance(max_cards, bool) and max_cards > 0
+        else 10,
     )
 
 
@@ -122,7 +134,9 @@ def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
     except ValidationError as error:
         raise HookError(400, _explain(error)) from error
     if request.hook != service.hook:
-        raise HookError(400, f"service {service.id} answers hook {service.hook!r}, not {request.hook!r}")
+        raise HookError(
+            400, f"service {service.id} answers hook {service.hook!r}, not {request.hook!r}"
+        )
     try:
         context = OrderContext.model_validate(request.context)
     except ValidationError as error:
@@ -134,7 +148,9 @@ def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
         known = {f"{r['resourceType']}/{r['id']}" for r in resources}
         unknown = [s for s in context.selections if s not in known]
         if unknown:
-            raise HookError(400, f"context.selections not found in draftOrders: {', '.join(unknown)}")
+            raise HookError(
+                400, f"context.selections not found in draftOrders: {', '.join(unknown)}"
+            )
         resources = [r for r in resources if f"{r['resourceType']}/{r['id']}" in context.selections]
     orders = []
     for resource in resources:
@@ -142,6 +158,8 @@ def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
             continue
         subject = (resource.get("subject") or {}).get("reference")
         if subject is not None and subject != f"Patient/{context.patientId}":
-            raise HookError(400, f"{order.reference} is for {subject}, not Patient/{context.patientId}")
+            raise HookError(
+                400, f"{order.reference} is for {subject}, not Patient/{context.patientId}"
+            )
         orders.append(order)
     return ParsedHook(request, context, orders, _options(request.extension))

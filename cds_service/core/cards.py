@@ -22,7 +22,9 @@ from cds_service.core.model import Determination, Status
 
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
 TOPIC = {"system": CARD_TYPE_SYSTEM, "code": "coverage-info", "display": "Coverage Information"}
-COVERAGE_INFO_URL = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+COVERAGE_INFO_URL = (
+    "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+)
 EVALUATIONS_EXT = "dli-hpc-cds.evaluations"
 OVERRIDE_SYSTEM = "http://dli-hpc-cds.org/fhir/CodeSystem/override-reason"
 OVERRIDE_REASONS = (
@@ -32,16 +34,24 @@ OVERRIDE_REASONS = (
 )
 MAX_SUMMARY = 139
 
-_MARK = {Status.MET: "✅ Met", Status.NOT_MET: "❌ Not met", Status.UNKNOWN: "❔ Unknown",
-         Status.NOT_APPLICABLE: "➖ Not applicable"}  # fmt: skip
+_MARK = {
+    Status.MET: "✅ Met",
+    Status.NOT_MET: "❌ Not met",
+    Status.UNKNOWN: "❔ Unknown",
+    Status.NOT_APPLICABLE: "➖ Not applicable",
+}
 _PHRASE = {
     Determination.MEETS: "meets medical-necessity criteria",
     Determination.DOES_NOT_MEET: "does not meet medical-necessity criteria",
     Determination.NEEDS_INFORMATION: "needs documentation",
     Determination.NOT_ADDRESSED: "is not addressed by this policy",
 }
-_SEVERITY = {Determination.DOES_NOT_MEET: 0, Determination.NEEDS_INFORMATION: 1,
-             Determination.MEETS: 2, Determination.NOT_ADDRESSED: 3}  # fmt: skip
+_SEVERITY = {
+    Determination.DOES_NOT_MEET: 0,
+    Determination.NEEDS_INFORMATION: 1,
+    Determination.MEETS: 2,
+    Determination.NOT_ADDRESSED: 3,
+}
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
 
@@ -139,7 +149,9 @@ def _card(
     card: dict[str, Any] = {
         "uuid": new_uuid(),
         "summary": clip(summary_text),
-        "indicator": "info" if worst in (Determination.MEETS, Determination.NOT_ADDRESSED) else "warning",
+        "indicator": "info"
+        if worst in (Determination.MEETS, Determination.NOT_ADDRESSED)
+        else "warning",
         "detail": detail_text,
         "source": {"label": evaluations[0].policy.payer.name, "topic": TOPIC},
         "extension": {
@@ -153,10 +165,13 @@ def _card(
         card["source"]["label"] = "Payer policy comparison"
     addressed = [e for e in evaluations if e.determination is not Determination.NOT_ADDRESSED]
     links = [
-        {"label": clip(f"{e.policy.payer.name} {e.policy.policy.number} policy", 80),
-         "url": e.policy.policy.url, "type": "absolute"}
+        {
+            "label": clip(f"{e.policy.payer.name} {e.policy.policy.number} policy", 80),
+            "url": e.policy.policy.url,
+            "type": "absolute",
+        }
         for e in {e.policy.id: e for e in addressed}.values()
-    ]  # fmt: skip
+    ]
     if links:
         card["links"] = links
     if any(e.determination is Determination.DOES_NOT_MEET for e in evaluations):
@@ -190,7 +205,9 @@ def build_cards(
         if len(group) == 1:
             cards.append(_card(group, summary(group[0]), detail(group[0]), new_uuid))
         elif all(e.determination is Determination.NOT_ADDRESSED for e in group):
-            names = ", ".join(sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group}))
+            names = ", ".join(
+                sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group})
+            )
             text = "\n".join(
                 f"- {md(e.policy.payer.name)} {md(e.policy.policy.number)}: "
                 f"{md(e.policy.services[e.service].not_addressed)}"  # type: ignore[union-attr]
@@ -232,19 +249,32 @@ def coverage_information(
         parts.append({"url": "pa-needed", "valueCode": pa})
         if pa == "conditional":
             info_needed = True
-            reasons.append(f"{evaluation.policy.policy.number} sets no prior-authorization rule; the plan decides")
+            reasons.append(
+                f"{evaluation.policy.policy.number} sets no prior-authorization rule; the plan decides"
+            )
     if d is Determination.NEEDS_INFORMATION:
         parts.append({"url": "doc-needed", "valueCode": "clinical"})
         reasons.append("Documentation needed: " + "; ".join(c.text for c in evaluation.unknown))
     elif d is Determination.DOES_NOT_MEET:
-        failed = [c.text for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1]
+        failed = [
+            c.text for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1
+        ]
         reasons.append(f"Does not meet {evaluation.policy.policy.number}: " + "; ".join(failed))
     elif d is Determination.NOT_ADDRESSED:
-        reasons.append(f"{evaluation.policy.policy.number} does not address {evaluation.service.label}")
+        reasons.append(
+            f"{evaluation.policy.policy.number} does not address {evaluation.service.label}"
+        )
     if info_needed:
         parts.append({"url": "info-needed", "valueCode": "OTH"})
-    parts.append({"url": "billingCode", "valueCoding": {
-        "system": evaluation.order.billing_system, "code": evaluation.order.billing_code}})  # fmt: skip
+    parts.append(
+        {
+            "url": "billingCode",
+            "valueCoding": {
+                "system": evaluation.order.billing_system,
+                "code": evaluation.order.billing_code,
+            },
+        }
+    )
     parts += [{"url": "reason", "valueCodeableConcept": {"text": clip(r, 1000)}} for r in reasons]
     parts += [
         {"url": "date", "valueDate": today.isoformat()},
@@ -258,14 +288,21 @@ def coverage_action(
 ) -> dict[str, Any]:
     """An `update` systemAction: the whole draft order, plus the coverage information."""
     resource = copy.deepcopy(evaluation.order.resource)
-    kept = [x for x in resource.get("extension") or () if not (
-        isinstance(x, dict) and x.get("url") == COVERAGE_INFO_URL)]  # fmt: skip
-    resource["extension"] = [*kept, coverage_information(evaluation, coverage_id, today, assertion_id)]
+    kept = [
+        x
+        for x in resource.get("extension") or ()
+        if not (isinstance(x, dict) and x.get("url") == COVERAGE_INFO_URL)
+    ]
+    resource["extension"] = [
+        *kept,
+        coverage_information(evaluation, coverage_id, today, assertion_id),
+    ]
     return {
         "type": "update",
         "description": clip(
             f"Record {evaluation.policy.payer.name} coverage information "
-            f"({evaluation.determination.value}) on the {evaluation.service.short} order", 200
+            f"({evaluation.determination.value}) on the {evaluation.service.short} order",
+            200,
         ),
         "resource": resource,
     }

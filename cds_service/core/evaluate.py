@@ -57,8 +57,12 @@ def check(test: Test, fact: Fact) -> Status:
         number = float(value) if isinstance(value, int | float) else None
         if number is None:
             return Status.UNKNOWN
-        holds = {"lt": number < operand, "le": number <= operand,
-                 "gt": number > operand, "ge": number >= operand}[op]  # fmt: skip
+        holds = {
+            "lt": number < operand,
+            "le": number <= operand,
+            "gt": number > operand,
+            "ge": number >= operand,
+        }[op]
     return Status.MET if holds else Status.NOT_MET
 
 
@@ -107,9 +111,17 @@ class _Walker:
             anys = [self.node(c, depth + 1) for c in node.any_of or ()]
             status = combine_any(anys) if node.any_of else combine_all(parts)
         result = CriterionResult(
-            node.id, node.text, node.citation, status, depth, evidence, note,
-            node.to_settle, node.reading, exclusion,
-        )  # fmt: skip
+            node.id,
+            node.text,
+            node.citation,
+            status,
+            depth,
+            evidence,
+            note,
+            node.to_settle,
+            node.reading,
+            exclusion,
+        )
         self.results.insert(slot, result)  # a group precedes its children
         return status
 
@@ -139,8 +151,7 @@ def evaluate(policy: Policy, service: Service, order: Order, facts: Facts) -> Ev
     advisories = tuple(
         f"{a.text} ({a.citation})"
         for a in policy.advisories
-        if service in a.services
-        and any(check(t, facts[t.fact]) is Status.MET for t in a.when_any)
+        if service in a.services and any(check(t, facts[t.fact]) is Status.MET for t in a.when_any)
     )
     criteria = tuple(r for r in walker.results if r.id != rule.id)
     return Evaluation(policy, service, order, _DETERMINATION[status], criteria, advisories)

@@ -29,8 +29,13 @@ def first_code(concept: Any, system: str) -> str | None:
     return next((code for sys, code in codings(concept) if sys == system), None)
 
 
-_SYSTEM_NAMES = {codes.ICD10CM: "ICD-10-CM", codes.ICD10PCS: "ICD-10-PCS", codes.CPT: "CPT",
-                 codes.SNOMED: "SNOMED CT", codes.LOINC: "LOINC"}  # fmt: skip
+_SYSTEM_NAMES = {
+    codes.ICD10CM: "ICD-10-CM",
+    codes.ICD10PCS: "ICD-10-PCS",
+    codes.CPT: "CPT",
+    codes.SNOMED: "SNOMED CT",
+    codes.LOINC: "LOINC",
+}
 
 
 def system_name(system: str) -> str:

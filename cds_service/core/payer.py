@@ -24,7 +24,9 @@ class Route:
 
 def _payer_organizations(coverage: Any, record: PatientRecord) -> list[tuple[list[Any], str]]:
     """(identifiers, name) for every payor on the Coverage."""
-    contained = {r.id: r for r in coverage.contained or () if r.get_resource_type() == "Organization"}
+    contained = {
+        r.id: r for r in coverage.contained or () if r.get_resource_type() == "Organization"
+    }
     found = []
     for payor in coverage.payor or ():
         identifiers = [payor.identifier] if payor.identifier else []

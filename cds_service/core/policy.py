@@ -151,7 +151,9 @@ class Policy(_Strict):
     def _unique(self) -> Policy:
         if set(self.services) != set(Service):
             raise ValueError(f"{self.id}: services must list both {[s.value for s in Service]}")
-        ids = [n.id for rule in self.services.values() if isinstance(rule, Node) for n in rule.walk()]
+        ids = [
+            n.id for rule in self.services.values() if isinstance(rule, Node) for n in rule.walk()
+        ]
         ids += [a.id for a in self.advisories]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:

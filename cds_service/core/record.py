@@ -22,8 +22,12 @@ MODELS: dict[str, Any] = {
     "Coverage": Coverage,
     "Organization": Organization,
 }
-_LISTS = {"Condition": "conditions", "Procedure": "procedures", "Observation": "observations",
-          "Coverage": "coverages"}  # fmt: skip
+_LISTS = {
+    "Condition": "conditions",
+    "Procedure": "procedures",
+    "Observation": "observations",
+    "Coverage": "coverages",
+}
 
 
 def is_operation_outcome(value: Any) -> bool:

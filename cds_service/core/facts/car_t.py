@@ -37,7 +37,9 @@ def _car_t_evidence(ctx: Context) -> list[Evidence]:
 def prior_car_t(ctx: Context) -> Fact:
     if evidence := _car_t_evidence(ctx):
         return Fact(True, tuple(evidence))
-    gap = ctx.unreadable("Procedure", is_car_t_coding) or ctx.unreadable("Condition", is_car_t_coding)
+    gap = ctx.unreadable("Procedure", is_car_t_coding) or ctx.unreadable(
+        "Condition", is_car_t_coding
+    )
     return Fact(None, note=gap) if gap else Fact(False, note="no CAR T therapy on record")
 
 
@@ -66,5 +68,7 @@ def cytopenia_after_car_t(ctx: Context) -> Fact:
     if gap := ctx.unreadable("Observation", is_count):
         return Fact(None, note=gap)
     if any_count:
-        return Fact(False, note=f"counts after the {fmt(car_t_date)} CAR T are not persistently low")
+        return Fact(
+            False, note=f"counts after the {fmt(car_t_date)} CAR T are not persistently low"
+        )
     return Fact(None, note=f"no blood counts after the {fmt(car_t_date)} CAR T")

@@ -16,7 +16,11 @@ def donor_chimerism_pct(ctx: Context) -> Fact:
     results = []
     for obs, when, (_, code) in ctx.observations(_is_chimerism):
         quantity = obs.valueQuantity
-        if quantity is None or quantity.value is None or "%" not in (quantity.code or quantity.unit or ""):
+        if (
+            quantity is None
+            or quantity.value is None
+            or "%" not in (quantity.code or quantity.unit or "")
+        ):
             continue
         if not ctx.after_transplant(when) or when is None:
             continue

@@ -22,7 +22,9 @@ def _active(ctx: Context, test: CodingTest) -> list[Evidence]:
 
 
 _substance = _icd(
-    lambda _, c: bool(codes.SUBSTANCE_ICD.match(c)) and not codes.SUBSTANCE_IN_REMISSION_ICD.match(c)
+    lambda _, c: (
+        bool(codes.SUBSTANCE_ICD.match(c)) and not codes.SUBSTANCE_IN_REMISSION_ICD.match(c)
+    )
 )
 
 
@@ -33,16 +35,16 @@ def _smoking(system: str, code: str) -> bool:
 def current_substance_use(ctx: Context) -> Fact:
     """True on an active substance-use Condition or a current-use latest smoking status."""
     evidence = _active(ctx, _substance)
-    statuses = [
-        (when, obs) for obs, when, _ in ctx.observations(_smoking) if when is not None
-    ]
+    statuses = [(when, obs) for obs, when, _ in ctx.observations(_smoking) if when is not None]
     latest = max(statuses, key=lambda item: item[0]) if statuses else None
     smoking: bool | None = None
     if latest:
         when, obs = latest
         values = {c for s, c in codings(obs.valueCodeableConcept) if s == codes.SNOMED}
-        smoking = True if values & codes.CURRENT_SMOKER_SNOMED else (
-            False if values & codes.NON_SMOKER_SNOMED else None
+        smoking = (
+            True
+            if values & codes.CURRENT_SMOKER_SNOMED
+            else (False if values & codes.NON_SMOKER_SNOMED else None)
         )
         if smoking is not None:
             label = display(obs.valueCodeableConcept)

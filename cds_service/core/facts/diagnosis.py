@@ -40,7 +40,7 @@ def _is_diagnosis(system: str, code: str) -> bool:
 
 
 def _condition_class(condition: Any) -> str | None:
-    classes = {classify_coding(s, c) for s, c in codings(condition.code)} - {None}
+    classes = {cls for s, c in codings(condition.code) if (cls := classify_coding(s, c))}
     return min(classes, key=_RANK.__getitem__) if classes else None
 
 
@@ -104,7 +104,9 @@ def indication_icd10cm(ctx: Context) -> Fact:
     if found is None:
         return UNKNOWN
     _, conditions, _ = found
-    icd = tuple(sorted({c for cond in conditions for s, c in codings(cond.code) if s == codes.ICD10CM}))
+    icd = tuple(
+        sorted({c for cond in conditions for s, c in codings(cond.code) if s == codes.ICD10CM})
+    )
     if not icd:
         return Fact(None, _evidence(conditions), note="the indication has no ICD-10-CM code")
     return Fact(icd, _evidence(conditions))

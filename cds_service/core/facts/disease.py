@@ -39,10 +39,10 @@ def coded_status(system: str, code: str) -> str | None:
     if category is None:
         return None
     if 81 <= category <= 85:  # lymphoma: final "A" (and C84.7B) = in remission; no relapse code
-        return "remission" if code.endswith("A") and code != "C84.7A" or code == "C84.7B" else None
-    if category in (86, 88) or 90 <= category <= 95:
-        if "." in code and len(code.split(".")[1]) == 2:
-            return _RELAPSE_CHARACTER.get(code[-1])
+        return "remission" if (code.endswith("A") and code != "C84.7A") or code == "C84.7B" else None
+    has_status_character = "." in code and len(code.split(".")[1]) == 2
+    if (category in (86, 88) or 90 <= category <= 95) and has_status_character:
+        return _RELAPSE_CHARACTER.get(code[-1])
     return None
 
 
@@ -73,10 +73,13 @@ def disease_status(ctx: Context) -> Fact:
         lambda s, c: s == codes.LOINC and c == codes.DISEASE_STATUS_LOINC
     ):
         value = next(
-            (codes.DISEASE_STATUS_VALUES[c] for s, c in codings(obs.valueCodeableConcept)
-             if s == codes.SNOMED and c in codes.DISEASE_STATUS_VALUES),
+            (
+                codes.DISEASE_STATUS_VALUES[c]
+                for s, c in codings(obs.valueCodeableConcept)
+                if s == codes.SNOMED and c in codes.DISEASE_STATUS_VALUES
+            ),
             None,
-        )  # fmt: skip
+        )
         if value and ctx.after_transplant(when):
             summary = f"Disease status: {display(obs.valueCodeableConcept)} ({value})"
             found.append((when or date.min, 1, value, Evidence(ref(obs), summary, when)))

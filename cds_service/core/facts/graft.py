@@ -24,8 +24,16 @@ from cds_service.core.fhir_util import (
 from cds_service.core.model import Evidence, Fact
 
 # UCUM unit -> factor to 10*9/L (counts) or g/dL (hemoglobin); terminology reference §5.1.
-_COUNT_UNITS = {"10*3/uL": 1.0, "10*9/L": 1.0, "10*3/mm3": 1.0, "K/uL": 1.0,
-                "/uL": 0.001, "{cells}/uL": 0.001, "/mm3": 0.001, "10*6/L": 0.001}  # fmt: skip
+_COUNT_UNITS = {
+    "10*3/uL": 1.0,
+    "10*9/L": 1.0,
+    "10*3/mm3": 1.0,
+    "K/uL": 1.0,
+    "/uL": 0.001,
+    "{cells}/uL": 0.001,
+    "/mm3": 0.001,
+    "10*6/L": 0.001,
+}
 _HGB_UNITS = {"g/dL": 1.0, "g/L": 0.1, "mg/dL": 0.001, "mmol/L": 1.611}
 
 
@@ -36,9 +44,10 @@ def is_count(system: str, code: str) -> bool:
 
 
 def is_failure_dx(system: str, code: str) -> bool:
-    return (system == codes.ICD10CM and (
-        code in codes.GRAFT_FAILURE_ICD or code.startswith(codes.PANCYTOPENIA_ICD_PREFIX)
-    )) or (system == codes.SNOMED and code in codes.GRAFT_FAILURE_SNOMED | codes.PANCYTOPENIA_SNOMED)  # fmt: skip
+    return (
+        system == codes.ICD10CM
+        and (code in codes.GRAFT_FAILURE_ICD or code.startswith(codes.PANCYTOPENIA_ICD_PREFIX))
+    ) or (system == codes.SNOMED and code in codes.GRAFT_FAILURE_SNOMED | codes.PANCYTOPENIA_SNOMED)
 
 
 def persistent_cytopenias(
@@ -56,7 +65,9 @@ def persistent_cytopenias(
     any_count = False
     for name, loinc, units, below, unit_label in lineages:
         series = []
-        for obs, when, _ in ctx.observations(lambda s, c, loinc=loinc: s == codes.LOINC and c in loinc):
+        for obs, when, (_, code) in ctx.observations(is_count):
+            if code not in loinc:
+                continue
             quantity = obs.valueQuantity
             factor = units.get((quantity.code or quantity.unit or "") if quantity else "")
             if quantity is None or quantity.value is None or factor is None or when is None:
@@ -110,5 +121,11 @@ def poor_graft_function(ctx: Context) -> Fact:
     if gap:
         return Fact(None, note=gap)
     if any_count:
-        return Fact(False, note=f"post-transplant counts in the last {t.cytopenia_lookback_days} days are not persistently low")
-    return Fact(None, note=f"no blood counts after the transplant in the last {t.cytopenia_lookback_days} days")
+        return Fact(
+            False,
+            note=f"post-transplant counts in the last {t.cytopenia_lookback_days} days are not persistently low",
+        )
+    return Fact(
+        None,
+        note=f"no blood counts after the transplant in the last {t.cytopenia_lookback_days} days",
+    )

@@ -44,7 +44,9 @@ def acute_gvhd_grade(ctx: Context) -> Fact:
         grade = _grade(condition)
         grades.append(grade)
         label = f"grade {grade}" if grade is not None else "grade not recorded"
-        evidence.append(Evidence(ref(condition), f"Active {display(condition.code)}, {label}", when))
+        evidence.append(
+            Evidence(ref(condition), f"Active {display(condition.code)}, {label}", when)
+        )
     known = [g for g in grades if g is not None]
     if None in grades and max(known, default=0) < 3:
         return Fact(None, tuple(evidence), note="active acute GVHD without a recorded grade")

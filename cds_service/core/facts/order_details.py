@@ -15,7 +15,9 @@ def _pick(order: Order, options: tuple[str, ...]) -> Fact:
     if len(stated) != 1:
         why = "not stated on the order" if not stated else "conflicting details on the order"
         return Fact(None, note=why)
-    return Fact(stated[0], (Evidence(order.reference, f"Order detail: {stated[0]}", order.authored_on),))
+    return Fact(
+        stated[0], (Evidence(order.reference, f"Order detail: {stated[0]}", order.authored_on),)
+    )
 
 
 def product_source(ctx: Context) -> Fact:
@@ -41,6 +43,8 @@ def high_relapse_risk_attested(ctx: Context) -> Fact:
     if ctx.order is None:
         return Fact(None, note="no order")
     if "high-relapse-risk" in ctx.order.details:
-        evidence = (Evidence(ctx.order.reference, "Order detail: high-relapse-risk", ctx.order.authored_on),)
+        evidence = (
+            Evidence(ctx.order.reference, "Order detail: high-relapse-risk", ctx.order.authored_on),
+        )
         return Fact(True, evidence)
     return Fact(False, note="the order carries no high-relapse-risk attestation")

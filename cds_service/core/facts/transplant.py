@@ -55,10 +55,13 @@ def conditioning_intensity(ctx: Context) -> Fact:
     for extension in index.procedure.extension or ():
         if extension.url == codes.CONDITIONING_EXT:
             code = next(
-                (c for s, c in codings(extension.valueCodeableConcept)
-                 if s == codes.CONDITIONING_SYSTEM),
+                (
+                    c
+                    for s, c in codings(extension.valueCodeableConcept)
+                    if s == codes.CONDITIONING_SYSTEM
+                ),
                 None,
-            )  # fmt: skip
+            )
             if code in ("MAC", "RIC", "NMA"):
                 return Fact(code, (Evidence(index.reference, f"Conditioning: {code}", index.when),))
     limit = ctx.thresholds.conditioning_max_days_before
@@ -68,20 +71,21 @@ def conditioning_intensity(ctx: Context) -> Fact:
         part_of = {r.reference.split("/")[-1] for r in procedure.partOf or () if r.reference}
         when = procedure_date(procedure)
         near = (
-            when is not None
-            and index.when is not None
-            and 0 <= (index.when - when).days <= limit
+            when is not None and index.when is not None and 0 <= (index.when - when).days <= limit
         )
         if index.procedure.id not in part_of and not near:
             continue
         for system, code in codings(procedure.code):
             intensity = (
-                "MAC" if system == codes.SNOMED and code == codes.MAC_SNOMED
-                else code if system == codes.CONDITIONING_SYSTEM else None
-            )  # fmt: skip
+                "MAC"
+                if system == codes.SNOMED and code == codes.MAC_SNOMED
+                else code
+                if system == codes.CONDITIONING_SYSTEM
+                else None
+            )
             if intensity in ("MAC", "RIC", "NMA"):
                 summary = f"Conditioning procedure: {display(procedure.code)} ({intensity})"
                 return Fact(intensity, (Evidence(ref(procedure), summary, when),))
-    return Fact(None, note=f"conditioning intensity not recorded for the {fmt(index.when)} transplant")
-
-
+    return Fact(
+        None, note=f"conditioning intensity not recorded for the {fmt(index.when)} transplant"
+    )

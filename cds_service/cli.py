@@ -1,0 +1,184 @@
+"""Command line: `cds-service serve | fire | fixtures`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from enum import StrEnum
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from cds_service.core.model import Service
+from cds_service.policy_store import load
+from cds_service.scenarios import (
+    build_request,
+    find_scenario,
+    load_scenarios,
+    service_id,
+    set_payer,
+)
+from cds_service.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+_STATUS_MARK = {"met": "✓", "not-met": "✗", "unknown": "?", "not-applicable": "–"}
+
+
+class Hook(StrEnum):
+    ORDER_SIGN = "order-sign"
+    ORDER_SELECT = "order-select"
+
+
+class Which(StrEnum):
+    DLI = "dli"
+    HPC_BOOST = "hpc-boost"
+    BOTH = "both"
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (env HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env PORT, default 8000).")] = None,
+) -> None:
+    """Start the CDS Hooks service."""
+    import uvicorn
+
+    from cds_service.api.app import create_app
+
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+        access_log=False,  # the access log would print URLs only, but keep one log line per call
+    )
+
+
+def _post(url: str | None, path: str, payload: dict[str, Any]) -> httpx.Response:
+    if url:
+        return httpx.post(url.rstrip("/") + path, json=payload, timeout=30)
+
+    async def in_process() -> httpx.Response:
+        from cds_service.api.app import create_app
+
+        transport = httpx.ASGITransport(app=create_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://in-process") as client:
+            return await client.post(path, json=payload)
+
+    return asyncio.run(in_process())
+
+
+def _print_response(body: dict[str, Any]) -> None:
+    cards = body.get("cards") or []
+    if not cards:
+        typer.echo("No cards: the order is not a DLI or HPC boost, or no guidance applies.")
+    for card in cards:
+        typer.secho(f"[{card['indicator'].upper()}] {card['summary']}", bold=True)
+        for evaluation in card.get("extension", {}).get("dli-hpc-cds.evaluations", []):
+            typer.echo(
+                f"  {evaluation['policyId']} · {evaluation['service']} · {evaluation['order']}"
+                f" → {evaluation['determination']}"
+            )
+            for criterion in evaluation["criteria"]:
+                mark = _STATUS_MARK[criterion["status"]]
+                evidence = (
+                    f"  [{', '.join(criterion['evidence'])}]" if criterion["evidence"] else ""
+                )
+                typer.echo(f"    {mark} {criterion['text']}{evidence}")
+        typer.echo("")
+    for action in body.get("systemActions") or []:
+        info: dict[str, Any] = next(
+            (
+                x
+                for x in action["resource"].get("extension", [])
+                if x["url"].endswith("coverage-information")
+            ),
+            {"extension": []},
+        )
+        fields = {
+            x["url"]: next(v for k, v in x.items() if k.startswith("value"))
+            for x in info["extension"]
+        }
+        typer.echo(
+            f"systemAction {action['type']} {action['resource']['resourceType']}/{action['resource'].get('id')}:"
+            f" covered={fields.get('covered')} pa-needed={fields.get('pa-needed', '-')}"
+            f" doc-needed={fields.get('doc-needed', '-')}"
+        )
+
+
+@app.command()
+def fire(
+    scenario: Annotated[
+        str, typer.Argument(help="Scenario id (or a unique part of it); see `fixtures`.")
+    ],
+    service: Annotated[Which, typer.Option(help="Which draft order(s) to sign.")] = Which.DLI,
+    hook: Annotated[Hook, typer.Option(help="CDS hook to fire.")] = Hook.ORDER_SIGN,
+    payer: Annotated[
+        str | None,
+        typer.Option(
+            help="Policy id whose payer replaces the scenario's Coverage, or 'none' for no Coverage."
+        ),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Base URL of a running service (default: in process).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw response JSON.")] = False,
+) -> None:
+    """Build a hook request from a scenario patient, call the service, print the cards."""
+    try:
+        found = find_scenario(scenario)
+    except KeyError as error:
+        raise typer.BadParameter(str(error.args[0]), param_hint="SCENARIO") from error
+    services = tuple(Service) if service is Which.BOTH else (Service(service.value),)
+    request = build_request(found.bundle(), hook.value, services)
+    if payer is not None:
+        policies = {p.id: p for p in load().policies}
+        if payer != "none" and payer not in policies:
+            raise typer.BadParameter(
+                f"use 'none' or one of {', '.join(policies)}", param_hint="--payer"
+            )
+        set_payer(request["prefetch"], None if payer == "none" else policies[payer])
+    try:
+        response = _post(url, f"/cds-services/{service_id(hook.value)}", request)
+    except httpx.HTTPError as error:
+        typer.secho(f"Could not reach {url}: {error}", fg="red", err=True)
+        raise typer.Exit(2) from error
+    body = response.json()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+    elif response.status_code != 200:
+        typer.secho(f"HTTP {response.status_code}: {json.dumps(body)}", fg="red", err=True)
+    else:
+        typer.echo(f"{found.id}: {found.title} ({hook.value}, HTTP {response.status_code})\n")
+        _print_response(body)
+    if response.status_code != 200:
+        raise typer.Exit(1)
+
+
+@app.command()
+def fixtures() -> None:
+    """List the scenario patients and their expected determinations."""
+    short = {
+        "meets-criteria": "meets",
+        "does-not-meet-criteria": "no",
+        "needs-information": "info",
+        "not-addressed": "n/a",
+    }
+    policies = [p.id for p in load().policies]
+    for scenario in load_scenarios():
+        typer.secho(
+            f"{scenario.id}  (payer: {scenario.payer or 'none'}, as of {scenario.as_of})", bold=True
+        )
+        typer.echo(f"  {scenario.title}")
+        for svc, expected in scenario.expected.items():
+            cells = "  ".join(
+                f"{p.split('-')[0]}={short.get(expected.get(p, ''), '?')}" for p in policies
+            )
+            typer.echo(f"  {svc:<9} {cells}")

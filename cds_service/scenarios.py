@@ -1,0 +1,184 @@
+"""Scenario patients (fhir_fixtures/): load them and build CDS Hooks requests from them.
+
+Used by the CLI, the tests and the sandbox, so all three send exactly what an EHR would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import yaml
+
+from cds_service.api.discovery import PREFETCH, SERVICES
+from cds_service.core.model import Service
+from cds_service.core.orders import recognise
+from cds_service.core.policy import Policy
+from cds_service.policy_store import bundled
+
+FIXTURES_DIR = bundled("fhir_fixtures")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    description: str
+    payer: str | None
+    as_of: str
+    expected: dict[str, dict[str, str]]  # service -> policy id -> determination
+
+    def bundle(self, folder: Path | None = None) -> dict[str, Any]:
+        path = (folder or FIXTURES_DIR) / f"{self.id}.json"
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+
+def load_scenarios(folder: Path | None = None) -> list[Scenario]:
+    manifest = (folder or FIXTURES_DIR) / "scenarios.yaml"
+    entries = yaml.safe_load(manifest.read_text(encoding="utf-8")) or []
+    return [
+        Scenario(
+            id=e["id"],
+            title=e["title"],
+            description=e.get("description", ""),
+            payer=e.get("payer"),
+            as_of=str(e["as_of"]),
+            expected={s: dict(v) for s, v in (e.get("expected") or {}).items()},
+        )
+        for e in entries
+    ]
+
+
+def find_scenario(name: str, folder: Path | None = None) -> Scenario:
+    scenarios = load_scenarios(folder)
+    for scenario in scenarios:
+        if scenario.id == name:
+            return scenario
+    matches = [s for s in scenarios if name in s.id]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(s.id for s in scenarios)
+    raise KeyError(f"no single scenario matches {name!r}; scenarios: {known}")
+
+
+def resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle.get("entry") or () if isinstance(e.get("resource"), dict)]
+
+
+def _searchset(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(items),
+        "entry": [{"fullUrl": f"{r['resourceType']}/{r.get('id')}", "resource": r} for r in items],
+    }
+
+
+def _observation_codes() -> set[tuple[str, str]]:
+    query = PREFETCH["observations"].split("?", 1)[1]
+    tokens = parse_qs(query)["code"][0].split(",")
+    return {tuple(t.split("|", 1)) for t in tokens}  # type: ignore[misc]
+
+
+def _has_code(resource: dict[str, Any], wanted: set[tuple[str, str]]) -> bool:
+    codings = (resource.get("code") or {}).get("coding") or ()
+    return any((c.get("system"), c.get("code")) in wanted for c in codings)
+
+
+def prefetch_for(bundle: dict[str, Any]) -> dict[str, Any]:
+    """What an EHR would send for each of our prefetch templates, from a scenario bundle."""
+    items = resources(bundle)
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for r in items:
+        by_type.setdefault(r["resourceType"], []).append(r)
+    patients = by_type.get("Patient", [])
+    wanted = _observation_codes()
+    return {
+        "patient": patients[0] if patients else None,
+        "coverage": _searchset(
+            [c for c in by_type.get("Coverage", []) if c.get("status") == "active"]
+        ),
+        "conditions": _searchset(by_type.get("Condition", [])),
+        "procedures": _searchset(by_type.get("Procedure", [])),
+        "observations": _searchset(
+            [o for o in by_type.get("Observation", []) if _has_code(o, wanted)]
+        ),
+    }
+
+
+def draft_orders(bundle: dict[str, Any], services: tuple[Service, ...]) -> list[dict[str, Any]]:
+    orders = []
+    for r in resources(bundle):
+        if r["resourceType"] == "ServiceRequest" and r.get("status") == "draft":
+            order = recognise(r)
+            if order is not None and order.service in services:
+                orders.append(copy.deepcopy(r))
+    return orders
+
+
+def set_payer(prefetch: dict[str, Any], policy: Policy | None) -> None:
+    """Replace the Coverage's payer with `policy`'s payer, or drop the Coverage (None)."""
+    if policy is None:
+        prefetch["coverage"] = None
+        return
+    coverage = next((e["resource"] for e in (prefetch["coverage"] or {}).get("entry", [])), None)
+    if coverage is None:
+        patient = prefetch.get("patient") or {}
+        coverage = {
+            "resourceType": "Coverage",
+            "id": f"{patient.get('id', 'patient')}-coverage",
+            "status": "active",
+            "beneficiary": {"reference": f"Patient/{patient.get('id')}"},
+        }
+    identifier = policy.payer.identifiers[0] if policy.payer.identifiers else None
+    org: dict[str, Any] = {"resourceType": "Organization", "id": "payer", "name": policy.payer.name}
+    if identifier is not None:
+        org["identifier"] = [{"system": identifier.system, "value": identifier.value}]
+    coverage = {**coverage, "contained": [org], "payor": [{"reference": "#payer"}]}
+    prefetch["coverage"] = _searchset([coverage])
+
+
+def build_request(
+    bundle: dict[str, Any],
+    hook: str = "order-sign",
+    services: tuple[Service, ...] = (Service.DLI,),
+    prefetch_keys: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """A CDS Hooks request for the scenario's draft orders of `services`.
+
+    `prefetch_keys` limits the prefetch to those keys (None: all of them).
+    """
+    orders = draft_orders(bundle, services)
+    if not orders:
+        raise ValueError(f"the scenario has no draft order for {[s.value for s in services]}")
+    patient_id = next(r["id"] for r in resources(bundle) if r["resourceType"] == "Patient")
+    requester = (orders[0].get("requester") or {}).get("reference") or "Practitioner/unknown"
+    prefetch = prefetch_for(bundle)
+    context: dict[str, Any] = {
+        "userId": requester,
+        "patientId": patient_id,
+        "draftOrders": {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"fullUrl": f"ServiceRequest/{o['id']}", "resource": o} for o in orders],
+        },
+    }
+    if hook == "order-select":
+        context["selections"] = [f"ServiceRequest/{o['id']}" for o in orders]
+    keys = prefetch_keys if prefetch_keys is not None else tuple(prefetch)
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": context,
+        "prefetch": {k: prefetch[k] for k in keys},
+    }
+
+
+def service_id(hook: str) -> str:
+    return next(s.id for s in SERVICES.values() if s.hook == hook)
