@@ -86,10 +86,10 @@ def _print_response(body: dict[str, Any]) -> None:
                 f"  {evaluation['policyId']} · {evaluation['service']} · {evaluation['order']}"
                 f" → {evaluation['determination']}"
             )
-            for criterion in evaluation["criteria"]:
+            for criterion in evaluation.get("criteria", []):
                 mark = _STATUS_MARK[criterion["status"]]
                 evidence = (
-                    f"  [{', '.join(criterion['evidence'])}]" if criterion["evidence"] else ""
+                    f"  [{', '.join(criterion['evidence'])}]" if criterion.get("evidence") else ""
                 )
                 typer.echo(f"    {mark} {criterion['text']}{evidence}")
         typer.echo("")

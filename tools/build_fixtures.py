@@ -24,6 +24,7 @@ import json
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -278,7 +279,6 @@ class Builder:
             }]
         res.update({
             "status": "completed",
-            "category": {"coding": [{"system": SCT, "code": "387713003", "display": "Surgical procedure"}]},
             "code": cc(*codes),
             "subject": self.subject,
             "performedDateTime": when,
@@ -323,7 +323,7 @@ class Builder:
         return self.add(self._obs("chim", code, when, "laboratory", {
             "valueQuantity": {"value": value, "unit": "%", "system": UCUM, "code": "%"}}))
 
-    COUNT = {
+    COUNT: ClassVar[dict[str, tuple[str, str, str]]] = {
         "anc": ("751-8", "Neutrophils [#/volume] in Blood by Automated count", "10*3/uL"),
         "plt": ("777-3", "Platelets [#/volume] in Blood by Automated count", "10*3/uL"),
         "hgb": ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL"),
@@ -460,8 +460,8 @@ M, DNM, NI, NA = "meets-criteria", "does-not-meet-criteria", "needs-information"
 def exp(dli: tuple[str, str, str, str, str], hpc: tuple[str, str]) -> dict:
     """dli: (wellmark, molina, centene, anthem, bcbsms); hpc: (wellmark, molina)."""
     return {
-        "dli": dict(zip(POLICIES, dli)),
-        "hpc-boost": dict(zip(POLICIES, (*hpc, NA, NA, NA))),
+        "dli": dict(zip(POLICIES, dli, strict=False)),
+        "hpc-boost": dict(zip(POLICIES, (*hpc, NA, NA, NA), strict=False)),
     }
 
 
@@ -547,7 +547,7 @@ def _mhr(b: Builder):
     b.chimerism("2026-01-12", donor=100)
     b.normal_counts(before(b.as_of, 28), before(b.as_of, 70))
     b.smoking("2026-01-12", NEVER)
-    b.orders(STD + ["high-relapse-risk"], STD, aml)
+    b.orders([*STD, "high-relapse-risk"], STD, aml)
 
 
 @scenario(
@@ -950,16 +950,17 @@ def _gft(b: Builder):
     title="Prolonged cytopenias after BCMA CAR T for myeloma, no HSCT",
     description="Multiple myeloma treated with BCMA CAR T (11/2025), never transplanted; ANC < 0.5 and "
                 "platelets < 30 persisting for 6 weeks. Molina 1b + 2c meet the HPC boost (stored autologous "
-                "HPC); Wellmark needs an HSCT that is not documented (needs-information), as does every DLI policy.",
+                "HPC). The record shows no transplant at all (hsct_type none), so Wellmark's HPC boost and "
+                "every DLI policy are not met.",
     payer="molina", as_of="2026-01-21",
     patient={"name": ("Vernon Lee", "Ashcroft"), "gender": "male", "birthDate": "1958-10-29",
              "mrn": "MRN-42805917", "phone": "(419) 555-0121",
              "address": ("3042 West Sylvania Avenue", "Toledo", "OH", "43613")},
     coverage=("molina", "Molina Healthcare of Ohio", "MOH-778190215"),
-    facts={"indication_icd10cm": ["C90.00"], "hsct_type": None, "t_cell_depleted_graft": None,
-           "conditioning_intensity": None, "donor_chimerism_pct": None, "poor_graft_function": None,
+    facts={"indication_icd10cm": ["C90.00"], "hsct_type": "none", "t_cell_depleted_graft": None,
+           "conditioning_intensity": None, "donor_chimerism_pct": None, "poor_graft_function": False,
            "prior_car_t": True, "cytopenia_after_car_t": True},
-    expected=exp((NI, NI, NI, NI, NI), (NI, M)),
+    expected=exp((DNM, DNM, DNM, DNM, DNM), (DNM, M)),
 )
 def _ctc(b: Builder):
     mm = b.condition([(ICD10CM, "C90.00"), (SCT, "109989006")], "2021-04-06",
@@ -970,6 +971,30 @@ def _ctc(b: Builder):
     low_series(b, "hgb", [(45, 8.7), (31, 8.5), (17, 8.9), (3, 8.8)])
     b.smoking("2025-11-04", NEVER)
     b.orders(STD, STD, mm)
+
+
+@scenario(
+    id="aml-induction-no-transplant", tag="ind",
+    title="AML in induction, never transplanted: DLI and HPC boost ordered prematurely",
+    description="Newly diagnosed AML (C92.00, 01/2026) with chemotherapy-induced cytopenias during "
+                "induction; no stem cell transplant, no transplant history and no CAR T on record. "
+                "Both orders precede any graft, so every policy's transplant criterion is not met.",
+    payer="bcbsms", as_of="2026-02-20",
+    patient={"name": ("Dwayne Everett", "Holloway"), "gender": "male", "birthDate": "1971-06-02",
+             "mrn": "MRN-61730294", "phone": "(601) 555-0188",
+             "address": ("418 North State Street", "Jackson", "MS", "39201")},
+    coverage=("bcbsms", "Blue Cross & Blue Shield of Mississippi", "BMS-330918442"),
+    facts={"indication_icd10cm": ["C92.00"], "hsct_type": "none", "t_cell_depleted_graft": None,
+           "conditioning_intensity": None, "disease_status": None, "donor_chimerism_pct": None,
+           "poor_graft_function": False, "prior_car_t": False, "cytopenia_after_car_t": False},
+    expected=exp((DNM, DNM, DNM, DNM, DNM), (DNM, DNM)),
+)
+def _ind(b: Builder):
+    aml = b.condition([(ICD10CM, "C92.00"), (SCT, "91861009")], "2026-01-08", recorded="2026-01-09")
+    low_series(b, "anc", [(30, 0.12), (16, 0.2), (2, 0.31)])
+    low_series(b, "plt", [(30, 11), (16, 18), (2, 24)])
+    b.smoking("2026-01-09", NEVER)
+    b.orders(STD, STD, aml)
 
 
 @scenario(
@@ -1262,8 +1287,9 @@ def _bca(b: Builder):
     id="outside-transplant-no-indication", tag="oti",
     title="Outside allogeneic transplant recorded without indication or conditioning; mixed chimerism",
     description="Allogeneic transplant (05/2025) imported from an outside centre without reason, conditioning "
-                "or diagnosis codes; donor chimerism 76 %, normal counts. The diagnosis class is unknown, so "
-                "DLI is needs-information everywhere; Molina's HPC boost (chimerism < 100 %) is met.",
+                "or diagnosis codes; donor chimerism 76 %, normal counts; the DLI order carries conflicting product "
+                "details. The diagnosis class is unknown, so DLI is needs-information everywhere; Molina's "
+                "HPC boost (chimerism < 100 %) is met.",
     payer=None, as_of="2026-02-19",
     patient={"name": ("Lucinda Marie", "Haverford"), "gender": "female", "birthDate": "1977-08-25",
              "mrn": "MRN-64027156", "phone": "(401) 555-0185",
@@ -1280,7 +1306,7 @@ def _oti(b: Builder):
     b.chimerism("2026-02-03", donor=76)
     b.smoking("2026-02-03", NEVER)
     b.normal_counts(before(b.as_of, 16), before(b.as_of, 44))
-    b.orders(STD, STD, None)
+    b.orders(["original-donor", "unmanipulated-product", "ex-vivo-manipulated-product"], STD, None)
 
 
 @scenario(
@@ -1335,11 +1361,13 @@ def _mac(b: Builder):
 
 # --- order facts ------------------------------------------------------------------------------
 def order_facts(details: list[str]) -> dict:
+    """Absent source = unknown; absent product = the plain CPT code, read as unmanipulated
+    (terminology.md section 6.7); two conflicting codes = unknown."""
     src = [c for c in details if c in ("original-donor", "different-donor")]
-    man = [c for c in details if c.endswith("-product")]
+    man = [c for c in details if c.endswith("-product")] or ["unmanipulated-product"]
     return {
-        "product_source": src[0] if src else None,
-        "product_manipulation": man[0] if man else None,
+        "product_source": src[0] if len(src) == 1 else None,
+        "product_manipulation": man[0] if len(man) == 1 else None,
         "high_relapse_risk_attested": "high-relapse-risk" in details,
     }
 
@@ -1374,6 +1402,7 @@ def build_all() -> list[dict]:
 
 
 PRACTITIONERS = {
+    "ind": (("Lorraine", "Castellano"), "1376520948"),
     "ram": (("Helena", "Marchetti"), "1548302917"), "pric": (("Samuel", "Okafor"), "1730294461"),
     "mhr": (("Ingrid", "Solberg"), "1962047735"), "tcd": (("Rajesh", "Venkataraman"), "1093817462"),
     "mix": (("Claire", "Dubois-Hart"), "1285730196"), "ag3": (("Miguel", "Santacruz"), "1477039258"),
@@ -1512,6 +1541,12 @@ cross-check of the hand-derived `expected` values, not their source.
 - An allogeneic transplant coded without a T-cell-depletion code (CPT 38240, PCS substance Y/G/X,
   SNOMED non-TCD concepts) is read as not T-cell depleted (`t_cell_depleted_graft` false).
 - Molina HPC criterion 3 (original donor) is not applicable after an autologous-only transplant.
+- An order without a product code (`*-product`) is a plain CPT 38242/38243 order and is read as an
+  unmanipulated product; two conflicting product codes leave the product unknown. An order without
+  a source code leaves the source unknown.
+- An ICD-10-CM x0 code ("not in remission") or any other disease status counts only when dated after
+  an index transplant; with no transplant on record, disease status is unknown. Poor graft function
+  likewise needs a transplant to be "after".
 
 ## Scenarios ({COUNT})
 

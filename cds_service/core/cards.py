@@ -123,23 +123,28 @@ def detail(evaluation: Evaluation) -> str:
 
 def machine_result(evaluation: Evaluation) -> dict[str, Any]:
     """The fixed machine-readable contract (card.extension["dli-hpc-cds.evaluations"] item)."""
-    return {
+    result: dict[str, Any] = {
         "policyId": evaluation.policy.id,
         "payer": evaluation.policy.payer.name,
         "service": evaluation.service.value,
         "order": evaluation.order.reference,
         "determination": evaluation.determination.value,
-        "criteria": [
-            {
-                "id": c.id,
-                "text": c.text,
-                "status": c.status.value,
-                "citation": c.citation,
-                "evidence": list(dict.fromkeys(e.reference for e in c.evidence)),
-            }
-            for c in evaluation.criteria
-        ],
     }
+    if evaluation.criteria:  # a not-addressed evaluation has none
+        result["criteria"] = [_machine_criterion(c) for c in evaluation.criteria]
+    return result
+
+
+def _machine_criterion(c: CriterionResult) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": c.id,
+        "text": c.text,
+        "status": c.status.value,
+        "citation": c.citation,
+    }
+    if c.evidence:  # CDS Hooks forbids empty arrays: no evidence, no key
+        item["evidence"] = list(dict.fromkeys(e.reference for e in c.evidence))
+    return item
 
 
 def _card(

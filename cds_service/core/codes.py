@@ -156,6 +156,10 @@ AUTO_SNOMED = frozenset({"58776007", "425983008", "709115004", "19944001", "4628
 GENERIC_HSCT_SNOMED = frozenset({"234336002", "23719005", "278257006", "1269349006"})
 TCD_SNOMED = frozenset({"234332000", "234333005"})
 HSCT_STATUS_ICD = frozenset({"Z94.81", "Z94.84"})
+# History / status findings (terminology.md §3.1): a transplant happened, sometimes typed.
+HSCT_HISTORY_ALLO_SNOMED = frozenset({"152621000119105", "174251000112102"})
+HSCT_HISTORY_AUTO_SNOMED = frozenset({"108631000119101"})
+HSCT_HISTORY_SNOMED = frozenset({"153351000119102", "2631000119108", "737300001"})
 # ICD-10-PCS 302 table: 3023[34] + substance G/X/Y/U + qualifier (0 auto; 2/3/4 allo; 1 legacy).
 HSCT_PCS = re.compile(r"^302[34]3([GXYU])([01234])$")
 MAC_SNOMED = "870253002"

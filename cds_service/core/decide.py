@@ -45,9 +45,11 @@ def decide(
     coverage = routed.coverage
     if hook == "order-sign" and options.coverage_info and coverage is not None and coverage.id:
         # CRD: order-select is a supporting hook, so coverage information goes on order-sign only.
-        payer_policy = routed.policies[0]
+        # One assertion id per coverage and response: CRD 2.0.1 (Inferno) requires repetitions
+        # for the same coverage to share it, and CRD 2.2 allows it.
+        payer_policy, assertion_id = routed.policies[0], new_uuid()
         actions = [
-            coverage_action(e, str(coverage.id), today, new_uuid())
+            coverage_action(e, str(coverage.id), today, assertion_id)
             for e in evaluations
             if e.policy is payer_policy
         ]

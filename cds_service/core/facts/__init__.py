@@ -55,9 +55,10 @@ CATALOGUE: dict[str, FactSpec] = {
     ),
     "hsct_type": FactSpec(
         transplant.hsct_type,
-        ("allogeneic", "autologous"),
+        ("allogeneic", "autologous", "none"),
         "category",
-        "allogeneic if any allogeneic HSCT (or GVHD) is documented; autologous if only autologous.",
+        "allogeneic if any allogeneic HSCT (or GVHD) is documented; autologous if only autologous; "
+        "none if the record shows no transplant at all.",
     ),
     "t_cell_depleted_graft": FactSpec(
         transplant.t_cell_depleted_graft,

@@ -39,7 +39,9 @@ def coded_status(system: str, code: str) -> str | None:
     if category is None:
         return None
     if 81 <= category <= 85:  # lymphoma: final "A" (and C84.7B) = in remission; no relapse code
-        return "remission" if (code.endswith("A") and code != "C84.7A") or code == "C84.7B" else None
+        return (
+            "remission" if (code.endswith("A") and code != "C84.7A") or code == "C84.7B" else None
+        )
     has_status_character = "." in code and len(code.split(".")[1]) == 2
     if (category in (86, 88) or 90 <= category <= 95) and has_status_character:
         return _RELAPSE_CHARACTER.get(code[-1])
@@ -63,6 +65,9 @@ def _condition_status(condition: Any) -> str | None:
 
 
 def disease_status(ctx: Context) -> Fact:
+    index = ctx.index_transplant
+    if index is None or index.when is None:
+        return Fact(None, note="no dated transplant, so no status can be placed after it")
     found: list[tuple[date, int, str, Evidence]] = []
     for condition, when, _ in ctx.conditions(_relevant):
         status = _condition_status(condition)
@@ -89,8 +94,6 @@ def disease_status(ctx: Context) -> Fact:
     if gap:
         return Fact(None, tuple(e for *_, e in found), note=gap)
     if not found:
-        index = ctx.index_transplant
-        after = f" after the {fmt(index.when)} transplant" if index else ""
-        return Fact(None, note=f"no dated disease status{after}")
+        return Fact(None, note=f"no dated disease status after the {fmt(index.when)} transplant")
     when, _, status, evidence = max(found, key=lambda item: (item[0], item[1]))
     return Fact(status, (evidence,), note=f"latest status, {fmt(when)}")

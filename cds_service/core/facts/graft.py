@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import date
 
 from cds_service.core import codes
+from cds_service.core.facts import transplant
 from cds_service.core.facts.context import Context
 from cds_service.core.fhir_util import (
     codings,
@@ -96,6 +97,8 @@ def persistent_cytopenias(
 
 def poor_graft_function(ctx: Context) -> Fact:
     t = ctx.thresholds
+    if transplant.hsct_type(ctx).value == "none":
+        return Fact(False, note="no stem cell transplant on record, so no graft")
     evidence = [
         Evidence(ref(c), f"Active {display(c.code)}", when)
         for c, when, _ in ctx.conditions(is_failure_dx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cds_service.core import codes
 from cds_service.core.facts.context import Context
 from cds_service.core.facts.hsct import Transplant, is_hsct_coding
@@ -19,25 +21,57 @@ def _is_gvhd(system: str, code: str) -> bool:
     )
 
 
-def hsct_type(ctx: Context) -> Fact:
-    """Allogeneic if any allogeneic HSCT is documented (GVHD implies one), else autologous."""
-    allo = [t for t in ctx.transplants if t.kind == "allogeneic"]
-    if allo:
-        return Fact("allogeneic", tuple(_evidence(t) for t in allo))
-    gvhd = [
-        Evidence(ref(c), f"Condition: {display(c.code)} (implies an allogeneic graft)", when)
-        for c, when, _ in ctx.conditions(_is_gvhd)
+def _history(kind: str | None) -> Callable[[str, str], bool]:
+    """Transplant history / status Conditions implying a transplant of `kind` (None: untyped)."""
+    snomed = {
+        "allogeneic": codes.HSCT_HISTORY_ALLO_SNOMED,
+        "autologous": codes.HSCT_HISTORY_AUTO_SNOMED,
+        None: codes.HSCT_HISTORY_SNOMED,
+    }[kind]
+    return lambda s, c: (
+        (s == codes.SNOMED and c in snomed)
+        or (kind is None and s == codes.ICD10CM and c in codes.HSCT_STATUS_ICD)
+    )
+
+
+def _conditions(ctx: Context, test: Callable[[str, str], bool], why: str = "") -> list[Evidence]:
+    return [
+        Evidence(ref(c), f"Condition: {display(c.code)}{why}", when)
+        for c, when, _ in ctx.conditions(test)
     ]
-    if gvhd:
-        return Fact("allogeneic", tuple(gvhd), note="implied by graft-versus-host disease")
-    gap = ctx.unreadable("Procedure", is_hsct_coding)
-    auto = [t for t in ctx.transplants if t.kind == "autologous"]
+
+
+def _any_hsct_evidence(system: str, code: str) -> bool:
+    return is_hsct_coding(system, code) or any(
+        _history(k)(system, code) for k in ("allogeneic", "autologous", None)
+    )
+
+
+def hsct_type(ctx: Context) -> Fact:
+    """allogeneic / autologous from procedures or history; `none` when the record (complete for
+    Procedures and Conditions) shows no transplant at all: no HSCT procedure, no transplant
+    history or status code (Z94.81/Z94.84), no GVHD. A transplant of uncoded type is unknown."""
+    allo = [_evidence(t) for t in ctx.transplants if t.kind == "allogeneic"]
+    allo += _conditions(ctx, _history("allogeneic"))
+    allo += _conditions(ctx, _is_gvhd, " (implies an allogeneic graft)")
+    if allo:
+        return Fact("allogeneic", tuple(allo))
+    gap = ctx.unreadable("Procedure", is_hsct_coding) or ctx.unreadable(
+        "Condition", lambda s, c: _any_hsct_evidence(s, c) or _is_gvhd(s, c)
+    )
+    auto = [_evidence(t) for t in ctx.transplants if t.kind == "autologous"]
+    auto += _conditions(ctx, _history("autologous"))
     if auto and not gap:
-        return Fact("autologous", tuple(_evidence(t) for t in auto))
-    untyped = [t for t in ctx.transplants if t.kind is None]
+        return Fact("autologous", tuple(auto))
+    untyped = [_evidence(t) for t in ctx.transplants if t.kind is None]
+    untyped += _conditions(ctx, _history(None))
     if untyped:
-        return Fact(None, tuple(_evidence(t) for t in untyped), note="transplant type not coded")
-    return Fact(None, note=gap or "no stem cell transplant documented")
+        return Fact(
+            None, tuple(untyped), note="a transplant is documented but its type is not coded"
+        )
+    if gap:
+        return Fact(None, note=gap)
+    return Fact("none", note="no stem cell transplant, transplant history or GVHD on record")
 
 
 def t_cell_depleted_graft(ctx: Context) -> Fact:

@@ -1,0 +1,102 @@
+"""Every scenario patient through the real HTTP API, against its declared determinations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import cache
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.core.model import Service
+from cds_service.policy_store import load
+from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id
+from tests.conformance import problems
+
+SCENARIOS = load_scenarios()
+POLICY_IDS = sorted(p.id for p in load().policies)
+EVALUATIONS = "dli-hpc-cds.evaluations"
+
+
+def evaluations(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for card in body["cards"] for e in card["extension"][EVALUATIONS]]
+
+
+@cache
+def all_payer_body(client: TestClient, scenario_id: str, service: Service) -> dict[str, Any]:
+    """The order-sign response with no Coverage, so every policy is evaluated."""
+    scenario = next(s for s in SCENARIOS if s.id == scenario_id)
+    request = build_request(scenario.bundle(), "order-sign", (service,))
+    request["prefetch"]["coverage"] = None
+    response = client.post(f"/cds-services/{service_id('order-sign')}", json=request)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_there_are_at_least_25_scenarios() -> None:
+    assert len(SCENARIOS) >= 25
+    assert len({s.id for s in SCENARIOS}) == len(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+@pytest.mark.parametrize("service", list(Service), ids=lambda s: s.value)
+def test_declared_determinations(client: TestClient, scenario: Scenario, service: Service) -> None:
+    body = all_payer_body(client, scenario.id, service)
+    got = {e["policyId"]: e["determination"] for e in evaluations(body)}
+    assert sorted(got) == POLICY_IDS, "every policy evaluated exactly once"
+    assert got == scenario.expected[service.value]
+    assert problems(body, "order-sign") == []
+    assert "systemActions" not in body  # no recognised payer: no coverage assertion
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.payer], ids=lambda s: s.id)
+def test_scenario_payer_routing(client: TestClient, scenario: Scenario) -> None:
+    """With the scenario's own Coverage: only that payer's policy, plus the CRD system action."""
+    request = build_request(scenario.bundle(), "order-sign", tuple(Service))
+    response = client.post(f"/cds-services/{service_id('order-sign')}", json=request)
+    body = response.json()
+    assert response.status_code == 200
+    assert problems(body, "order-sign") == []
+    found = evaluations(body)
+    if scenario.payer == "unrecognised":
+        assert {e["policyId"] for e in found} == set(POLICY_IDS)
+        assert "systemActions" not in body
+        return
+    assert {e["policyId"] for e in found} == {scenario.payer}
+    for e in found:
+        assert e["determination"] == scenario.expected[e["service"]][scenario.payer]
+    covered = {
+        "meets-criteria": "covered",
+        "does-not-meet-criteria": "not-covered",
+        "needs-information": "conditional",
+        "not-addressed": "conditional",
+    }
+    actions = body["systemActions"]
+    assert len(actions) == 2  # one per draft order
+    for action in actions:
+        order = f"ServiceRequest/{action['resource']['id']}"
+        determination = next(e["determination"] for e in found if e["order"] == order)
+        info = action["resource"]["extension"][-1]["extension"]
+        assert {"url": "covered", "valueCode": covered[determination]} in info
+
+
+def test_every_criterion_is_met_and_not_met_somewhere(client: TestClient) -> None:
+    seen: dict[str, set[str]] = defaultdict(set)
+    for scenario in SCENARIOS:
+        for service in Service:
+            for evaluation in evaluations(all_payer_body(client, scenario.id, service)):
+                for criterion in evaluation.get("criteria", []):
+                    seen[criterion["id"]].add(criterion["status"])
+    policies = load().policies
+    all_ids = [
+        node.id
+        for p in policies
+        for s in Service
+        if (rule := p.rule(s)) is not None
+        for node in rule.walk()
+        if node is not rule
+    ]
+    lacking = {i: sorted(seen[i]) for i in all_ids if not {"met", "not-met"} <= seen[i]}
+    assert lacking == {}
