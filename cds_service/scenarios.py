@@ -32,6 +32,7 @@ class Scenario:
     payer: str | None
     as_of: str
     expected: dict[str, dict[str, str]]  # service -> policy id -> determination
+    facts: dict[str, dict[str, Any]]  # "record" / service -> fact name -> intended value
 
     def bundle(self, folder: Path | None = None) -> dict[str, Any]:
         path = (folder or FIXTURES_DIR) / f"{self.id}.json"
@@ -50,6 +51,7 @@ def load_scenarios(folder: Path | None = None) -> list[Scenario]:
             payer=e.get("payer"),
             as_of=str(e["as_of"]),
             expected={s: dict(v) for s, v in (e.get("expected") or {}).items()},
+            facts={part: dict(v) for part, v in (e.get("facts") or {}).items()},
         )
         for e in entries
     ]

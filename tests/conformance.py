@@ -39,7 +39,9 @@ def problems(body: dict[str, Any], hook: str) -> list[str]:
         if not source.get("label") or not (source.get("topic") or {}).get("system"):
             found.append(f"{where}.source.label/topic missing")
         for link in card.get("links", []):
-            if link.get("type") != "absolute" or not str(link.get("url", "")).startswith("https://"):
+            if link.get("type") != "absolute" or not str(link.get("url", "")).startswith(
+                "https://"
+            ):
                 found.append(f"{where}.links: absolute https links only")
             if not link.get("label"):
                 found.append(f"{where}.links.label missing")
@@ -57,7 +59,9 @@ def problems(body: dict[str, Any], hook: str) -> list[str]:
     ids_by_coverage: dict[str, set[str]] = {}
     for i, action in enumerate(actions):
         where = f"systemActions[{i}]"
-        if action.get("type") not in ("create", "update", "delete") or not action.get("description"):
+        if action.get("type") not in ("create", "update", "delete") or not action.get(
+            "description"
+        ):
             found.append(f"{where}: type and description are required")
         resource = action.get("resource") or {}
         if resource.get("status") != "draft":
@@ -81,5 +85,9 @@ def problems(body: dict[str, Any], hook: str) -> list[str]:
             ids_by_coverage.setdefault(coverage, set()).add(
                 parts["coverage-assertion-id"]["valueString"]
             )
-    found += [f"{c}: one coverage-assertion-id per coverage" for c, i in ids_by_coverage.items() if len(i) != 1]
+    found += [
+        f"{c}: one coverage-assertion-id per coverage"
+        for c, i in ids_by_coverage.items()
+        if len(i) != 1
+    ]
     return found

@@ -60,6 +60,7 @@ def test_scenario_payer_routing(client: TestClient, scenario: Scenario) -> None:
     assert response.status_code == 200
     assert problems(body, "order-sign") == []
     found = evaluations(body)
+    assert scenario.payer is not None
     if scenario.payer == "unrecognised":
         assert {e["policyId"] for e in found} == set(POLICY_IDS)
         assert "systemActions" not in body
@@ -100,3 +101,13 @@ def test_every_criterion_is_met_and_not_met_somewhere(client: TestClient) -> Non
     ]
     lacking = {i: sorted(seen[i]) for i in all_ids if not {"met", "not-met"} <= seen[i]}
     assert lacking == {}
+
+
+def test_molina_overview_advisory_never_changes_the_determination(client: TestClient) -> None:
+    body = all_payer_body(client, "acute-gvhd-grade-3", Service.DLI)
+    molina = next(c for c in body["cards"] if c["source"]["label"] == "Molina Healthcare")
+    assert (
+        "Overview (not a coverage criterion): DLI should be avoided with active" in molina["detail"]
+    )
+    expected = next(s for s in SCENARIOS if s.id == "acute-gvhd-grade-3").expected["dli"]
+    assert molina["extension"][EVALUATIONS][0]["determination"] == expected["molina-mcp-210"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from cds_service.core.facts import Facts
 from cds_service.core.model import Determination, Evidence, Fact, Order, Service, Status
-from cds_service.core.policy import Node, Policy, Test
+from cds_service.core.policy import FactTest, Node, Policy
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Evaluation:
         return tuple(c for c in self.criteria if c.status is Status.UNKNOWN and c.to_settle)
 
 
-def check(test: Test, fact: Fact) -> Status:
+def check(test: FactTest, fact: Fact) -> Status:
     """Apply one test to one fact."""
     if fact.value is None:
         return Status.UNKNOWN
@@ -125,7 +125,7 @@ class _Walker:
         self.results.insert(slot, result)  # a group precedes its children
         return status
 
-    def _applicability(self, applies_if: Test, status: Status) -> Status:
+    def _applicability(self, applies_if: FactTest, status: Status) -> Status:
         applies = check(applies_if, self.facts[applies_if.fact])
         if applies is Status.NOT_MET:
             return Status.NOT_APPLICABLE

@@ -22,7 +22,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Test(_Strict):
+class FactTest(_Strict):
     fact: str
     equals: Scalar | None = None
     in_: list[Scalar] | None = Field(default=None, alias="in")
@@ -33,7 +33,7 @@ class Test(_Strict):
     any_prefix: list[str] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> Test:
+    def _check(self) -> FactTest:
         spec = CATALOGUE.get(self.fact)
         if spec is None:
             raise ValueError(f"unknown fact {self.fact!r}; facts: {', '.join(sorted(CATALOGUE))}")
@@ -70,8 +70,8 @@ class Node(_Strict):
     citation: str = Field(min_length=1)
     reading: str | None = None
     to_settle: str | None = None
-    test: Test | None = None
-    applies_if: Test | None = None
+    test: FactTest | None = None
+    applies_if: FactTest | None = None
     when_unknown: Literal["unknown", "not-met"] = "unknown"
     all_of: list[Node] | None = None
     any_of: list[Node] | None = None
@@ -135,7 +135,7 @@ class Advisory(_Strict):
     text: str
     citation: str
     services: list[Service]
-    when_any: list[Test] = Field(min_length=1)
+    when_any: list[FactTest] = Field(min_length=1)
 
 
 class Policy(_Strict):

@@ -1,0 +1,59 @@
+"""The console command, in process (no server needed)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from cds_service.cli import app
+
+runner = CliRunner()
+
+
+def test_fire_prints_the_checklist() -> None:
+    result = runner.invoke(app, ["fire", "relapsed-aml-allo-mac"])
+    assert result.exit_code == 0, result.output
+    assert "[INFO] Molina Healthcare MCP-210: DLI meets medical-necessity criteria" in result.output
+    assert (
+        "✓ Management of refractory, persistent, or relapsed hematologic malignancy"
+        in result.output
+    )
+    assert "systemAction update ServiceRequest/ram-dli: covered=covered" in result.output
+
+
+def test_fire_all_payers_and_json() -> None:
+    result = runner.invoke(app, ["fire", "mds-relapse", "--payer", "none", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    determinations = {e["policyId"]: e["determination"] for c in body["cards"]
+                      for e in c["extension"]["dli-hpc-cds.evaluations"]}  # fmt: skip
+    assert determinations["anthem-cg-trans-03"] == "does-not-meet-criteria"
+    assert len(determinations) == 5
+
+
+def test_fire_order_select_hpc_boost_with_another_payer() -> None:
+    result = runner.invoke(app, ["fire", "autologous-only-poor-graft", "--service", "hpc-boost",
+                                 "--hook", "order-select", "--payer", "wellmark-07.03.13"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Wellmark Blue Cross and Blue Shield 07.03.13: HPC boost" in result.output
+    assert "systemAction" not in result.output
+
+
+def test_fire_rejects_unknown_input() -> None:
+    result = runner.invoke(app, ["fire", "no-such-patient"])
+    assert result.exit_code == 2 and "no single scenario matches" in result.output
+    result = runner.invoke(app, ["fire", "relapsed-aml-allo-mac", "--payer", "acme"])
+    assert result.exit_code == 2 and "--payer" in result.output
+
+
+def test_fire_reports_an_unreachable_service() -> None:
+    result = runner.invoke(app, ["fire", "relapsed-aml-allo-mac", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert "Could not reach" in result.output
+
+
+def test_fixtures_lists_every_scenario() -> None:
+    result = runner.invoke(app, ["fixtures"])
+    assert result.exit_code == 0
+    assert "relapsed-aml-allo-mac" in result.output and "car-t-cytopenia-no-hsct" in result.output
