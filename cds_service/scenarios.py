@@ -83,9 +83,10 @@ def _searchset(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _observation_codes() -> set[tuple[str, str]]:
+    """The (system, code) pairs the observations prefetch template asks for."""
     query = PREFETCH["observations"].split("?", 1)[1]
     tokens = parse_qs(query)["code"][0].split(",")
-    return {tuple(t.split("|", 1)) for t in tokens}  # type: ignore[misc]
+    return {(system, code) for system, _, code in (t.partition("|") for t in tokens)}
 
 
 def _has_code(resource: dict[str, Any], wanted: set[tuple[str, str]]) -> bool:

@@ -215,7 +215,7 @@ def build_cards(
             )
             text = "\n".join(
                 f"- {md(e.policy.payer.name)} {md(e.policy.policy.number)}: "
-                f"{md(e.policy.services[e.service].not_addressed)}"  # type: ignore[union-attr]
+                f"{md(e.policy.not_addressed(e.service) or '')}"
                 f" ({e.service.short}, {md(e.order.reference)})"
                 for e in group
             )

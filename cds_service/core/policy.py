@@ -163,3 +163,8 @@ class Policy(_Strict):
     def rule(self, service: Service) -> Node | None:
         rule = self.services[service]
         return rule if isinstance(rule, Node) else None
+
+    def not_addressed(self, service: Service) -> str | None:
+        """Why the policy states no criteria for `service`, or None when it does."""
+        rule = self.services[service]
+        return rule.not_addressed if isinstance(rule, NotAddressed) else None

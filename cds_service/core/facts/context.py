@@ -78,26 +78,28 @@ class Context:
     # --- resources on or before as_of -----------------------------------------------------
     def conditions(self, test: CodingTest) -> Iterator[tuple[Any, date | None, Coding]]:
         """Valid Conditions with a matching code, dated on/before as_of (or undated)."""
-        for condition in self.record.conditions:
-            if not condition_valid(condition):
-                continue
-            when = condition_date(condition)
-            if when is not None and when > self.as_of:
-                continue
-            match = next(((s, c) for s, c in codings(condition.code) if test(s, c)), None)
-            if match:
-                yield condition, when, match
+        return self._matching(self.record.conditions, condition_valid, condition_date, test)
 
     def observations(self, test: CodingTest) -> Iterator[tuple[Any, date | None, Coding]]:
-        for observation in self.record.observations:
-            if not observation_usable(observation):
+        """Usable Observations with a matching code, dated on/before as_of (or undated)."""
+        return self._matching(self.record.observations, observation_usable, observation_date, test)
+
+    def _matching(
+        self,
+        resources: list[Any],
+        usable: Callable[[Any], bool],
+        dated: Callable[[Any], date | None],
+        test: CodingTest,
+    ) -> Iterator[tuple[Any, date | None, Coding]]:
+        for resource in resources:
+            if not usable(resource):
                 continue
-            when = observation_date(observation)
+            when = dated(resource)
             if when is not None and when > self.as_of:
                 continue
-            match = next(((s, c) for s, c in codings(observation.code) if test(s, c)), None)
+            match = next(((s, c) for s, c in codings(resource.code) if test(s, c)), None)
             if match:
-                yield observation, when, match
+                yield resource, when, match
 
     # --- transplants ----------------------------------------------------------------------
     @cached_property
