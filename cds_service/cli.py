@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -182,3 +183,28 @@ def fixtures() -> None:
                 f"{p.split('-')[0]}={short.get(expected.get(p, ''), '?')}" for p in policies
             )
             typer.echo(f"  {svc:<9} {cells}")
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="Few iterations: checks the harness, not the speed.")
+    ] = False,
+    http: Annotated[
+        bool, typer.Option(help="Also measure over HTTP (starts uvicorn processes).")
+    ] = True,
+    output: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path(
+        "artifacts/bench.json"
+    ),
+) -> None:
+    """Benchmark order-sign: in process, over HTTP against the floor, cold start, memory."""
+    from cds_service.bench.run import Plan, run_benchmark, table
+
+    plan = Plan(in_process=20, http=30, rss_requests=200) if quick else Plan()
+    report = run_benchmark(
+        plan, with_http=http, log=lambda line: typer.secho(line, dim=True, err=True)
+    )
+    typer.echo(table(report))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"\nJSON report: {output}")

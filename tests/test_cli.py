@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -57,3 +58,15 @@ def test_fixtures_lists_every_scenario() -> None:
     result = runner.invoke(app, ["fixtures"])
     assert result.exit_code == 0
     assert "relapsed-aml-allo-mac" in result.output and "car-t-cytopenia-no-hsct" in result.output
+
+
+def test_bench_quick_in_process_writes_a_report(tmp_path: Path) -> None:
+    """The harness runs and reports every size; the numbers themselves are not asserted."""
+    output = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "--quick", "--no-http", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(output.read_text())
+    assert set(report["in_process"]) == {"50", "300", "1500"}
+    assert report["resources"] == {"50": 50, "300": 300, "1500": 1500}
+    assert all(f["p50_ms"] <= f["p99_ms"] for f in report["in_process"].values())
+    assert "p50 ms" in result.output

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
+from cds_service.bench.workload import order_sign_request
 from cds_service.core.facts import CATALOGUE, Facts
+from cds_service.core.facts.relevance import relevance_filter
 from cds_service.core.model import PatientRecord, Service
 from cds_service.core.orders import recognise
 from cds_service.core.record import add_prefetch_value
@@ -172,3 +174,46 @@ def test_unreadable_relevant_resource_makes_the_fact_unknown() -> None:
     bad_procedure = {"resourceType": "Procedure", "id": "badp", "code": {"text": "?"}}
     assert fact("hsct_type", ALLO, broken=(bad_procedure,)) == "allogeneic"
     assert fact("hsct_type", broken=(bad_procedure,)) is None
+
+
+def _all_facts(facts: Facts) -> dict[str, Any]:
+    return {
+        name: (normal(facts[name].value), sorted(e.reference for e in facts[name].evidence))
+        for name in CATALOGUE
+    }
+
+
+WORKLOADS = [(s.id, s.bundle()) for s in SCENARIOS]
+
+
+@pytest.mark.parametrize(("name", "bundle"), WORKLOADS, ids=[w[0] for w in WORKLOADS])
+def test_relevance_filter_changes_no_fact(name: str, bundle: dict[str, Any]) -> None:
+    """Skipping resources no fact reads (and validating observations lazily) is invisible."""
+    for service in Service:
+        order = recognise(draft_orders(bundle, (service,))[0])
+        assert order is not None and order.authored_on is not None
+        since = order.authored_on - timedelta(days=THRESHOLDS.cytopenia_lookback_days)
+        prefetch = prefetch_for(bundle)
+        full, filtered = PatientRecord(), PatientRecord()
+        for key, resource_type in TYPES.items():
+            add_prefetch_value(full, prefetch[key], resource_type)
+            add_prefetch_value(filtered, prefetch[key], resource_type, relevance_filter(since))
+        expected = _all_facts(Facts(full, order, order.authored_on, THRESHOLDS))
+        assert _all_facts(Facts(filtered, order, order.authored_on, THRESHOLDS)) == expected
+
+
+@pytest.mark.parametrize("size", [300, 1500])
+def test_relevance_filter_on_long_records(size: int) -> None:
+    request = order_sign_request(size)
+    order = recognise(request["context"]["draftOrders"]["entry"][0]["resource"])
+    assert order is not None and order.authored_on is not None
+    since = order.authored_on - timedelta(days=THRESHOLDS.cytopenia_lookback_days)
+    full, filtered = PatientRecord(), PatientRecord()
+    for key, resource_type in TYPES.items():
+        add_prefetch_value(full, request["prefetch"][key], resource_type)
+        add_prefetch_value(
+            filtered, request["prefetch"][key], resource_type, relevance_filter(since)
+        )
+    assert len(filtered.conditions) < len(full.conditions)
+    expected = _all_facts(Facts(full, order, order.authored_on, THRESHOLDS))
+    assert _all_facts(Facts(filtered, order, order.authored_on, THRESHOLDS)) == expected

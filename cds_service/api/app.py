@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,15 +19,18 @@ from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH, SERVICES, dis
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.core.decide import Decision, decide
-from cds_service.core.model import PatientRecord
-from cds_service.core.record import add_prefetch_value, is_operation_outcome
+from cds_service.core.facts.relevance import relevance_filter
+from cds_service.core.model import Order, PatientRecord
+from cds_service.core.record import Keep, add_prefetch_value, is_operation_outcome
 from cds_service.policy_store import Knowledge, load
 from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service")
 
 
-def gather_prefetch(parsed: ParsedHook) -> tuple[PatientRecord, list[str]]:
+def gather_prefetch(
+    parsed: ParsedHook, keep: Keep | None = None
+) -> tuple[PatientRecord, list[str]]:
     """The record from prefetch, and the required keys it lacks (absent or an OperationOutcome)."""
     record = PatientRecord()
     prefetch = parsed.request.prefetch or {}
@@ -37,8 +40,14 @@ def gather_prefetch(parsed: ParsedHook) -> tuple[PatientRecord, list[str]]:
             missing.append(key)
             record.unavailable.add(resource_type)
             continue
-        add_prefetch_value(record, prefetch[key], resource_type)
+        add_prefetch_value(record, prefetch[key], resource_type, keep)
     return record, missing
+
+
+def relevant_resources(orders: list[Order], today: date, knowledge: Knowledge) -> Keep:
+    """Skip resources no fact reads; counts older than every order's look-back window too."""
+    earliest = min(order.authored_on or today for order in orders)
+    return relevance_filter(earliest - timedelta(days=knowledge.thresholds.cytopenia_lookback_days))
 
 
 def create_app(
@@ -90,14 +99,16 @@ def create_app(
         parsed = parse_hook(await request.body(), service)
         if not parsed.orders:
             return JSONResponse({"cards": []})
-        record, missing = gather_prefetch(parsed)
+        now = clock()
+        record, missing = gather_prefetch(
+            parsed, relevant_resources(parsed.orders, now.date(), knowledge)
+        )
         if missing:
             raise HookError(
                 412,
                 "required prefetch not provided and no way to fetch it: "
                 + ", ".join(f"{k} ({PREFETCH[k]})" for k in missing),
             )
-        now = clock()
         decision = decide(
             service.hook,
             parsed.orders,

@@ -4,11 +4,11 @@ that says what is wrong; nothing here reads patient data beyond the draft orders
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds_service.api.discovery import ServiceDef
@@ -124,8 +124,8 @@ def _options(extension: dict[str, Any] | None) -> CardOptions:
 
 def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
         raise HookError(400, f"request body is not valid JSON: {error}") from error
     if not isinstance(data, dict):
         raise HookError(400, "request body must be a JSON object")

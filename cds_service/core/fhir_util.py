@@ -64,8 +64,10 @@ def to_date(value: Any) -> date | None:
         return value
     text = str(value)
     try:
-        parts = [int(part) for part in text[:10].split("-")]
-        return date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+        if len(text) >= 10:
+            return date.fromisoformat(text[:10])  # the common case, parsed in C
+        parts = [int(part) for part in text.split("-")]
+        return date(parts[0], parts[1] if len(parts) > 1 else 1, 1)
     except (ValueError, IndexError):
         return None
 
@@ -111,13 +113,6 @@ def procedure_date(procedure: Any) -> date | None:
         procedure.performedPeriod and procedure.performedPeriod.start
     )
     return to_date(performed)
-
-
-_OBS_OK = frozenset({"final", "amended", "corrected", "preliminary"})
-
-
-def observation_usable(observation: Any) -> bool:
-    return observation.status in _OBS_OK
 
 
 def observation_date(observation: Any) -> date | None:

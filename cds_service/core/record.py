@@ -3,6 +3,9 @@ fails the call; it is recorded as a ParseProblem and the facts that need it beco
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from fhir.resources.R4B.condition import Condition
@@ -12,6 +15,7 @@ from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.procedure import Procedure
 from pydantic import ValidationError
 
+from cds_service.core.fhir_util import to_date
 from cds_service.core.model import ParseProblem, PatientRecord
 
 # Only the resource types the evaluation reads are validated; anything else is skipped unread.
@@ -45,7 +49,8 @@ def is_operation_outcome(value: Any) -> bool:
     )
 
 
-def _sniff_codings(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def sniff_codings(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(system, code) pairs of `code.coding` read straight from the JSON, without validation."""
     code = raw.get("code")
     codings = code.get("coding") if isinstance(code, dict) else None
     if not isinstance(codings, list):
@@ -63,7 +68,57 @@ def _describe(error: ValidationError) -> str:
     return f"invalid FHIR R4 at {', '.join(places[:5])}"
 
 
-def add_resource(record: PatientRecord, raw: Any, expected_type: str | None = None) -> None:
+# Whether a resource can matter: (resourceType, sniffed codings, sniffed observation date).
+Keep = Callable[[str, tuple[tuple[str, str], ...], date | None], bool]
+
+
+def _validate(record: PatientRecord, raw: dict[str, Any], model: Any) -> Any | None:
+    """The validated model, or None after recording why it is not valid FHIR R4."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        rid = raw.get("id") if isinstance(raw.get("id"), str) else None
+        record.problems.append(
+            ParseProblem(str(raw.get("resourceType")), rid, _describe(error), sniff_codings(raw))
+        )
+        return None
+
+
+@dataclass(slots=True)
+class LazyObservation:
+    """An Observation validated only when a fact reads it: a long record carries hundreds of
+    blood counts, and only the latest few decide anything (facts/graft.py). Codes, date and
+    status are read from the JSON to decide which ones to validate."""
+
+    raw: dict[str, Any]
+    codings: tuple[tuple[str, str], ...]
+    when: date | None
+    status: str | None
+    _model: Any = None
+    _checked: bool = False
+
+    def model(self, record: PatientRecord) -> Any | None:
+        """The validated Observation, or None (and a ParseProblem on `record`) if invalid."""
+        if not self._checked:
+            self._model, self._checked = _validate(record, self.raw, Observation), True
+        return self._model
+
+
+def observation_date(raw: dict[str, Any]) -> date | None:
+    """An Observation's effective date straight from the JSON."""
+    period = raw.get("effectivePeriod")
+    when = (
+        raw.get("effectiveDateTime")
+        or raw.get("effectiveInstant")
+        or (period.get("start") if isinstance(period, dict) else None)
+        or raw.get("issued")
+    )
+    return to_date(when) if isinstance(when, str) else None
+
+
+def add_resource(
+    record: PatientRecord, raw: Any, expected_type: str | None = None, keep: Keep | None = None
+) -> None:
     if not isinstance(raw, dict):
         record.problems.append(ParseProblem(expected_type or "Resource", None, "not a JSON object"))
         if expected_type:
@@ -73,21 +128,29 @@ def add_resource(record: PatientRecord, raw: Any, expected_type: str | None = No
     model = MODELS.get(resource_type) if isinstance(resource_type, str) else None
     if model is None:
         return
-    try:
-        resource = model.model_validate(raw)
-    except ValidationError as error:
-        rid = raw.get("id") if isinstance(raw.get("id"), str) else None
-        record.problems.append(
-            ParseProblem(str(resource_type), rid, _describe(error), _sniff_codings(raw))
-        )
+    codings = sniff_codings(raw)
+    when = observation_date(raw) if resource_type == "Observation" else None
+    if keep is not None and not keep(str(resource_type), codings, when):
+        return
+    if resource_type == "Observation" and codings:
+        status = raw.get("status")
+        status = status if isinstance(status, str) else None
+        record.observations.append(LazyObservation(raw, codings, when, status))
+        return
+    resource = _validate(record, raw, model)
+    if resource is None:
         return
     if resource_type == "Organization":
         record.organizations[str(resource.id)] = resource
+    elif resource_type == "Observation":  # no code to sniff: validated now, read as it is
+        record.observations.append(LazyObservation(raw, (), when, resource.status, resource, True))
     else:
         getattr(record, _LISTS[str(resource_type)]).append(resource)
 
 
-def add_prefetch_value(record: PatientRecord, value: Any, expected_type: str) -> None:
+def add_prefetch_value(
+    record: PatientRecord, value: Any, expected_type: str, keep: Keep | None = None
+) -> None:
     """Add one prefetch value (a Bundle, a single resource, or null = no data)."""
     if value is None:
         return
@@ -99,6 +162,6 @@ def add_prefetch_value(record: PatientRecord, value: Any, expected_type: str) ->
             return
         for entry in entries:
             resource = entry.get("resource") if isinstance(entry, dict) else None
-            add_resource(record, resource, expected_type)
+            add_resource(record, resource, expected_type, keep)
         return
-    add_resource(record, value, expected_type)
+    add_resource(record, value, expected_type, keep)

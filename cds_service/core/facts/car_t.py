@@ -72,3 +72,6 @@ def cytopenia_after_car_t(ctx: Context) -> Fact:
             False, note=f"counts after the {fmt(car_t_date)} CAR T are not persistently low"
         )
     return Fact(None, note=f"no blood counts after the {fmt(car_t_date)} CAR T")
+
+
+READS = {"Procedure": is_car_t_coding, "Condition": is_car_t_coding}

@@ -36,3 +36,6 @@ def donor_chimerism_pct(ctx: Context) -> Fact:
         return Fact(None, note="no chimerism result (% donor) after the transplant")
     when, donor, evidence = max(results, key=lambda item: item[0])
     return Fact(donor, (evidence,), note=f"latest result, {fmt(when)}")
+
+
+READS = {"Observation": _is_chimerism}

@@ -15,11 +15,11 @@ from cds_service.core.fhir_util import (
     condition_date,
     condition_valid,
     observation_date,
-    observation_usable,
 )
 from cds_service.core.model import Order, PatientRecord
 
 CodingTest = Callable[[str, str], bool]
+_OBS_OK = frozenset({"final", "amended", "corrected", "preliminary"})
 
 
 @dataclass(frozen=True)
@@ -78,28 +78,45 @@ class Context:
     # --- resources on or before as_of -----------------------------------------------------
     def conditions(self, test: CodingTest) -> Iterator[tuple[Any, date | None, Coding]]:
         """Valid Conditions with a matching code, dated on/before as_of (or undated)."""
-        return self._matching(self.record.conditions, condition_valid, condition_date, test)
-
-    def observations(self, test: CodingTest) -> Iterator[tuple[Any, date | None, Coding]]:
-        """Usable Observations with a matching code, dated on/before as_of (or undated)."""
-        return self._matching(self.record.observations, observation_usable, observation_date, test)
-
-    def _matching(
-        self,
-        resources: list[Any],
-        usable: Callable[[Any], bool],
-        dated: Callable[[Any], date | None],
-        test: CodingTest,
-    ) -> Iterator[tuple[Any, date | None, Coding]]:
-        for resource in resources:
-            if not usable(resource):
+        for condition in self.record.conditions:
+            if not condition_valid(condition):
                 continue
-            when = dated(resource)
+            when = condition_date(condition)
             if when is not None and when > self.as_of:
                 continue
-            match = next(((s, c) for s, c in codings(resource.code) if test(s, c)), None)
+            match = next(((s, c) for s, c in codings(condition.code) if test(s, c)), None)
             if match:
-                yield resource, when, match
+                yield condition, when, match
+
+    def observations(
+        self, test: CodingTest, newest_first: bool = False
+    ) -> Iterator[tuple[Any, date | None, Coding]]:
+        """Usable Observations with a matching code, dated on/before as_of (or undated).
+
+        Each is validated only when the caller reaches it, so a caller that stops early (the
+        newest few blood counts decide) leaves the rest unread; invalid ones are skipped and
+        recorded as problems.
+        """
+        candidates = []
+        for lazy in self.record.observations:
+            # a missing status is invalid FHIR: validating it records the problem
+            unusable = lazy.status is not None and lazy.status not in _OBS_OK
+            if unusable or (lazy.when is not None and lazy.when > self.as_of):
+                continue
+            match = next(((s, c) for s, c in lazy.codings if test(s, c)), None)
+            if match or not lazy.codings:
+                candidates.append((lazy, match))
+        if newest_first:
+            candidates.sort(key=lambda item: item[0].when or date.min, reverse=True)
+        for lazy, match in candidates:
+            observation = lazy.model(self.record)
+            if observation is None:
+                continue
+            if match is None:  # code could not be sniffed: test the validated one
+                match = next(((s, c) for s, c in codings(observation.code) if test(s, c)), None)
+                if match is None:
+                    continue
+            yield observation, observation_date(observation), match
 
     # --- transplants ----------------------------------------------------------------------
     @cached_property

@@ -67,14 +67,18 @@ def _problem(ctx: Context, test: CodingTest, absent: str) -> Fact:
     return Fact(False, note=absent)
 
 
+_nonadherence = _icd(lambda _, c: c.startswith(codes.NONADHERENCE_ICD_PREFIXES))
+_no_support = _icd(lambda _, c: c in codes.NO_SUPPORT_ICD)
+_resistance = _icd(lambda _, c: c.startswith(codes.RESISTANCE_ICD_PREFIX))
+_infection = _icd(lambda _, c: bool(codes.INFECTION_ICD.match(c)))
+
+
 def nonadherence(ctx: Context) -> Fact:
-    test = _icd(lambda _, c: c.startswith(codes.NONADHERENCE_ICD_PREFIXES))
-    return _problem(ctx, test, "no non-adherence on the problem list")
+    return _problem(ctx, _nonadherence, "no non-adherence on the problem list")
 
 
 def lacks_social_support(ctx: Context) -> Fact:
-    test = _icd(lambda _, c: c in codes.NO_SUPPORT_ICD)
-    return _problem(ctx, test, "no support-system problem on the problem list")
+    return _problem(ctx, _no_support, "no support-system problem on the problem list")
 
 
 def uncontrolled_resistant_infection(ctx: Context) -> Fact:
@@ -83,15 +87,20 @@ def uncontrolled_resistant_infection(ctx: Context) -> Fact:
     A resistance code without an active infection is unknown: whether it is controlled needs
     the clinician.
     """
-    resistance = _active(ctx, _icd(lambda _, c: c.startswith(codes.RESISTANCE_ICD_PREFIX)))
-    infection = _active(ctx, _icd(lambda _, c: bool(codes.INFECTION_ICD.match(c))))
+    resistance = _active(ctx, _resistance)
+    infection = _active(ctx, _infection)
     if resistance and infection:
         return Fact(True, tuple(infection + resistance))
     if resistance:
         return Fact(None, tuple(resistance), note="resistance coded without an active infection")
-    test = _icd(
-        lambda _, c: c.startswith(codes.RESISTANCE_ICD_PREFIX) or bool(codes.INFECTION_ICD.match(c))
-    )
-    if gap := ctx.unreadable("Condition", test):
+    if gap := ctx.unreadable("Condition", lambda s, c: _resistance(s, c) or _infection(s, c)):
         return Fact(None, note=gap)
     return Fact(False, note="no active drug-resistant infection on the problem list")
+
+
+READS = {
+    "Observation": _smoking,
+    "Condition": lambda s, c: any(
+        t(s, c) for t in (_substance, _nonadherence, _no_support, _resistance, _infection)
+    ),
+}

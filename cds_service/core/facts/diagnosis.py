@@ -110,3 +110,7 @@ def indication_icd10cm(ctx: Context) -> Fact:
     if not icd:
         return Fact(None, _evidence(conditions), note="the indication has no ICD-10-CM code")
     return Fact(icd, _evidence(conditions))
+
+
+# What this module reads, for the relevance filter (facts/relevance.py).
+READS = {"Condition": _is_diagnosis}

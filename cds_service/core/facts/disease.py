@@ -97,3 +97,9 @@ def disease_status(ctx: Context) -> Fact:
         return Fact(None, note=f"no dated disease status after the {fmt(index.when)} transplant")
     when, _, status, evidence = max(found, key=lambda item: (item[0], item[1]))
     return Fact(status, (evidence,), note=f"latest status, {fmt(when)}")
+
+
+READS = {
+    "Condition": _relevant,
+    "Observation": lambda s, c: s == codes.LOINC and c == codes.DISEASE_STATUS_LOINC,
+}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 from cds_service.core import codes
 from cds_service.core.facts import transplant
@@ -38,6 +39,10 @@ _COUNT_UNITS = {
 _HGB_UNITS = {"g/dL": 1.0, "g/L": 0.1, "mg/dL": 0.001, "mmol/L": 1.611}
 
 
+def _loinc_in(wanted: frozenset[str]) -> Callable[[str, str], bool]:
+    return lambda system, code: system == codes.LOINC and code in wanted
+
+
 def is_count(system: str, code: str) -> bool:
     return system == codes.LOINC and code in (
         codes.ANC_LOINC | codes.PLATELET_LOINC | codes.HEMOGLOBIN_LOINC
@@ -54,7 +59,12 @@ def is_failure_dx(system: str, code: str) -> bool:
 def persistent_cytopenias(
     ctx: Context, after: Callable[[date | None], bool]
 ) -> tuple[list[Evidence], bool]:
-    """(evidence of persistent cytopenia per lineage, whether any count was read at all)."""
+    """(evidence of persistent cytopenia per lineage, whether any count was read at all).
+
+    Per lineage, walk back from the newest count in the look-back window: persistent when the
+    counts stay below the threshold over at least `persistence_days`. The walk stops as soon
+    as that is decided, so older counts are never validated.
+    """
     t = ctx.thresholds
     lineages = (
         ("ANC", codes.ANC_LOINC, _COUNT_UNITS, t.anc_below, "x10^9/L"),
@@ -65,33 +75,26 @@ def persistent_cytopenias(
     found: list[Evidence] = []
     any_count = False
     for name, loinc, units, below, unit_label in lineages:
-        series = []
-        for obs, when, (_, code) in ctx.observations(is_count):
-            if code not in loinc:
-                continue
+        latest: tuple[date, float, Any] | None = None
+        for obs, when, _ in ctx.observations(_loinc_in(loinc), newest_first=True):
             quantity = obs.valueQuantity
             factor = units.get((quantity.code or quantity.unit or "") if quantity else "")
             if quantity is None or quantity.value is None or factor is None or when is None:
                 continue
             if when < start or not after(when):
-                continue
-            series.append((when, float(quantity.value) * factor, obs))
-        if not series:
-            continue
-        any_count = True
-        series.sort(key=lambda item: item[0])
-        low_run = []
-        for item in reversed(series):
-            if item[1] >= below:
+                break  # newest first: everything further is older still
+            any_count = True
+            value = float(quantity.value) * factor
+            if value >= below:
                 break
-            low_run.append(item)
-        if low_run and (low_run[0][0] - low_run[-1][0]).days >= t.persistence_days:
-            first, last = low_run[-1], low_run[0]
-            summary = (
-                f"{name} below {below:g} {unit_label} from {fmt(first[0])} to {fmt(last[0])} "
-                f"(latest {last[1]:g} {unit_label})"
-            )
-            found.append(Evidence(ref(last[2]), summary, last[0]))
+            latest = latest or (when, value, obs)
+            if (latest[0] - when).days >= t.persistence_days:
+                summary = (
+                    f"{name} below {below:g} {unit_label} from {fmt(when)} to {fmt(latest[0])} "
+                    f"(latest {latest[1]:g} {unit_label})"
+                )
+                found.append(Evidence(ref(latest[2]), summary, latest[0]))
+                break
     return found, any_count
 
 
@@ -132,3 +135,10 @@ def poor_graft_function(ctx: Context) -> Fact:
         None,
         note=f"no blood counts after the transplant in the last {t.cytopenia_lookback_days} days",
     )
+
+
+def _is_transfusion(system: str, code: str) -> bool:
+    return system == codes.ICD10PCS and code in codes.TRANSFUSION_PCS
+
+
+READS = {"Observation": is_count, "Condition": is_failure_dx, "Procedure": _is_transfusion}

@@ -68,3 +68,6 @@ def chronic_gvhd_active(ctx: Context) -> Fact:
     if gap := ctx.unreadable("Condition", _chronic):
         return Fact(None, note=gap)
     return Fact(False, note="no active chronic GVHD on record")
+
+
+READS = {"Condition": lambda s, c: _acute(s, c) or _chronic(s, c)}

@@ -123,3 +123,15 @@ def conditioning_intensity(ctx: Context) -> Fact:
     return Fact(
         None, note=f"conditioning intensity not recorded for the {fmt(index.when)} transplant"
     )
+
+
+def _is_conditioning(system: str, code: str) -> bool:
+    return (
+        system == codes.SNOMED and code == codes.MAC_SNOMED
+    ) or system == codes.CONDITIONING_SYSTEM
+
+
+READS = {
+    "Procedure": lambda s, c: is_hsct_coding(s, c) or _is_conditioning(s, c),
+    "Condition": lambda s, c: _any_hsct_evidence(s, c) or _is_gvhd(s, c),
+}

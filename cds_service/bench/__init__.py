@@ -1,0 +1,1 @@
+"""Benchmarks: `cds-service bench` (see README, Performance)."""

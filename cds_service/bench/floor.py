@@ -1,0 +1,23 @@
+"""The floor: the cheapest FastAPI endpoint that still receives and parses the same request
+and answers a fixed card, served the same way as the real app. Every figure is compared to it."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import FastAPI, Request, Response
+
+_CARD = orjson.dumps({"cards": [{
+    "uuid": "00000000-0000-4000-8000-000000000000", "summary": "Fixed card", "indicator": "info",
+    "source": {"label": "floor"},
+}]})  # fmt: skip
+
+
+def create_floor_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/cds-services/{service_id}")
+    async def answer(service_id: str, request: Request) -> Response:
+        orjson.loads(await request.body())
+        return Response(_CARD, media_type="application/json")
+
+    return app

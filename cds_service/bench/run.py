@@ -1,0 +1,242 @@
+"""`cds-service bench`: how much an order-sign answer costs beyond receiving the request.
+
+Measures, in one run: the in-process pipeline (JSON body -> facts -> evaluation -> cards) per
+request size; HTTP latency and throughput against a real uvicorn process at concurrency 1 and
+16; the same HTTP requests against the floor app (bench/floor.py) so every HTTP figure is also a
+ratio to it; cold start (process start to first answered order-sign) and resident memory after
+a long run. Prints a table and writes JSON. It asserts nothing: read the numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from cds_service.api.app import gather_prefetch, relevant_resources
+from cds_service.api.discovery import SERVICES
+from cds_service.api.hooks import parse_hook
+from cds_service.bench.workload import order_sign_request, resource_count
+from cds_service.core.decide import decide
+from cds_service.policy_store import load
+
+SIZES = (50, 300, 1500)
+PATH = "/cds-services/dli-hpc-order-sign"
+REAL_APP = "cds_service.api.app:create_app"
+FLOOR_APP = "cds_service.bench.floor:create_floor_app"
+
+
+@dataclass
+class Plan:
+    in_process: int = 300  # iterations per size
+    http: int = 400  # requests per (size, concurrency)
+    rss_requests: int = 10_000
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(samples) * 1000, 2),
+        "p99_ms": round(percentile(samples, 0.99) * 1000, 2),
+    }
+
+
+# --- in process ---------------------------------------------------------------------------
+def pipeline() -> Callable[[bytes], dict[str, Any]]:
+    """Exactly what the route does between receiving the body and serialising the answer."""
+    knowledge = load()
+    service = SERVICES["dli-hpc-order-sign"]
+
+    def run(body: bytes) -> dict[str, Any]:
+        parsed = parse_hook(body, service)
+        today = datetime.now(UTC).date()
+        record, _ = gather_prefetch(parsed, relevant_resources(parsed.orders, today, knowledge))
+        decision = decide(
+            service.hook, parsed.orders, record, knowledge.policies, knowledge.thresholds,
+            parsed.options, today, lambda: str(uuid.uuid4()),
+        )  # fmt: skip
+        return decision.body
+
+    return run
+
+
+def measure_in_process(bodies: dict[int, bytes], iterations: int) -> dict[str, Any]:
+    run = pipeline()
+    results = {}
+    for size, body in bodies.items():
+        for _ in range(10):
+            run(body)  # warm caches
+        samples = []
+        for _ in range(iterations):
+            started = time.perf_counter()
+            run(body)
+            samples.append(time.perf_counter() - started)
+        results[str(size)] = summary(samples)
+    return results
+
+
+# --- over HTTP ----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    cold_start_s: float
+
+    def rss_mb(self) -> dict[str, float]:
+        fields = {}
+        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    fields[key] = round(int(value.split()[0]) / 1024, 1)
+        return {"rss_mb": fields.get("VmRSS", 0.0), "peak_rss_mb": fields.get("VmHWM", 0.0)}
+
+
+@contextmanager
+def server(app: str, first_body: bytes) -> Iterator[Server]:
+    """Start uvicorn on a free loopback port; cold start = spawn to first answered order-sign."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1",
+               "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    env = {**os.environ, "CDS_LOG_LEVEL": "warning"}
+    started = time.perf_counter()
+    process = subprocess.Popen(  # noqa: S603 -- our own interpreter and module, fixed arguments
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = started + 30
+        while True:
+            try:
+                answer = httpx.post(url + PATH, content=first_body, timeout=5,
+                                    headers={"content-type": "application/json"})  # fmt: skip
+                if answer.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.perf_counter() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{app} did not start on port {port}")
+            time.sleep(0.01)
+        yield Server(url, process, time.perf_counter() - started)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def load_test(url: str, body: bytes, requests: int, concurrency: int) -> dict[str, Any]:
+    samples: list[float] = []
+    remaining = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            for _ in remaining:
+                started = time.perf_counter()
+                response = await client.post(
+                    PATH, content=body, headers={"content-type": "application/json"}
+                )
+                samples.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    raise RuntimeError(f"HTTP {response.status_code}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {**summary(samples), "throughput_rps": round(len(samples) / wall, 1)}
+
+
+def measure_http(bodies: dict[int, bytes], plan: Plan) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for label, app in (("service", REAL_APP), ("floor", FLOOR_APP)):
+        with server(app, bodies[SIZES[0]]) as running:
+            results[label] = {"cold_start_s": round(running.cold_start_s, 3)}
+            for size, body in bodies.items():
+                for concurrency in (1, 16):
+                    asyncio.run(load_test(running.url, body, 20, concurrency))  # warm up
+                    key = f"{size}/c{concurrency}"
+                    results[label][key] = asyncio.run(
+                        load_test(running.url, body, plan.http, concurrency)
+                    )
+            if label == "service":
+                results[label]["memory_before"] = running.rss_mb()
+                asyncio.run(load_test(running.url, bodies[300], plan.rss_requests, 16))
+                results[label]["memory_after"] = {**running.rss_mb(), "requests": plan.rss_requests}
+    for key, figures in results["service"].items():
+        floor = results["floor"].get(key)
+        if isinstance(figures, dict) and isinstance(floor, dict) and "p50_ms" in figures:
+            figures["p50_vs_floor"] = round(figures["p50_ms"] / floor["p50_ms"], 2)
+            figures["p99_vs_floor"] = round(figures["p99_ms"] / floor["p99_ms"], 2)
+    return results
+
+
+# --- report -------------------------------------------------------------------------------
+def table(report: dict[str, Any]) -> str:
+    lines = ["", f"machine: {report['machine']}", "",
+             "in process (JSON body -> facts -> evaluation -> cards)",
+             f"{'resources':>10} {'p50 ms':>8} {'p99 ms':>8}"]  # fmt: skip
+    for size, figures in report["in_process"].items():
+        lines.append(f"{size:>10} {figures['p50_ms']:>8} {figures['p99_ms']:>8}")
+    http = report.get("http")
+    if http:
+        lines += ["", "over HTTP (uvicorn, loopback); ratio = service / floor",
+                  f"{'resources/conc':>15} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
+                  f"{'floor p50':>9} {'floor p99':>9} {'p50 x':>6} {'p99 x':>6}"]  # fmt: skip
+        for key, figures in http["service"].items():
+            if isinstance(figures, dict) and "p50_ms" in figures:
+                floor = http["floor"][key]
+                lines.append(
+                    f"{key:>15} {figures['p50_ms']:>8} {figures['p99_ms']:>8} "
+                    f"{figures['throughput_rps']:>8} {floor['p50_ms']:>9} {floor['p99_ms']:>9} "
+                    f"{figures['p50_vs_floor']:>6} {figures['p99_vs_floor']:>6}"
+                )
+        service = http["service"]
+        lines += ["", f"cold start: service {service['cold_start_s']} s, floor {http['floor']['cold_start_s']} s",
+                  f"memory: {service['memory_before']['rss_mb']} MB RSS after warm-up, "
+                  f"{service['memory_after']['rss_mb']} MB after {service['memory_after']['requests']} "
+                  f"more requests (peak {service['memory_after']['peak_rss_mb']} MB)"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    plan: Plan, with_http: bool = True, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    bodies = {size: orjson.dumps(order_sign_request(size)) for size in SIZES}
+    counts = {size: resource_count(orjson.loads(body)) for size, body in bodies.items()}
+    report: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "resources": counts,
+        "body_bytes": {size: len(body) for size, body in bodies.items()},
+        "plan": plan.__dict__,
+    }
+    log(f"in process: {plan.in_process} iterations x {len(SIZES)} sizes ...")
+    report["in_process"] = measure_in_process(bodies, plan.in_process)
+    if with_http:
+        log(f"over HTTP: {plan.http} requests per size and concurrency, service and floor, "
+            f"then {plan.rss_requests} requests for memory ...")  # fmt: skip
+        report["http"] = measure_http(bodies, plan)
+    return report

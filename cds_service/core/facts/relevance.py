@@ -1,0 +1,54 @@
+"""Which raw FHIR resources can affect a fact, decided from the JSON before validation.
+
+Validating a resource with fhir.resources costs about 0.1 ms; a long record holds thousands the
+evaluation never reads (unrelated problems and procedures, blood counts from years ago). Each
+fact module declares what it reads in `READS`; a resource none of them reads is skipped
+unvalidated. A resource whose codes cannot be sniffed is always validated, so a broken one is
+still recorded. tests/test_facts.py checks that facts are identical with and without the filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from functools import cache
+
+from cds_service.core.facts import (
+    car_t,
+    chimerism,
+    contraindications,
+    diagnosis,
+    disease,
+    graft,
+    gvhd,
+    transplant,
+)
+from cds_service.core.record import Keep
+
+_MODULES = (car_t, chimerism, contraindications, diagnosis, disease, graft, gvhd, transplant)
+_READS: dict[str, list[Callable[[str, str], bool]]] = {}
+for _module in _MODULES:
+    for _type, _test in _module.READS.items():
+        _READS.setdefault(_type, []).append(_test)
+
+
+@cache  # a long record repeats a few dozen codes thousands of times
+def reads(resource_type: str, system: str, code: str) -> bool:
+    return any(test(system, code) for test in _READS.get(resource_type, ()))
+
+
+def relevance_filter(counts_since: date | None) -> Keep:
+    """Keep a resource unless no fact can read it. Blood counts dated before `counts_since`
+    (the earliest as-of date minus the cytopenia look-back) are outside every window."""
+
+    def keep(resource_type: str, codings: tuple[tuple[str, str], ...], when: date | None) -> bool:
+        if resource_type not in _READS or not codings:
+            return True  # Coverage, Organization, or nothing to judge by: read it
+        relevant = [(s, c) for s, c in codings if reads(resource_type, s, c)]
+        if not relevant:
+            return False
+        if counts_since is not None and all(graft.is_count(s, c) for s, c in relevant):
+            return when is None or when >= counts_since
+        return True
+
+    return keep
