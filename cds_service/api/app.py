@@ -22,6 +22,7 @@ from cds_service.core.decide import Decision, decide
 from cds_service.core.model import PatientRecord
 from cds_service.core.record import add_prefetch_value, is_operation_outcome
 from cds_service.policy_store import Knowledge, load
+from cds_service.sandbox import mount_sandbox
 from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service")
@@ -111,6 +112,8 @@ def create_app(
         _log_decision(service.id, parsed, record, decision, started)
         return JSONResponse(decision.body)
 
+    if settings.sandbox_enabled:
+        mount_sandbox(app, knowledge)
     return app
 
 
