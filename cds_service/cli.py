@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -182,3 +183,20 @@ def fixtures() -> None:
                 f"{p.split('-')[0]}={short.get(expected.get(p, ''), '?')}" for p in policies
             )
             typer.echo(f"  {svc:<9} {cells}")
+
+
+@app.command()
+def matrix(
+    output: Annotated[
+        Path | None, typer.Option(help="Write the Markdown here (default: print it).")
+    ] = None,
+) -> None:
+    """Generate the scenario matrix (docs/scenarios.md) from the fixtures' expectations."""
+    from cds_service.matrix import render_matrix
+
+    text = render_matrix(load_scenarios(), load().policies)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
