@@ -199,7 +199,6 @@ def test_card_preview_renders_safely(page: Page) -> None:
     page.click("#preview-render")
     result = page.locator("#preview-result")
     result.locator(".cds-card").first.wait_for()
-    page.wait_for_timeout(200)  # give any injected onerror handler a chance to run
     assert page.evaluate("window.pwned") is None
     assert result.locator("img, script, iframe").count() == 0
     hrefs = result.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")

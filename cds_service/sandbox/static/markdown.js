@@ -22,32 +22,26 @@ function parseBlocks(text) {
   let afterBlank = false;
 
   const container = () => (lists.length ? lists[lists.length - 1].item.children : root);
-  const closeParagraph = () => {
-    paragraph = null;
-  };
-  const closeLists = () => {
-    lists = [];
-  };
 
   for (const line of String(text ?? "").replace(/\r\n?/g, "\n").split("\n")) {
     if (!line.trim()) {
-      closeParagraph();
+      paragraph = null;
       afterBlank = true;
       continue;
     }
     const indent = line.length - line.trimStart().length;
     const item = ITEM.exec(line);
     if (RULE.test(line)) {
-      closeParagraph();
-      closeLists();
+      paragraph = null;
+      lists = [];
       root.push({ type: "hr" });
     } else if (HEADING.test(line)) {
       const [, hashes, content] = HEADING.exec(line);
-      closeParagraph();
-      closeLists();
+      paragraph = null;
+      lists = [];
       root.push({ type: "h", level: hashes.length, text: content });
     } else if (item) {
-      closeParagraph();
+      paragraph = null;
       const [, spaces, marker, content] = item;
       const at = spaces.length;
       while (lists.length && at < lists[lists.length - 1].indent) lists.pop();
@@ -75,7 +69,7 @@ function parseBlocks(text) {
       }
       paragraph.lines.push(line.trim());
     } else {
-      if (afterBlank || !paragraph) closeLists();
+      if (afterBlank || !paragraph) lists = [];
       if (!paragraph) {
         paragraph = { type: "p", lines: [] };
         root.push(paragraph);
@@ -176,7 +170,7 @@ function appendInline(parent, src) {
 }
 
 // --- render ------------------------------------------------------------------------------
-function renderBlocks(parent, blocks, tight) {
+function renderBlocks(parent, blocks) {
   for (const block of blocks) {
     if (block.type === "hr") parent.append(document.createElement("hr"));
     else if (block.type === "h") {
@@ -184,7 +178,7 @@ function renderBlocks(parent, blocks, tight) {
       appendInline(heading, block.text);
       parent.append(heading);
     } else if (block.type === "p") {
-      const p = document.createElement(tight ? "span" : "p");
+      const p = document.createElement("p");
       appendInline(p, block.lines.join("\n"));
       parent.append(p);
     } else {
@@ -193,7 +187,7 @@ function renderBlocks(parent, blocks, tight) {
       for (const item of block.items) {
         const li = document.createElement("li");
         appendInline(li, item.text);
-        renderBlocks(li, item.children, false);
+        renderBlocks(li, item.children);
         list.append(li);
       }
       parent.append(list);
@@ -203,6 +197,6 @@ function renderBlocks(parent, blocks, tight) {
 
 export function renderMarkdown(text) {
   const fragment = document.createDocumentFragment();
-  renderBlocks(fragment, parseBlocks(text), false);
+  renderBlocks(fragment, parseBlocks(text));
   return fragment;
 }
