@@ -208,3 +208,20 @@ def bench(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"\nJSON report: {output}")
+
+
+@app.command()
+def matrix(
+    output: Annotated[
+        Path | None, typer.Option(help="Write the Markdown here (default: print it).")
+    ] = None,
+) -> None:
+    """Generate the scenario matrix (docs/scenarios.md) from the fixtures' expectations."""
+    from cds_service.matrix import render_matrix
+
+    text = render_matrix(load_scenarios(), load().policies)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")

@@ -17,3 +17,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, alias="PORT", ge=1, le=65535)
     cards_dir: Path | None = Field(None, alias="CDS_CARDS_DIR")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="CDS_LOG_LEVEL")
+    sandbox: bool | None = Field(None, alias="CDS_SANDBOX")  # None: on in development only
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        return self.sandbox if self.sandbox is not None else self.env == "development"

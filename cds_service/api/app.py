@@ -23,6 +23,7 @@ from cds_service.core.facts.relevance import relevance_filter
 from cds_service.core.model import Order, PatientRecord
 from cds_service.core.record import Keep, add_prefetch_value, is_operation_outcome
 from cds_service.policy_store import Knowledge, load
+from cds_service.sandbox import mount_sandbox
 from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service")
@@ -122,6 +123,8 @@ def create_app(
         _log_decision(service.id, parsed, record, decision, started)
         return JSONResponse(decision.body)
 
+    if settings.sandbox_enabled:
+        mount_sandbox(app, knowledge)
     return app
 
 

@@ -1,0 +1,122 @@
+"""Sandbox routes: the page, its static files, and a JSON API that builds hook requests from the
+scenario patients (cds_service.scenarios). The page then POSTs each request to
+/cds-services/{id} itself, exactly as an EHR would, so the sandbox adds no path around the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cds_service.api.errors import HookError
+from cds_service.core.model import Service
+from cds_service.policy_store import Knowledge
+from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id, set_payer
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SERVICE_CHOICES: dict[str, tuple[Service, ...]] = {
+    "dli": (Service.DLI,),
+    "hpc-boost": (Service.HPC_BOOST,),
+    "both": (Service.DLI, Service.HPC_BOOST),
+}
+
+
+class RequestSpec(BaseModel):
+    """What the page asks for; every field is one control on the page."""
+
+    model_config = ConfigDict(extra="forbid")
+    scenario: str
+    services: Literal["dli", "hpc-boost", "both"] = "dli"
+    hook: Literal["order-sign", "order-select"] = "order-sign"
+    payer: str = "fixture"  # "fixture" (the scenario's Coverage), "none", or a policy id
+    prefetch: Literal["full", "none"] = "full"
+
+
+def prefetch_modes(fhir_server: str | None) -> list[dict[str, Any]]:
+    """The prefetch modes and whether this server can serve them.
+
+    "none" sends no prefetch and names a FHIR server the service must query instead; it is
+    offered only when the app is mounted with the fixture FHIR server's base URL.
+    """
+    return [
+        {"id": "full", "label": "Full prefetch (as the EHR would send it)", "available": True},
+        {
+            "id": "none",
+            "label": "No prefetch: the service reads the fixture FHIR server",
+            "available": fhir_server is not None,
+            **({} if fhir_server else {"reason": "no fixture FHIR server is configured"}),
+        },
+    ]
+
+
+def _parse_spec(body: bytes) -> RequestSpec:
+    try:
+        return RequestSpec.model_validate_json(body)
+    except ValidationError as error:
+        problems = (
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+        raise HookError(400, "; ".join(problems)) from error
+
+
+def _scenario_summary(scenario: Scenario) -> dict[str, Any]:
+    return {
+        "id": scenario.id,
+        "title": scenario.title,
+        "description": scenario.description,
+        "payer": scenario.payer,
+        "services": list(scenario.expected),
+        "expected": scenario.expected,
+    }
+
+
+def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir_server: str | None = None) -> None:
+    """Add /sandbox (page), /sandbox/static (assets) and /sandbox/api/* to `app`."""
+    scenarios = {s.id: s for s in load_scenarios()}
+    policies = {p.id: p for p in knowledge.policies}
+    router = APIRouter(prefix="/sandbox", include_in_schema=False)
+
+    @router.get("")
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @router.get("/api/scenarios")
+    async def list_scenarios() -> dict[str, Any]:
+        return {
+            "scenarios": [_scenario_summary(s) for s in scenarios.values()],
+            "policies": [{"id": p.id, "payer": p.payer.name} for p in policies.values()],
+            "prefetchModes": prefetch_modes(fhir_server),
+        }
+
+    @router.post("/api/request")
+    async def make_request(http_request: Request) -> dict[str, Any]:
+        spec = _parse_spec(await http_request.body())
+        scenario = scenarios.get(spec.scenario)
+        if scenario is None:
+            raise HookError(404, f"no scenario {spec.scenario!r}; see GET /sandbox/api/scenarios")
+        if spec.payer not in ("fixture", "none", *policies):
+            raise HookError(400, f"payer must be 'fixture', 'none' or one of {', '.join(policies)}")
+        if spec.prefetch == "none" and fhir_server is None:
+            raise HookError(400, "prefetch mode 'none' needs a fixture FHIR server; none is set")
+        if spec.prefetch == "none" and spec.payer != "fixture":
+            raise HookError(400, "without prefetch the payer comes from the FHIR server's Coverage")
+        keys = () if spec.prefetch == "none" else None
+        try:
+            request = build_request(
+                scenario.bundle(), spec.hook, SERVICE_CHOICES[spec.services], keys
+            )
+        except ValueError as error:
+            raise HookError(400, f"{scenario.id}: {error}") from error
+        if spec.prefetch == "none":
+            del request["prefetch"]
+            request["fhirServer"] = fhir_server
+        elif spec.payer != "fixture":
+            set_payer(request["prefetch"], policies.get(spec.payer))
+        return {"service": f"/cds-services/{service_id(spec.hook)}", "request": request}
+
+    app.include_router(router)
+    app.mount("/sandbox/static", StaticFiles(directory=STATIC_DIR), name="sandbox-static")

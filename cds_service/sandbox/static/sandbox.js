@@ -1,0 +1,127 @@
+// The sandbox page: pick a scenario patient and fire it at the service as an EHR would, or
+// paste a CDS Hooks response and preview its cards. Requests are built by /sandbox/api/request
+// and then POSTed by this page to /cds-services/{id} unchanged.
+
+import { el, renderExchange } from "./render.js";
+
+const $ = (id) => document.getElementById(id);
+let catalogue = null;
+
+async function fetchJson(url, options) {
+  const response = await fetch(url, options);
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    body = { issue: [{ diagnostics: `the response of ${url} is not JSON` }] };
+  }
+  return { status: response.status, body };
+}
+
+const post = (url, data) =>
+  fetchJson(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(data) });
+
+function option(value, label, disabled = false) {
+  const node = el("option", null, label);
+  node.value = value;
+  node.disabled = disabled;
+  return node;
+}
+
+function policyName(id) {
+  return catalogue.policies.find((p) => p.id === id)?.payer ?? id;
+}
+
+function showScenario() {
+  const scenario = catalogue.scenarios.find((s) => s.id === $("scenario").value);
+  $("scenario-description").textContent = scenario.description;
+  const fixturePayer = scenario.payer === null ? "no Coverage" : scenario.payer === "unrecognised" ? "an unrecognised payer" : policyName(scenario.payer);
+  $("payer").options[0].textContent = `From the fixture's Coverage (${fixturePayer})`;
+  const table = $("expected");
+  table.replaceChildren();
+  const head = el("tr");
+  head.append(el("th", null, "Expected"), ...scenario.services.map((s) => el("th", null, s)));
+  table.append(head);
+  for (const policy of catalogue.policies) {
+    const row = el("tr");
+    row.append(el("td", null, policy.payer));
+    for (const service of scenario.services) {
+      const determination = scenario.expected[service]?.[policy.id] ?? "";
+      row.append(el("td", `determination-${determination}`, determination));
+    }
+    table.append(row);
+  }
+}
+
+async function loadCatalogue() {
+  const { status, body } = await fetchJson("/sandbox/api/scenarios");
+  if (status !== 200) throw new Error(`GET /sandbox/api/scenarios: HTTP ${status}`);
+  catalogue = body;
+  $("scenario").replaceChildren(...catalogue.scenarios.map((s) => option(s.id, `${s.id} — ${s.title}`)));
+  $("payer").replaceChildren(
+    option("fixture", "From the fixture's Coverage"),
+    ...catalogue.policies.map((p) => option(p.id, `${p.payer} (${p.id})`)),
+    option("none", "None: compare all five policies"),
+  );
+  $("prefetch").replaceChildren(
+    ...catalogue.prefetchModes.map((m) => option(m.id, m.available ? m.label : `${m.label} (unavailable: ${m.reason})`, !m.available)),
+  );
+  showScenario();
+}
+
+async function fire(event) {
+  event.preventDefault();
+  const result = $("fire-result");
+  result.setAttribute("aria-busy", "true");
+  const spec = {
+    scenario: $("scenario").value,
+    services: $("services").value,
+    hook: $("hook").value,
+    payer: $("payer").value,
+    prefetch: $("prefetch").value,
+  };
+  try {
+    const built = await post("/sandbox/api/request", spec);
+    if (built.status !== 200) {
+      renderExchange(result, { status: built.status, response: built.body });
+    } else {
+      const { service, request } = built.body;
+      const answer = await post(service, request);
+      renderExchange(result, { status: answer.status, response: answer.body, request, url: service });
+    }
+  } catch (error) {
+    result.replaceChildren(el("div", "error", `Could not reach the service: ${error.message}`));
+  }
+  result.dataset.fired = spec.scenario;
+  result.removeAttribute("aria-busy");
+}
+
+function preview() {
+  const result = $("preview-result");
+  let response;
+  try {
+    response = JSON.parse($("preview-input").value);
+  } catch (error) {
+    result.replaceChildren(el("div", "error", `Not valid JSON: ${error.message}`));
+    return;
+  }
+  renderExchange(result, { status: 200, response });
+}
+
+function showTab() {
+  const previewing = location.hash === "#preview";
+  $("fire-tab").hidden = previewing;
+  $("preview-tab").hidden = !previewing;
+  $("tab-fire").classList.toggle("active", !previewing);
+  $("tab-preview").classList.toggle("active", previewing);
+}
+
+window.addEventListener("hashchange", showTab);
+$("scenario").addEventListener("change", showScenario);
+$("fire-form").addEventListener("submit", fire);
+$("preview-render").addEventListener("click", preview);
+showTab();
+loadCatalogue().then(
+  () => document.body.classList.add("ready"),
+  (error) => $("fire-result").replaceChildren(el("div", "error", `Could not load the scenarios: ${error.message}`)),
+);

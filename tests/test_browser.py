@@ -1,0 +1,227 @@
+"""The sandbox page in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright;
+nothing is downloaded): the real service runs under uvicorn on an ephemeral loopback port.
+
+Screenshots go to artifacts/browser/. Without Chromium these tests skip, except where
+CDS_REQUIRE_BROWSER=1 (set by .ci/run), where a missing browser fails them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from cds_service.api.app import create_app
+from cds_service.policy_store import Knowledge
+from cds_service.settings import Settings
+
+CHROMIUM = Path(os.environ.get("CDS_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+# The closed network refuses Chromium's background connections; these flags stop them.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base_url(knowledge: Knowledge) -> Iterator[str]:
+    """The real app under uvicorn on 127.0.0.1 and a port the OS picks."""
+    config = uvicorn.Config(create_app(Settings(), knowledge), host="127.0.0.1", port=0,
+                            log_level="warning", lifespan="off")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        threading.Event().wait(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing; install it: apt-get install -y chromium chromium-driver"
+        if os.environ.get("CDS_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:  # each launch gets a fresh, empty profile
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base_url)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.goto("/sandbox")
+    tab.wait_for_selector("body.ready")
+    yield tab
+    context.close()
+    assert errors == [], f"script errors on the page: {errors}"
+
+
+def fire(page: Page, scenario: str, services: str = "dli", payer: str = "fixture",
+         hook: str = "order-sign") -> None:  # fmt: skip
+    page.select_option("#scenario", scenario)
+    page.select_option("#services", services)
+    page.select_option("#hook", hook)
+    page.select_option("#payer", payer)
+    page.click("#fire")
+    page.wait_for_selector(f'#fire-result[data-fired="{scenario}"]:not([aria-busy])')
+
+
+def shot(page: Page, name: str, selector: str | None = None) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    target = page.locator(selector) if selector else page
+    target.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+# One scenario per determination, each with its fixture's own payer (order-sign).
+DETERMINATIONS = [
+    ("relapsed-aml-allo-mac", "dli", "meets-criteria", "info", "Meets criteria",
+     "Covered (billing code 38242) under Coverage/ram-cov."),
+    ("prophylactic-dli-ric", "hpc-boost", "does-not-meet-criteria", "warning",
+     "Does not meet criteria", "Not covered (billing code 38243) under Coverage/pric-cov."),
+    ("acute-gvhd-ungraded", "dli", "needs-information", "warning", "Needs information",
+     "Clinical documentation is needed."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("scenario", "services", "determination", "indicator", "shown", "coverage"), DETERMINATIONS
+)
+def test_firing_a_scenario_shows_cards_checklist_and_coverage(
+    page: Page, scenario: str, services: str, determination: str, indicator: str, shown: str,
+    coverage: str,
+) -> None:  # fmt: skip
+    fire(page, scenario, services)
+    cards = page.locator(".cds-card")
+    assert cards.count() == 1
+    card = cards.first
+    assert card.get_attribute("data-indicator") == indicator
+    phrase = {"meets-criteria": "meets medical-necessity criteria",
+              "does-not-meet-criteria": "does not meet medical-necessity criteria",
+              "needs-information": "needs documentation"}[determination]  # fmt: skip
+    assert phrase in card.locator(".card-summary").inner_text()
+    assert card.locator(".card-detail li").count() >= 3  # the Markdown checklist became a list
+    assert card.locator(".card-link").count() >= 1
+    cell = page.locator("td.determination")
+    assert cell.count() == 1 and cell.inner_text() == shown
+    statuses = page.locator(".criterion").evaluate_all("items => items.map(i => i.dataset.status)")
+    wanted = {"meets-criteria": "met", "does-not-meet-criteria": "not-met",
+              "needs-information": "unknown"}[determination]  # fmt: skip
+    assert wanted in statuses
+    if determination == "does-not-meet-criteria":
+        assert card.locator("select.override-reason option").count() == 4  # prompt + 3 reasons
+    assert coverage in page.locator(".coverage-section").inner_text()
+    shot(page, f"{scenario}-{services}", "#fire-result")
+
+
+def test_all_payer_comparison_for_relapsed_aml(page: Page) -> None:
+    fire(page, "relapsed-aml-allo-mac", payer="none")
+    table = page.locator("table.comparison")
+    assert table.count() == 1
+    headers = table.locator("th .policy-id").all_inner_texts()
+    assert headers == ["anthem-cg-trans-03", "bcbsms-l.2.03.402", "centene-cp.mp.101",
+                       "molina-mcp-210", "wellmark-07.03.13"]  # fmt: skip
+    assert table.locator("td.determination").all_inner_texts() == ["Meets criteria"] * 5
+    molina = table.locator('td.criteria-cell[data-policy="molina-mcp-210"]')
+    assert molina.locator('[data-criterion="molina-dli-mixed-chimerism"]').get_attribute(
+        "data-status"
+    ) == "met"
+    assert page.locator(".cds-card").count() == 5
+    assert page.locator(".coverage-section").count() == 0  # no Coverage: no CRD coverage info
+    shot(page, "relapsed-aml-all-payers", ".comparison-section")
+    shot(page, "relapsed-aml-all-payers-page")
+
+
+def test_raw_request_and_response_are_in_collapsible_panels(page: Page) -> None:
+    fire(page, "relapsed-aml-allo-mac", services="both", hook="order-select")
+    panels = page.locator("details.raw")
+    assert panels.count() == 2
+    assert not panels.first.locator("pre").is_visible()  # collapsed until opened
+    panels.first.locator("summary").click()
+    request = json.loads(panels.first.locator("pre").inner_text())
+    assert request["hook"] == "order-select"
+    assert request["context"]["selections"] == ["ServiceRequest/ram-dli", "ServiceRequest/ram-hpc"]
+    assert "POST /cds-services/dli-hpc-order-select" in panels.first.locator("summary").inner_text()
+    panels.nth(1).locator("summary").click()
+    response = json.loads(panels.nth(1).locator("pre").inner_text())
+    assert len(response["cards"]) == page.locator(".cds-card").count() >= 2
+    assert "systemActions" not in response  # order-select: cards only
+
+
+def test_prefetch_none_is_offered_only_when_available(page: Page) -> None:
+    options = page.locator("#prefetch option")
+    assert options.count() == 2
+    assert options.nth(1).get_attribute("value") == "none" and options.nth(1).is_disabled()
+
+
+MALICIOUS: dict[str, Any] = {
+    "cards": [
+        {
+            "summary": "<img src=x onerror=window.pwned=1> summary",
+            "indicator": "critical",
+            "source": {"label": "<script>window.pwned=2</script>"},
+            "detail": "**Bold** and *italic* \\*not italic\\*\n"
+            "- level one\n  - level two <img src=x onerror=window.pwned=3>\n"
+            "    - level three\n"
+            "- [click](javascript:window.pwned=4) and [policy](https://example.org/p)\n\n"
+            '<script>window.pwned=5</script><a href="javascript:window.pwned=6">raw</a>',
+            "links": [
+                {"label": "bad", "url": "javascript:window.pwned=7", "type": "absolute"},
+                {"label": "good", "url": "https://example.org/", "type": "absolute"},
+            ],
+            "suggestions": [{"label": "Add a note", "actions": []}],
+        },
+        {"summary": "x" * 150, "indicator": "urgent", "source": {}},
+    ]
+}
+
+
+def test_card_preview_renders_safely(page: Page) -> None:
+    page.goto("/sandbox#preview")
+    page.fill("#preview-input", json.dumps(MALICIOUS))
+    page.click("#preview-render")
+    result = page.locator("#preview-result")
+    result.locator(".cds-card").first.wait_for()
+    assert page.evaluate("window.pwned") is None
+    assert result.locator("img, script, iframe").count() == 0
+    hrefs = result.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert hrefs == ["https://example.org/p", "https://example.org/"]
+    first = result.locator(".cds-card").first
+    assert "<img src=x" in first.locator(".card-summary").inner_text()  # shown as text
+    detail = first.locator(".card-detail")
+    assert detail.locator("strong").inner_text() == "Bold"
+    assert detail.locator("em").inner_text() == "italic"
+    assert "*not italic*" in detail.inner_text()
+    assert detail.locator("ul ul ul li").inner_text() == "level three"
+    assert "<script>window.pwned=5</script>" in detail.inner_text()
+    problems = result.locator(".cds-card").nth(1).locator(".card-problems").inner_text()
+    assert "150 characters" in problems and "not info, warning or critical" in problems
+    assert "source.label is required" in problems
+    shot(page, "card-preview", "#preview-result")
+
+
+def test_card_preview_says_what_is_wrong_with_bad_input(page: Page) -> None:
+    page.goto("/sandbox#preview")
+    page.fill("#preview-input", "{not json")
+    page.click("#preview-render")
+    assert "Not valid JSON" in page.locator("#preview-result .error").inner_text()
+    page.fill("#preview-input", '{"cards": "none"}')
+    page.click("#preview-render")
+    assert 'needs a "cards" array' in page.locator("#preview-result .error").inner_text()

@@ -1,0 +1,153 @@
+"""The sandbox's server side through the real HTTP API: the page and its assets, the scenario
+catalogue, the request builder (whose requests the service must accept) and its errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.api.app import create_app
+from cds_service.policy_store import Knowledge
+from cds_service.sandbox import mount_sandbox
+from cds_service.sandbox.router import STATIC_DIR
+from cds_service.settings import Settings
+
+BUILD = "/sandbox/api/request"
+
+
+def build(client: TestClient, **spec: Any) -> dict[str, Any]:
+    response = client.post(BUILD, json={"scenario": "relapsed-aml-allo-mac", **spec})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_the_page_and_its_assets_are_served(client: TestClient) -> None:
+    page = client.get("/sandbox")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert "/sandbox/static/sandbox.js" in assets
+    for asset in assets:
+        if asset.startswith("/sandbox/static/"):
+            assert client.get(asset).status_code == 200, asset
+
+
+def test_no_asset_comes_from_another_host() -> None:
+    """Hospital networks often have no internet: nothing may load from a CDN."""
+    for path in STATIC_DIR.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r'(?:src|href)="(?:https?:)?//', text), path.name
+        assert not re.search(r'(?:import|from)\s*\(?\s*"(?:https?:)?//', text), path.name
+        assert "@import" not in text and "url(http" not in text, path.name
+
+
+def test_the_catalogue_lists_scenarios_policies_and_prefetch_modes(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    body = client.get("/sandbox/api/scenarios").json()
+    scenarios = {s["id"]: s for s in body["scenarios"]}
+    assert len(scenarios) == 34
+    aml = scenarios["relapsed-aml-allo-mac"]
+    assert aml["payer"] == "molina-mcp-210" and aml["services"] == ["dli", "hpc-boost"]
+    assert aml["expected"]["dli"]["centene-cp.mp.101"] == "meets-criteria"
+    assert [p["id"] for p in body["policies"]] == [p.id for p in knowledge.policies]
+    modes = {m["id"]: m for m in body["prefetchModes"]}
+    assert modes["full"]["available"] is True
+    assert modes["none"]["available"] is False and "FHIR server" in modes["none"]["reason"]
+
+
+def _payer_names(body: dict[str, Any]) -> set[str]:
+    return {e["payer"] for card in body["cards"] for e in card["extension"]["dli-hpc-cds.evaluations"]}  # fmt: skip
+
+
+BUILT = [
+    # spec, service the page must POST to, orders, payers the service then evaluates
+    ({}, "/cds-services/dli-hpc-order-sign", ["ram-dli"], {"Molina Healthcare"}),
+    ({"payer": "none"}, "/cds-services/dli-hpc-order-sign", ["ram-dli"], 5),
+    ({"payer": "centene-cp.mp.101"}, "/cds-services/dli-hpc-order-sign", ["ram-dli"], {"Centene"}),
+    ({"hook": "order-select", "services": "hpc-boost"}, "/cds-services/dli-hpc-order-select",
+     ["ram-hpc"], {"Molina Healthcare"}),
+    ({"services": "both"}, "/cds-services/dli-hpc-order-sign", ["ram-dli", "ram-hpc"],
+     {"Molina Healthcare"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "service", "orders", "payers"), BUILT)
+def test_built_requests_are_answered_by_the_service(
+    client: TestClient, spec: dict[str, Any], service: str, orders: list[str], payers: Any
+) -> None:
+    built = build(client, **spec)
+    assert built["service"] == service
+    request = built["request"]
+    entries = request["context"]["draftOrders"]["entry"]
+    assert [e["resource"]["id"] for e in entries] == orders
+    if spec.get("hook") == "order-select":
+        assert request["context"]["selections"] == [f"ServiceRequest/{o}" for o in orders]
+    answer = client.post(service, json=request)
+    assert answer.status_code == 200, answer.text
+    names = _payer_names(answer.json())
+    assert len(names) == payers if isinstance(payers, int) else names == payers
+    if spec.get("payer") == "none":
+        assert request["prefetch"]["coverage"] is None
+
+
+BAD_SPECS = [
+    ({"scenario": "no-such-patient"}, 404, "no scenario 'no-such-patient'"),
+    ({"payer": "acme"}, 400, "payer must be 'fixture', 'none' or one of"),
+    ({"hook": "patient-view"}, 400, "hook: Input should be 'order-sign' or 'order-select'"),
+    ({"services": "cart"}, 400, "services:"),
+    ({"prefetch": "none"}, 400, "needs a fixture FHIR server"),
+    ({"colour": "red"}, 400, "colour: Extra inputs are not permitted"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "message"), BAD_SPECS)
+def test_bad_specs_get_an_operation_outcome(
+    client: TestClient, change: dict[str, Any], status: int, message: str
+) -> None:
+    response = client.post(BUILD, json={"scenario": "relapsed-aml-allo-mac", **change})
+    assert response.status_code == status
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert message in body["issue"][0]["diagnostics"]
+
+
+def test_a_body_that_is_not_json_is_a_400(client: TestClient) -> None:
+    response = client.post(BUILD, content=b"{", headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "Invalid JSON" in response.text
+
+
+def test_prefetch_none_names_the_fhir_server_instead(knowledge: Knowledge) -> None:
+    app = create_app(Settings(CDS_SANDBOX=False), knowledge)
+    mount_sandbox(app, knowledge, fhir_server="http://127.0.0.1:9/fhir")
+    client = TestClient(app)
+    modes = {m["id"]: m for m in client.get("/sandbox/api/scenarios").json()["prefetchModes"]}
+    assert modes["none"]["available"] is True
+    request = build(client, prefetch="none")["request"]
+    assert "prefetch" not in request and request["fhirServer"] == "http://127.0.0.1:9/fhir"
+    response = client.post(BUILD, json={"scenario": "relapsed-aml-allo-mac", "prefetch": "none",
+                                        "payer": "none"})  # fmt: skip
+    assert response.status_code == 400 and "payer comes from the FHIR server" in response.text
+
+
+@pytest.mark.parametrize(
+    ("env", "sandbox", "served"),
+    [
+        ("development", None, True),
+        ("production", None, False),
+        ("production", True, True),
+        ("development", False, False),
+    ],
+)
+def test_the_sandbox_setting(
+    knowledge: Knowledge, env: str, sandbox: bool | None, served: bool
+) -> None:
+    values: dict[str, Any] = {"CDS_ENV": env}
+    if sandbox is not None:
+        values["CDS_SANDBOX"] = sandbox
+    client = TestClient(create_app(Settings(**values), knowledge))
+    assert (client.get("/sandbox").status_code == 200) is served
+    assert (client.get("/sandbox/api/scenarios").status_code == 200) is served
