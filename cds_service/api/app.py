@@ -9,36 +9,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
-from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH, SERVICES, discovery_document
+from cds_service.api.allowlist import server_allowed
+from cds_service.api.discovery import REQUIRED_PREFETCH, SERVICES, discovery_document
 from cds_service.api.errors import HookError, error_response
+from cds_service.api.gather import FetchLimits, gather
 from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.core.decide import Decision, decide
 from cds_service.core.model import PatientRecord
-from cds_service.core.record import add_prefetch_value, is_operation_outcome
 from cds_service.policy_store import Knowledge, load
 from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service")
-
-
-def gather_prefetch(parsed: ParsedHook) -> tuple[PatientRecord, list[str]]:
-    """The record from prefetch, and the required keys it lacks (absent or an OperationOutcome)."""
-    record = PatientRecord()
-    prefetch = parsed.request.prefetch or {}
-    missing = []
-    for key, resource_type in REQUIRED_PREFETCH.items():
-        if key not in prefetch or is_operation_outcome(prefetch[key]):
-            missing.append(key)
-            record.unavailable.add(resource_type)
-            continue
-        add_prefetch_value(record, prefetch[key], resource_type)
-    return record, missing
 
 
 def create_app(
@@ -46,9 +34,14 @@ def create_app(
     knowledge: Knowledge | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    fhir_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
+    """`fhir_transport` carries the queries to the EHR's FHIR server (default: real HTTP)."""
     settings = settings or Settings()
     knowledge = knowledge or load(settings.cards_dir)
+    limits = FetchLimits(
+        settings.fhir_budget_seconds, settings.fhir_query_timeout_seconds, settings.fhir_max_pages
+    )
     app = FastAPI(
         title="DLI / HPC boost medical-necessity CDS Hooks service",
         version=__version__,
@@ -88,15 +81,17 @@ def create_app(
         if service is None:
             raise HookError(404, f"no CDS service {service_id!r}; see GET /cds-services")
         parsed = parse_hook(await request.body(), service)
+        server = parsed.request.fhirServer
+        if server is not None and not server_allowed(
+            server, settings.fhir_allowed_servers, settings.env
+        ):
+            raise HookError(
+                400, f"fhirServer {server} is not on this service's allowlist of FHIR servers"
+            )
         if not parsed.orders:
             return JSONResponse({"cards": []})
-        record, missing = gather_prefetch(parsed)
-        if missing:
-            raise HookError(
-                412,
-                "required prefetch not provided and no way to fetch it: "
-                + ", ".join(f"{k} ({PREFETCH[k]})" for k in missing),
-            )
+        gathered = await gather(parsed, limits, fhir_transport)
+        record = gathered.record
         now = clock()
         decision = decide(
             service.hook,
@@ -107,6 +102,10 @@ def create_app(
             parsed.options,
             now.date(),
             new_uuid,
+            tuple(
+                f"{REQUIRED_PREFETCH[key]} data ({key}): {why}"
+                for key, why in gathered.unretrieved.items()
+            ),
         )
         _log_decision(service.id, parsed, record, decision, started)
         return JSONResponse(decision.body)
