@@ -249,5 +249,7 @@ def fhir_server(
 
     from cds_service.fixture_server import create_fixture_server
 
-    typer.echo(f"Fixture FHIR server on http://{host}:{port} (Authorization: Bearer {token})")
+    typer.echo(
+        f"Fixture FHIR server on http://{host}:{port} (needs Authorization: Bearer <--token>)"
+    )
     uvicorn.run(create_fixture_server(token), host=host, port=port, log_level="warning")
