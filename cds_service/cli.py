@@ -1,10 +1,13 @@
-"""Command line: `cds-service serve | fire | fixtures`."""
+"""Command line: `cds-service serve | fire | fixtures | fhir-server`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,9 +18,11 @@ import typer
 from cds_service.core.model import Service
 from cds_service.policy_store import load
 from cds_service.scenarios import (
+    PARTIAL_PREFETCH_KEYS,
     build_request,
     find_scenario,
     load_scenarios,
+    point_at_fhir_server,
     service_id,
     set_payer,
 )
@@ -25,6 +30,8 @@ from cds_service.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
+# The fixture FHIR server's default token: it guards synthetic sandbox data only.
+SANDBOX_TOKEN = "sandbox-token"  # noqa: S105
 _STATUS_MARK = {"met": "✓", "not-met": "✗", "unknown": "?", "not-applicable": "–"}
 
 
@@ -74,6 +81,19 @@ def _post(url: str | None, path: str, payload: dict[str, Any]) -> httpx.Response
             return await client.post(path, json=payload)
 
     return asyncio.run(in_process())
+
+
+@contextmanager
+def _fhir_server(url: str | None, token: str) -> Iterator[tuple[str, str]]:
+    """(base URL, token) to fetch from: `url`, else a fixture server running for this call."""
+    if url:
+        yield url, token
+        return
+    from cds_service.fixture_server import create_fixture_server, serve_in_thread
+
+    own_token = secrets.token_urlsafe(16)
+    with serve_in_thread(create_fixture_server(own_token)) as base:
+        yield base, own_token
 
 
 def _print_response(body: dict[str, Any]) -> None:
@@ -131,14 +151,42 @@ def fire(
         str | None, typer.Option(help="Base URL of a running service (default: in process).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw response JSON.")] = False,
+    no_prefetch: Annotated[
+        bool, typer.Option("--no-prefetch", help="Send no prefetch: the service fetches it all.")
+    ] = False,
+    partial_prefetch: Annotated[
+        bool,
+        typer.Option(
+            "--partial-prefetch",
+            help="Prefetch only patient and coverage: the service fetches the clinical data.",
+        ),
+    ] = False,
+    fhir_server: Annotated[
+        str | None,
+        typer.Option(
+            help="FHIR server the service fetches from (default with --no-prefetch or "
+            "--partial-prefetch: a fixture FHIR server started for this call)."
+        ),
+    ] = None,
+    fhir_token: Annotated[
+        str, typer.Option(help="Bearer token for --fhir-server.")
+    ] = SANDBOX_TOKEN,
 ) -> None:
     """Build a hook request from a scenario patient, call the service, print the cards."""
     try:
         found = find_scenario(scenario)
     except KeyError as error:
         raise typer.BadParameter(str(error.args[0]), param_hint="SCENARIO") from error
+    if no_prefetch and partial_prefetch:
+        raise typer.BadParameter("choose one of --no-prefetch and --partial-prefetch")
+    if no_prefetch and payer is not None:
+        raise typer.BadParameter(
+            "--payer replaces the prefetched Coverage; use it with --partial-prefetch",
+            param_hint="--payer",
+        )
     services = tuple(Service) if service is Which.BOTH else (Service(service.value),)
-    request = build_request(found.bundle(), hook.value, services)
+    keys = () if no_prefetch else PARTIAL_PREFETCH_KEYS if partial_prefetch else None
+    request = build_request(found.bundle(), hook.value, services, keys)
     if payer is not None:
         policies = {p.id: p for p in load().policies}
         if payer != "none" and payer not in policies:
@@ -146,8 +194,12 @@ def fire(
                 f"use 'none' or one of {', '.join(policies)}", param_hint="--payer"
             )
         set_payer(request["prefetch"], None if payer == "none" else policies[payer])
+    fetching = no_prefetch or partial_prefetch
     try:
-        response = _post(url, f"/cds-services/{service_id(hook.value)}", request)
+        with _fhir_server(fhir_server, fhir_token) if fetching else nullcontext() as source:
+            if source is not None:
+                point_at_fhir_server(request, *source)
+            response = _post(url, f"/cds-services/{service_id(hook.value)}", request)
     except httpx.HTTPError as error:
         typer.secho(f"Could not reach {url}: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
@@ -225,3 +277,22 @@ def matrix(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}")
+
+
+@app.command("fhir-server")
+def fhir_server(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8090,
+    token: Annotated[
+        str, typer.Option(help="Bearer token every request must carry.")
+    ] = SANDBOX_TOKEN,
+) -> None:
+    """Serve the scenario patients over FHIR REST (read + search), as an EHR's FHIR API would."""
+    import uvicorn
+
+    from cds_service.fixture_server import create_fixture_server
+
+    typer.echo(
+        f"Fixture FHIR server on http://{host}:{port} (needs Authorization: Bearer <--token>)"
+    )
+    uvicorn.run(create_fixture_server(token), host=host, port=port, log_level="warning")

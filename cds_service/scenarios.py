@@ -185,3 +185,21 @@ def build_request(
 
 def service_id(hook: str) -> str:
     return next(s.id for s in SERVICES.values() if s.hook == hook)
+
+
+# What `fire --partial-prefetch` sends: demographics and coverage, as many EHRs do; the clinical
+# keys are left for the service to fetch.
+PARTIAL_PREFETCH_KEYS = ("patient", "coverage")
+
+
+def point_at_fhir_server(request: dict[str, Any], fhir_server: str, token: str) -> None:
+    """Let the service fetch what the request's prefetch lacks from `fhir_server`."""
+    request["fhirServer"] = fhir_server
+    request["fhirAuthorization"] = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/Coverage.read patient/Condition.read patient/Procedure.read "
+        "patient/Observation.read",
+        "subject": "dli-hpc-cds",
+    }

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -22,3 +22,19 @@ class Settings(BaseSettings):
     @property
     def sandbox_enabled(self) -> bool:
         return self.sandbox if self.sandbox is not None else self.env == "development"
+
+    # Fetching what prefetch lacks from the EHR's FHIR server (README "Prefetch and fallback").
+    # Empty allowlist: any http(s) fhirServer in development, none in production.
+    fhir_allowed_servers: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), alias="CDS_FHIR_ALLOWED_SERVERS"
+    )
+    fhir_budget_seconds: float = Field(3.0, alias="CDS_FHIR_BUDGET_SECONDS", gt=0, le=4.5)
+    fhir_query_timeout_seconds: float = Field(2.0, alias="CDS_FHIR_QUERY_TIMEOUT_SECONDS", gt=0)
+    fhir_max_pages: int = Field(10, alias="CDS_FHIR_MAX_PAGES", ge=1, le=100)
+
+    @field_validator("fhir_allowed_servers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value

@@ -140,9 +140,10 @@ def test_all_payer_comparison_for_relapsed_aml(page: Page) -> None:
                        "molina-mcp-210", "wellmark-07.03.13"]  # fmt: skip
     assert table.locator("td.determination").all_inner_texts() == ["Meets criteria"] * 5
     molina = table.locator('td.criteria-cell[data-policy="molina-mcp-210"]')
-    assert molina.locator('[data-criterion="molina-dli-mixed-chimerism"]').get_attribute(
-        "data-status"
-    ) == "met"
+    assert (
+        molina.locator('[data-criterion="molina-dli-mixed-chimerism"]').get_attribute("data-status")
+        == "met"
+    )
     assert page.locator(".cds-card").count() == 5
     assert page.locator(".coverage-section").count() == 0  # no Coverage: no CRD coverage info
     shot(page, "relapsed-aml-all-payers", ".comparison-section")

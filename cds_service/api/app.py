@@ -6,22 +6,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
-from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH, SERVICES, discovery_document
+from cds_service.api.allowlist import server_allowed
+from cds_service.api.discovery import REQUIRED_PREFETCH, SERVICES, discovery_document
 from cds_service.api.errors import HookError, error_response
+from cds_service.api.gather import FetchLimits, gather, relevant_resources
 from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.core.decide import Decision, decide
-from cds_service.core.facts.relevance import relevance_filter
-from cds_service.core.model import Order, PatientRecord
-from cds_service.core.record import Keep, add_prefetch_value, is_operation_outcome
+from cds_service.core.model import PatientRecord
 from cds_service.policy_store import Knowledge, load
 from cds_service.sandbox import mount_sandbox
 from cds_service.settings import Settings
@@ -29,36 +30,19 @@ from cds_service.settings import Settings
 log = logging.getLogger("cds_service")
 
 
-def gather_prefetch(
-    parsed: ParsedHook, keep: Keep | None = None
-) -> tuple[PatientRecord, list[str]]:
-    """The record from prefetch, and the required keys it lacks (absent or an OperationOutcome)."""
-    record = PatientRecord()
-    prefetch = parsed.request.prefetch or {}
-    missing = []
-    for key, resource_type in REQUIRED_PREFETCH.items():
-        if key not in prefetch or is_operation_outcome(prefetch[key]):
-            missing.append(key)
-            record.unavailable.add(resource_type)
-            continue
-        add_prefetch_value(record, prefetch[key], resource_type, keep)
-    return record, missing
-
-
-def relevant_resources(orders: list[Order], today: date, knowledge: Knowledge) -> Keep:
-    """Skip resources no fact reads; counts older than every order's look-back window too."""
-    earliest = min(order.authored_on or today for order in orders)
-    return relevance_filter(earliest - timedelta(days=knowledge.thresholds.cytopenia_lookback_days))
-
-
 def create_app(
     settings: Settings | None = None,
     knowledge: Knowledge | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    fhir_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
+    """`fhir_transport` carries the queries to the EHR's FHIR server (default: real HTTP)."""
     settings = settings or Settings()
     knowledge = knowledge or load(settings.cards_dir)
+    limits = FetchLimits(
+        settings.fhir_budget_seconds, settings.fhir_query_timeout_seconds, settings.fhir_max_pages
+    )
     app = FastAPI(
         title="DLI / HPC boost medical-necessity CDS Hooks service",
         version=__version__,
@@ -98,18 +82,19 @@ def create_app(
         if service is None:
             raise HookError(404, f"no CDS service {service_id!r}; see GET /cds-services")
         parsed = parse_hook(await request.body(), service)
+        server = parsed.request.fhirServer
+        if server is not None and not server_allowed(
+            server, settings.fhir_allowed_servers, settings.env
+        ):
+            raise HookError(
+                400, f"fhirServer {server} is not on this service's allowlist of FHIR servers"
+            )
         if not parsed.orders:
             return JSONResponse({"cards": []})
         now = clock()
-        record, missing = gather_prefetch(
-            parsed, relevant_resources(parsed.orders, now.date(), knowledge)
-        )
-        if missing:
-            raise HookError(
-                412,
-                "required prefetch not provided and no way to fetch it: "
-                + ", ".join(f"{k} ({PREFETCH[k]})" for k in missing),
-            )
+        keep = relevant_resources(parsed.orders, now.date(), knowledge)
+        gathered = await gather(parsed, limits, fhir_transport, keep)
+        record = gathered.record
         decision = decide(
             service.hook,
             parsed.orders,
@@ -119,6 +104,10 @@ def create_app(
             parsed.options,
             now.date(),
             new_uuid,
+            tuple(
+                f"{REQUIRED_PREFETCH[key]} data ({key}): {why}"
+                for key, why in gathered.unretrieved.items()
+            ),
         )
         _log_decision(service.id, parsed, record, decision, started)
         return JSONResponse(decision.body)

@@ -109,9 +109,11 @@ def _entries(draft_orders: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _options(extension: dict[str, Any] | None) -> CardOptions:
     """Honour the davinci-crd.configuration options we advertise; ignore anything else."""
+    version = (extension or {}).get("davinci-crd.requestedVersion")
+    indeterminate = not (isinstance(version, str) and version.startswith("2.0"))
     config = (extension or {}).get("davinci-crd.configuration")
     if not isinstance(config, dict):
-        return CardOptions()
+        return CardOptions(indeterminate=indeterminate)
     coverage_info = config.get("coverage-info")
     max_cards = config.get("max-cards")
     return CardOptions(
@@ -119,6 +121,7 @@ def _options(extension: dict[str, Any] | None) -> CardOptions:
         max_cards=max_cards
         if isinstance(max_cards, int) and not isinstance(max_cards, bool) and max_cards > 0
         else 10,
+        indeterminate=indeterminate,
     )
 
 

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import orjson
 
-from cds_service.api.app import gather_prefetch, relevant_resources
 from cds_service.api.discovery import SERVICES
+from cds_service.api.gather import from_prefetch, relevant_resources
 from cds_service.api.hooks import parse_hook
 from cds_service.bench.workload import order_sign_request, resource_count
 from cds_service.core.decide import decide
@@ -68,7 +68,7 @@ def pipeline() -> Callable[[bytes], dict[str, Any]]:
     def run(body: bytes) -> dict[str, Any]:
         parsed = parse_hook(body, service)
         today = datetime.now(UTC).date()
-        record, _ = gather_prefetch(parsed, relevant_resources(parsed.orders, today, knowledge))
+        record, _ = from_prefetch(parsed, relevant_resources(parsed.orders, today, knowledge))
         decision = decide(
             service.hook, parsed.orders, record, knowledge.policies, knowledge.thresholds,
             parsed.options, today, lambda: str(uuid.uuid4()),

@@ -25,6 +25,7 @@ TOPIC = {"system": CARD_TYPE_SYSTEM, "code": "coverage-info", "display": "Covera
 COVERAGE_INFO_URL = (
     "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 )
+CRD_TEMP_SYSTEM = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
 EVALUATIONS_EXT = "dli-hpc-cds.evaluations"
 OVERRIDE_SYSTEM = "http://dli-hpc-cds.org/fhir/CodeSystem/override-reason"
 OVERRIDE_REASONS = (
@@ -61,6 +62,9 @@ class CardOptions:
 
     coverage_info: bool = True
     max_cards: int = 10
+    # CRD 2.2 `indeterminate` / reason `technical`; False for a client that asked for CRD 2.0.x
+    # (davinci-crd.requestedVersion), whose coverage-information has neither.
+    indeterminate: bool = True
 
 
 def md(text: str) -> str:
@@ -187,11 +191,22 @@ def _card(
     return card
 
 
+def unretrieved_note(unretrieved: tuple[str, ...]) -> str:
+    return (
+        "**Could not be retrieved from the EHR** (criteria that depend on it are unknown): "
+        + "; ".join(md(u) for u in unretrieved)
+    )
+
+
 def build_cards(
-    evaluations: list[Evaluation], options: CardOptions, new_uuid: Callable[[], str]
+    evaluations: list[Evaluation],
+    options: CardOptions,
+    new_uuid: Callable[[], str],
+    unretrieved: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """One card per addressed (order, policy); not-addressed ones share one card; at most
-    `max_cards` cards (the overflow is merged into the last card, so nothing is dropped)."""
+    `max_cards` cards (the overflow is merged into the last card, so nothing is dropped).
+    `unretrieved` (data the EHR could not supply) is stated on every card."""
     if not options.coverage_info or not evaluations:
         return []
     addressed = sorted(
@@ -226,6 +241,9 @@ def build_cards(
                 f"### {md(summary(e))}\n\n{detail(e) if e.criteria else ''}" for e in group
             )
             cards.append(_card(group, title, text, new_uuid))
+    if unretrieved:
+        for card in cards:
+            card["detail"] += "\n\n" + unretrieved_note(unretrieved)
     return cards
 
 
@@ -236,13 +254,26 @@ def _pa_needed(evaluation: Evaluation) -> str:
 
 
 def coverage_information(
-    evaluation: Evaluation, coverage_id: str, today: date, assertion_id: str
+    evaluation: Evaluation,
+    coverage_id: str,
+    today: date,
+    assertion_id: str,
+    technical: str = "",
+    indeterminate: bool = True,
 ) -> dict[str, Any]:
-    """One ext-coverage-information for one (order, coverage), valid for CRD 2.0.1 and 2.2."""
+    """One ext-coverage-information for one (order, coverage), valid for CRD 2.0.1 and 2.2.
+
+    `technical` says which data could not be retrieved. When it left the criteria undecided,
+    CRD 2.2 resp-43 asks for `indeterminate` with reason `technical`; a CRD 2.0.x reader gets
+    the 2.0.1-valid `conditional` with the same explanation as reason text.
+    """
     d = evaluation.determination
     covered = {Determination.MEETS: "covered", Determination.DOES_NOT_MEET: "not-covered"}.get(
         d, "conditional"
     )
+    undetermined = bool(technical) and d is Determination.NEEDS_INFORMATION
+    if undetermined and indeterminate:
+        covered = "indeterminate"
     parts: list[dict[str, Any]] = [
         {"url": "coverage", "valueReference": {"reference": f"Coverage/{coverage_id}"}},
         {"url": "covered", "valueCode": covered},
@@ -258,7 +289,8 @@ def coverage_information(
                 f"{evaluation.policy.policy.number} sets no prior-authorization rule; the plan decides"
             )
     if d is Determination.NEEDS_INFORMATION:
-        parts.append({"url": "doc-needed", "valueCode": "clinical"})
+        doc = "indeterminate" if covered == "indeterminate" else "clinical"
+        parts.append({"url": "doc-needed", "valueCode": doc})
         reasons.append("Documentation needed: " + "; ".join(c.text for c in evaluation.unknown))
     elif d is Determination.DOES_NOT_MEET:
         failed = [
@@ -281,6 +313,11 @@ def coverage_information(
         }
     )
     parts += [{"url": "reason", "valueCodeableConcept": {"text": clip(r, 1000)}} for r in reasons]
+    if undetermined:
+        reason: dict[str, Any] = {"text": clip(f"Not retrieved from the EHR: {technical}", 1000)}
+        if indeterminate:
+            reason["coding"] = [{"system": CRD_TEMP_SYSTEM, "code": "technical"}]
+        parts.append({"url": "reason", "valueCodeableConcept": reason})
     parts += [
         {"url": "date", "valueDate": today.isoformat()},
         {"url": "coverage-assertion-id", "valueString": assertion_id},
@@ -289,7 +326,12 @@ def coverage_information(
 
 
 def coverage_action(
-    evaluation: Evaluation, coverage_id: str, today: date, assertion_id: str
+    evaluation: Evaluation,
+    coverage_id: str,
+    today: date,
+    assertion_id: str,
+    technical: str = "",
+    indeterminate: bool = True,
 ) -> dict[str, Any]:
     """An `update` systemAction: the whole draft order, plus the coverage information."""
     resource = copy.deepcopy(evaluation.order.resource)
@@ -300,7 +342,9 @@ def coverage_action(
     ]
     resource["extension"] = [
         *kept,
-        coverage_information(evaluation, coverage_id, today, assertion_id),
+        coverage_information(
+            evaluation, coverage_id, today, assertion_id, technical, indeterminate
+        ),
     ]
     return {
         "type": "update",

@@ -31,17 +31,20 @@ def decide(
     options: CardOptions,
     today: date,
     new_uuid: Callable[[], str],
+    unretrieved: tuple[str, ...] = (),
 ) -> Decision:
     """Evaluate every order against the routed policies and render the response.
 
     The as-of date of an order is its authoredOn, else `today` (the request date).
+    `unretrieved` names data the EHR could not supply; the cards and coverage information
+    say so (the record already marks those types unavailable, so their facts are unknown).
     """
     routed = route(record, policies)
     evaluations: list[Evaluation] = []
     for order in orders:
         facts = Facts(record, order, order.authored_on or today, thresholds)
         evaluations += [evaluate(p, order.service, order, facts) for p in routed.policies]
-    body: dict[str, Any] = {"cards": build_cards(evaluations, options, new_uuid)}
+    body: dict[str, Any] = {"cards": build_cards(evaluations, options, new_uuid, unretrieved)}
     coverage = routed.coverage
     if hook == "order-sign" and options.coverage_info and coverage is not None and coverage.id:
         # CRD: order-select is a supporting hook, so coverage information goes on order-sign only.
@@ -49,7 +52,14 @@ def decide(
         # for the same coverage to share it, and CRD 2.2 allows it.
         payer_policy, assertion_id = routed.policies[0], new_uuid()
         actions = [
-            coverage_action(e, str(coverage.id), today, assertion_id)
+            coverage_action(
+                e,
+                str(coverage.id),
+                today,
+                assertion_id,
+                "; ".join(unretrieved),
+                options.indeterminate,
+            )
             for e in evaluations
             if e.policy is payer_policy
         ]

@@ -1,0 +1,231 @@
+"""The patient record for one hook call: prefetch first, the EHR's FHIR server for the rest.
+
+Per required prefetch key (CDS Hooks 2.0 §prefetch, §fhir-resource-access; CRD found-32/34):
+a value → use it; `null` → the EHR has no such data, never re-queried; absent, or an
+OperationOutcome (or a Bundle carrying one) → query `fhirServer` with the hook's bearer token.
+All queries run at once, each page with its own timeout, all under one budget; Bundle `next`
+links are followed (only within `fhirServer`) up to a page limit. A key the server could not
+supply marks its resource type unavailable, so the facts resting on it become unknown, and is
+reported so the cards can say so. 412 only when nothing usable could be had at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from cds_service.api.allowlist import within
+from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH
+from cds_service.api.errors import HookError
+from cds_service.api.hooks import ParsedHook
+from cds_service.core.facts.relevance import relevance_filter
+from cds_service.core.model import Order, PatientRecord
+from cds_service.core.record import Keep, add_prefetch_value, is_operation_outcome
+from cds_service.policy_store import Knowledge
+
+log = logging.getLogger("cds_service.gather")
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    budget: float  # seconds for all queries of one call together
+    query_timeout: float  # seconds for one HTTP request (one page)
+    max_pages: int  # Bundle pages read per query, the first included
+
+
+@dataclass
+class KeyFetch:
+    """One prefetch key fetched from the server: the pages read, and what went wrong (if)."""
+
+    key: str
+    url: str
+    pages: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Gathered:
+    record: PatientRecord
+    unretrieved: dict[str, str]  # prefetch key -> why the server could not (fully) supply it
+
+
+def missing_keys(prefetch: dict[str, Any]) -> list[str]:
+    """Required keys the client did not satisfy: absent, or an OperationOutcome in their place."""
+    return [k for k in REQUIRED_PREFETCH if k not in prefetch or is_operation_outcome(prefetch[k])]
+
+
+def query_url(fhir_server: str, key: str, patient_id: str) -> str:
+    # patientId is validated against the FHIR id pattern, so it is safe in a URL as is.
+    query = PREFETCH[key].replace("{{context.patientId}}", patient_id)
+    return f"{fhir_server.rstrip('/')}/{query}"
+
+
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            return url if isinstance(url, str) and url else None
+    return None
+
+
+async def _read_page(client: httpx.AsyncClient, url: str, timeout: float) -> dict[str, Any]:
+    """One searchset page; any failure is a ValueError whose message holds no patient data."""
+    try:
+        response = await asyncio.wait_for(client.get(url), timeout)
+    except (TimeoutError, httpx.TimeoutException):
+        raise ValueError(f"no answer within {timeout:g} s") from None
+    except httpx.HTTPError as error:
+        raise ValueError(f"could not be reached ({type(error).__name__})") from None
+    if response.status_code != 200:
+        raise ValueError(f"answered HTTP {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError:
+        raise ValueError("answered with something that is not JSON") from None
+    if not isinstance(body, dict) or body.get("resourceType") not in ("Bundle", "OperationOutcome"):
+        raise ValueError("answered with something that is not a FHIR Bundle")
+    if is_operation_outcome(body):
+        raise ValueError("answered with an OperationOutcome")
+    return body
+
+
+async def _fetch(client: httpx.AsyncClient, base: str, job: KeyFetch, limits: FetchLimits) -> None:
+    """Read every page of `job.url` into `job.pages`; a failure is noted in `job.problem`.
+
+    Pages already read are kept when a later one fails: what they hold is still true, and
+    the key is marked unavailable so that nothing is concluded from what they lack.
+    """
+    url: str | None = job.url
+    while url is not None:
+        try:
+            page = await _read_page(client, url, limits.query_timeout)
+        except ValueError as error:
+            where = f" (page {len(job.pages) + 1})" if job.pages else ""
+            job.problem = f"the EHR's FHIR server {error}{where}"
+            return
+        job.pages.append(page)
+        url = _next_link(page)
+        if url is not None and not within(base, url):
+            job.problem = "the EHR's FHIR server linked its next page outside fhirServer"
+            return
+        if url is not None and len(job.pages) >= limits.max_pages:
+            job.problem = f"the result has more than {limits.max_pages} pages"
+            return
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for the process: building one costs tens of milliseconds."""
+    return ssl.create_default_context()
+
+
+async def fetch_all(
+    fhir_server: str,
+    token: str,
+    jobs: list[KeyFetch],
+    limits: FetchLimits,
+    transport: httpx.AsyncBaseTransport | None,
+) -> None:
+    """Run every job concurrently; whatever is unfinished when the budget runs out is cancelled."""
+    async with httpx.AsyncClient(
+        transport=transport,
+        verify=_tls() if transport is None else True,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
+        follow_redirects=False,  # a redirect could lead off the allowlist, token and all
+        trust_env=False,  # no proxies or .netrc credentials from the environment
+        timeout=limits.query_timeout,
+    ) as client:
+        tasks = [asyncio.create_task(_fetch(client, fhir_server, j, limits)) for j in jobs]
+        _, late = await asyncio.wait(tasks, timeout=limits.budget)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    for job, task in zip(jobs, tasks, strict=True):
+        if task in late:
+            job.problem = (
+                f"the EHR's FHIR server did not finish within the {limits.budget:g} s budget"
+            )
+
+
+def relevant_resources(orders: list[Order], today: date, knowledge: Knowledge) -> Keep:
+    """Skip resources no fact reads; counts older than every order's look-back window too."""
+    earliest = min(order.authored_on or today for order in orders)
+    return relevance_filter(earliest - timedelta(days=knowledge.thresholds.cytopenia_lookback_days))
+
+
+def from_prefetch(parsed: ParsedHook, keep: Keep | None = None) -> tuple[PatientRecord, list[str]]:
+    """The record from prefetch alone, and the required keys it lacks."""
+    prefetch = parsed.request.prefetch or {}
+    missing = missing_keys(prefetch)
+    record = PatientRecord()
+    for key, resource_type in REQUIRED_PREFETCH.items():
+        if key not in missing:
+            add_prefetch_value(record, prefetch[key], resource_type, keep)
+    return record, missing
+
+
+async def gather(
+    parsed: ParsedHook,
+    limits: FetchLimits,
+    transport: httpx.AsyncBaseTransport | None = None,
+    keep: Keep | None = None,
+) -> Gathered:
+    """The record from prefetch plus, for the missing keys, from `fhirServer` (see module doc).
+
+    Raises HookError(412) when required data can be had neither from prefetch nor the server.
+    """
+    request = parsed.request
+    record, missing = from_prefetch(parsed, keep)
+    if not missing:
+        return Gathered(record, {})
+    if request.fhirServer is None or request.fhirAuthorization is None:
+        lacking = "fhirServer" if request.fhirServer is None else "fhirAuthorization"
+        raise HookError(
+            412,
+            f"required prefetch not provided and no {lacking} to query it with: "
+            + ", ".join(f"{k} ({PREFETCH[k]})" for k in missing),
+        )
+    jobs = [
+        KeyFetch(k, query_url(request.fhirServer, k, parsed.context.patientId)) for k in missing
+    ]
+    started = time.perf_counter()
+    await fetch_all(
+        request.fhirServer,
+        request.fhirAuthorization.access_token,
+        jobs,
+        limits,
+        transport,
+    )
+    log.info(
+        "fhir fetch hookInstance=%s patient=%s %s ms=%.1f",
+        request.hookInstance,
+        parsed.context.patientId,
+        " ".join(
+            f"{j.key}={'ok' if j.problem is None else 'failed'}/{len(j.pages)}p" for j in jobs
+        ),
+        (time.perf_counter() - started) * 1000,
+    )
+    if len(missing) == len(REQUIRED_PREFETCH) and not any(j.pages for j in jobs):
+        raise HookError(
+            412,
+            "required prefetch not provided and the EHR's FHIR server supplied none of it: "
+            + "; ".join(f"{j.key}: {j.problem}" for j in jobs),
+        )
+    unretrieved = {}
+    for job in jobs:
+        resource_type = REQUIRED_PREFETCH[job.key]
+        for page in job.pages:
+            add_prefetch_value(record, page, resource_type, keep)
+        if job.problem is not None:
+            record.unavailable.add(resource_type)
+            unretrieved[job.key] = job.problem
+    return Gathered(record, unretrieved)

@@ -1,0 +1,155 @@
+"""A sandbox FHIR R4 server over the scenario patients in fhir_fixtures/.
+
+It stands in for an EHR's FHIR API so the fallback path (fetching what prefetch lacks) can be
+run end to end without an EHR: `GET /{type}/{id}` reads, `GET /{type}?...` searches on the
+parameters our prefetch templates use (`patient`, `status`, `code` as comma-separated
+`system|code` tokens) with `_count` / `_offset` paging and `next` links. Every request needs
+`Authorization: Bearer <token>`. Synthetic data only; not a general FHIR server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from cds_service.api.errors import error_response
+from cds_service.scenarios import FIXTURES_DIR, load_scenarios, resources
+
+SEARCH_PARAMETERS = frozenset({"patient", "status", "code", "_count", "_offset"})
+PATIENT_REFERENCES = ("subject", "patient", "beneficiary")  # Coverage.beneficiary is `patient`
+MAX_COUNT = 100
+FHIR_JSON = "application/fhir+json"
+
+
+def load_resources(folder: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Resource type -> id -> resource, over every scenario bundle."""
+    store: dict[str, dict[str, dict[str, Any]]] = {}
+    for scenario in load_scenarios(folder):
+        for resource in resources(scenario.bundle(folder or FIXTURES_DIR)):
+            store.setdefault(resource["resourceType"], {})[resource["id"]] = resource
+    return store
+
+
+def _tokens(value: str) -> list[tuple[str | None, str]]:
+    """`system|code,code` -> [(system, code), (None, code)] (FHIR token search, OR by comma)."""
+    return [
+        (tuple(t.split("|", 1)) if "|" in t else (None, t))  # type: ignore[misc]
+        for t in value.split(",")
+        if t
+    ]
+
+
+def _matches(resource: dict[str, Any], name: str, value: str) -> bool:
+    if name == "patient":
+        wanted = value if "/" in value else f"Patient/{value}"
+        return any(
+            isinstance(resource.get(f), dict) and resource[f].get("reference") == wanted
+            for f in PATIENT_REFERENCES
+        )
+    if name == "status":
+        return resource.get("status") in value.split(",")
+    codings = (resource.get("code") or {}).get("coding") or ()
+    return any(
+        (system is None or c.get("system") == system) and c.get("code") == code
+        for system, code in _tokens(value)
+        for c in codings
+    )
+
+
+def create_fixture_server(token: str, folder: Path | None = None, page_size: int = 20) -> FastAPI:
+    store = load_resources(folder)
+    app = FastAPI(title="Fixture FHIR server", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def _bearer(request: Request, call_next: Any) -> Any:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            response = error_response(401, "a valid 'Authorization: Bearer <token>' is required")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        return await call_next(request)
+
+    @app.get("/{resource_type}/{resource_id}")
+    async def read(resource_type: str, resource_id: str) -> JSONResponse:
+        resource = store.get(resource_type, {}).get(resource_id)
+        if resource is None:
+            return error_response(404, f"{resource_type}/{resource_id} is not known")
+        return JSONResponse(resource, media_type=FHIR_JSON)
+
+    @app.get("/{resource_type}")
+    async def search(resource_type: str, request: Request) -> JSONResponse:
+        if resource_type not in store:
+            return error_response(404, f"resource type {resource_type} is not served")
+        params = dict(request.query_params)
+        unsupported = sorted(set(params) - SEARCH_PARAMETERS)
+        if unsupported:
+            return error_response(400, f"unsupported search parameters: {', '.join(unsupported)}")
+        try:
+            count = min(int(params.pop("_count", page_size)), MAX_COUNT)
+            offset = int(params.pop("_offset", 0))
+        except ValueError:
+            return error_response(400, "_count and _offset must be integers")
+        if count < 1 or offset < 0:
+            return error_response(400, "_count must be positive and _offset not negative")
+        found = [
+            r
+            for _, r in sorted(store[resource_type].items())
+            if all(_matches(r, name, value) for name, value in params.items())
+        ]
+        base = str(request.base_url).rstrip("/")
+
+        def page_url(at: int) -> str:
+            return f"{base}/{resource_type}?{urlencode({**params, '_count': count, '_offset': at})}"
+
+        links = [{"relation": "self", "url": page_url(offset)}]
+        if offset + count < len(found):
+            links.append({"relation": "next", "url": page_url(offset + count)})
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "link": links,
+            "entry": [
+                {
+                    "fullUrl": f"{base}/{resource_type}/{r['id']}",
+                    "resource": r,
+                    "search": {"mode": "match"},
+                }
+                for r in found[offset : offset + count]
+            ],
+        }
+        return JSONResponse(bundle, media_type=FHIR_JSON)
+
+    return app
+
+
+@contextmanager
+def serve_in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve `app` with uvicorn on an ephemeral port in a background thread; yield its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the fixture FHIR server did not start")
+        time.sleep(0.01)
+    try:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
