@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.api.app import create_app
+from cds_service.fixture_server import serve_in_thread
 from cds_service.policy_store import Knowledge
-from cds_service.sandbox import mount_sandbox
+from cds_service.sandbox import SandboxFhir, mount_sandbox
 from cds_service.sandbox.router import STATIC_DIR
 from cds_service.settings import Settings
 
@@ -56,7 +58,17 @@ def test_the_catalogue_lists_scenarios_policies_and_prefetch_modes(
     assert [p["id"] for p in body["policies"]] == [p.id for p in knowledge.policies]
     modes = {m["id"]: m for m in body["prefetchModes"]}
     assert modes["full"]["available"] is True
+    assert modes["none"]["available"] is True  # the app hosts the fixture FHIR server
+
+
+def test_without_a_fixture_fhir_server_no_prefetch_is_refused(knowledge: Knowledge) -> None:
+    app = create_app(Settings(CDS_SANDBOX=False), knowledge)
+    mount_sandbox(app, knowledge)
+    client = TestClient(app)
+    modes = {m["id"]: m for m in client.get("/sandbox/api/scenarios").json()["prefetchModes"]}
     assert modes["none"]["available"] is False and "FHIR server" in modes["none"]["reason"]
+    response = client.post(BUILD, json={"scenario": "relapsed-aml-allo-mac", "prefetch": "none"})
+    assert response.status_code == 400 and "needs a fixture FHIR server" in response.text
 
 
 def _payer_names(body: dict[str, Any]) -> set[str]:
@@ -99,7 +111,6 @@ BAD_SPECS = [
     ({"payer": "acme"}, 400, "payer must be 'fixture', 'none' or one of"),
     ({"hook": "patient-view"}, 400, "hook: Input should be 'order-sign' or 'order-select'"),
     ({"services": "cart"}, 400, "services:"),
-    ({"prefetch": "none"}, 400, "needs a fixture FHIR server"),
     ({"colour": "red"}, 400, "colour: Extra inputs are not permitted"),
 ]
 
@@ -122,12 +133,13 @@ def test_a_body_that_is_not_json_is_a_400(client: TestClient) -> None:
 
 def test_prefetch_none_names_the_fhir_server_instead(knowledge: Knowledge) -> None:
     app = create_app(Settings(CDS_SANDBOX=False), knowledge)
-    mount_sandbox(app, knowledge, fhir_server="http://127.0.0.1:9/fhir")
+    mount_sandbox(app, knowledge, SandboxFhir(token="t0ken", url="http://127.0.0.1:9/fhir"))
     client = TestClient(app)
     modes = {m["id"]: m for m in client.get("/sandbox/api/scenarios").json()["prefetchModes"]}
     assert modes["none"]["available"] is True
     request = build(client, prefetch="none")["request"]
     assert "prefetch" not in request and request["fhirServer"] == "http://127.0.0.1:9/fhir"
+    assert request["fhirAuthorization"]["access_token"] == "t0ken"
     response = client.post(BUILD, json={"scenario": "relapsed-aml-allo-mac", "prefetch": "none",
                                         "payer": "none"})  # fmt: skip
     assert response.status_code == 400 and "payer comes from the FHIR server" in response.text
@@ -151,3 +163,24 @@ def test_the_sandbox_setting(
     client = TestClient(create_app(Settings(**values), knowledge))
     assert (client.get("/sandbox").status_code == 200) is served
     assert (client.get("/sandbox/api/scenarios").status_code == 200) is served
+
+
+def test_no_prefetch_reads_the_hosted_fixture_server_over_http(knowledge: Knowledge) -> None:
+    """The sandbox's no-prefetch request makes the service fetch everything from the fixture
+    FHIR server it hosts, over real HTTP, and the answer matches full prefetch."""
+    app = create_app(Settings(), knowledge)
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+        results = {}
+        for mode in ("full", "none"):
+            built = http.post(
+                BUILD, json={"scenario": "relapsed-aml-allo-mac", "prefetch": mode}
+            )
+            built.raise_for_status()
+            answer = http.post(built.json()["service"], json=built.json()["request"])
+            assert answer.status_code == 200, answer.text
+            results[mode] = [
+                (e["policyId"], e["determination"], [c["status"] for c in e["criteria"]])
+                for card in answer.json()["cards"]
+                for e in card["extension"]["dli-hpc-cds.evaluations"]
+            ]
+    assert results["none"] == results["full"] and results["full"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.core.decide import Decision, decide
 from cds_service.core.model import PatientRecord
 from cds_service.policy_store import Knowledge, load
-from cds_service.sandbox import mount_sandbox
+from cds_service.sandbox import SandboxFhir, mount_sandbox
 from cds_service.settings import Settings
 
 log = logging.getLogger("cds_service")
@@ -113,7 +114,8 @@ def create_app(
         return JSONResponse(decision.body)
 
     if settings.sandbox_enabled:
-        mount_sandbox(app, knowledge)
+        # The sandbox's no-prefetch mode reads the fixture FHIR server this app hosts itself.
+        mount_sandbox(app, knowledge, SandboxFhir(token=secrets.token_urlsafe(16)))
     return app
 
 

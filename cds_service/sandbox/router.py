@@ -4,6 +4,7 @@ scenario patients (cds_service.scenarios). The page then POSTs each request to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,8 +15,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cds_service.api.errors import HookError
 from cds_service.core.model import Service
+from cds_service.fixture_server import create_fixture_server
 from cds_service.policy_store import Knowledge
-from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id, set_payer
+from cds_service.scenarios import (
+    Scenario,
+    build_request,
+    load_scenarios,
+    point_at_fhir_server,
+    service_id,
+    set_payer,
+)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SERVICE_CHOICES: dict[str, tuple[Service, ...]] = {
@@ -36,19 +45,28 @@ class RequestSpec(BaseModel):
     prefetch: Literal["full", "none"] = "full"
 
 
-def prefetch_modes(fhir_server: str | None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SandboxFhir:
+    """The FHIR server the "no prefetch" mode sends the service to, and its bearer token.
+    With no `url` the app serves the fixture FHIR server itself at /sandbox/fhir."""
+
+    token: str
+    url: str | None = None
+
+
+def prefetch_modes(fhir: SandboxFhir | None) -> list[dict[str, Any]]:
     """The prefetch modes and whether this server can serve them.
 
     "none" sends no prefetch and names a FHIR server the service must query instead; it is
-    offered only when the app is mounted with the fixture FHIR server's base URL.
+    offered only when the sandbox has one (SandboxFhir).
     """
     return [
         {"id": "full", "label": "Full prefetch (as the EHR would send it)", "available": True},
         {
             "id": "none",
             "label": "No prefetch: the service reads the fixture FHIR server",
-            "available": fhir_server is not None,
-            **({} if fhir_server else {"reason": "no fixture FHIR server is configured"}),
+            "available": fhir is not None,
+            **({} if fhir else {"reason": "no fixture FHIR server is configured"}),
         },
     ]
 
@@ -74,8 +92,9 @@ def _scenario_summary(scenario: Scenario) -> dict[str, Any]:
     }
 
 
-def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir_server: str | None = None) -> None:
-    """Add /sandbox (page), /sandbox/static (assets) and /sandbox/api/* to `app`."""
+def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None = None) -> None:
+    """Add /sandbox (page), /sandbox/static (assets), /sandbox/api/* and, for a self-hosted
+    SandboxFhir, the fixture FHIR server at /sandbox/fhir to `app`."""
     scenarios = {s.id: s for s in load_scenarios()}
     policies = {p.id: p for p in knowledge.policies}
     router = APIRouter(prefix="/sandbox", include_in_schema=False)
@@ -89,7 +108,7 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir_server: str | None = 
         return {
             "scenarios": [_scenario_summary(s) for s in scenarios.values()],
             "policies": [{"id": p.id, "payer": p.payer.name} for p in policies.values()],
-            "prefetchModes": prefetch_modes(fhir_server),
+            "prefetchModes": prefetch_modes(fhir),
         }
 
     @router.post("/api/request")
@@ -100,7 +119,7 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir_server: str | None = 
             raise HookError(404, f"no scenario {spec.scenario!r}; see GET /sandbox/api/scenarios")
         if spec.payer not in ("fixture", "none", *policies):
             raise HookError(400, f"payer must be 'fixture', 'none' or one of {', '.join(policies)}")
-        if spec.prefetch == "none" and fhir_server is None:
+        if spec.prefetch == "none" and fhir is None:
             raise HookError(400, "prefetch mode 'none' needs a fixture FHIR server; none is set")
         if spec.prefetch == "none" and spec.payer != "fixture":
             raise HookError(400, "without prefetch the payer comes from the FHIR server's Coverage")
@@ -111,12 +130,15 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir_server: str | None = 
             )
         except ValueError as error:
             raise HookError(400, f"{scenario.id}: {error}") from error
-        if spec.prefetch == "none":
+        if spec.prefetch == "none" and fhir is not None:
             del request["prefetch"]
-            request["fhirServer"] = fhir_server
+            own = str(http_request.base_url).rstrip("/") + "/sandbox/fhir"
+            point_at_fhir_server(request, fhir.url or own, fhir.token)
         elif spec.payer != "fixture":
             set_payer(request["prefetch"], policies.get(spec.payer))
         return {"service": f"/cds-services/{service_id(spec.hook)}", "request": request}
 
     app.include_router(router)
+    if fhir is not None and fhir.url is None:
+        app.mount("/sandbox/fhir", create_fixture_server(fhir.token), name="sandbox-fhir")
     app.mount("/sandbox/static", StaticFiles(directory=STATIC_DIR), name="sandbox-static")
