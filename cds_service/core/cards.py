@@ -107,22 +107,24 @@ def _criterion_line(c: CriterionResult) -> str:
 
 
 def detail(evaluation: Evaluation) -> str:
+    """GitHub-Flavored Markdown; blocks are separated by blank lines, because GFM joins
+    single-newline lines into one paragraph."""
     p, order = evaluation.policy, evaluation.order
-    lines = [
+    blocks = [
         f"**Order:** {evaluation.service.label} ({system_name(order.billing_system)} "
         f"{order.billing_code}), {md(order.reference)}",
         f"**Policy:** {md(p.payer.name)} {md(p.policy.number)}, *{md(p.policy.title)}* "
         f"({md(p.policy.version_note)})",
         f"**Determination:** {_PHRASE[evaluation.determination]}",
-        "",
-        *(_criterion_line(c) for c in evaluation.criteria),
+        "\n".join(_criterion_line(c) for c in evaluation.criteria),
     ]
     if evaluation.unknown:
-        lines += ["", "**To settle the unknown criteria:**"]
-        lines += [f"- {md(c.text)}: {md(c.to_settle or '')}" for c in evaluation.unknown]
-    if evaluation.advisories:
-        lines += ["", *(f"**Note:** {md(a)}" for a in evaluation.advisories)]
-    return "\n".join(lines)
+        blocks += [
+            "**To settle the unknown criteria:**",
+            "\n".join(f"- {md(c.text)}: {md(c.to_settle or '')}" for c in evaluation.unknown),
+        ]
+    blocks += [f"**Note:** {md(a)}" for a in evaluation.advisories]
+    return "\n\n".join(blocks)
 
 
 def machine_result(evaluation: Evaluation) -> dict[str, Any]:
