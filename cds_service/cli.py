@@ -252,7 +252,7 @@ def bench(
     """Benchmark order-sign: in process, over HTTP against the floor, cold start, memory."""
     from cds_service.bench.run import Plan, run_benchmark, table
 
-    plan = Plan(in_process=20, http=30, rss_requests=200) if quick else Plan()
+    plan = Plan(in_process=20, http=30, rss_requests=200, fallback=3) if quick else Plan()
     report = run_benchmark(
         plan, with_http=http, log=lambda line: typer.secho(line, dim=True, err=True)
     )

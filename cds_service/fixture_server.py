@@ -9,6 +9,7 @@ parameters our prefetch templates use (`patient`, `status`, `code` as comma-sepa
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import threading
 import time
@@ -66,7 +67,10 @@ def _matches(resource: dict[str, Any], name: str, value: str) -> bool:
     )
 
 
-def create_fixture_server(token: str, folder: Path | None = None, page_size: int = 20) -> FastAPI:
+def create_fixture_server(
+    token: str, folder: Path | None = None, page_size: int = 20, delay: float = 0.0
+) -> FastAPI:
+    """The fixture FHIR server; `delay` seconds are added to every search (for benchmarks)."""
     store = load_resources(folder)
     app = FastAPI(title="Fixture FHIR server", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -90,6 +94,8 @@ def create_fixture_server(token: str, folder: Path | None = None, page_size: int
     async def search(resource_type: str, request: Request) -> JSONResponse:
         if resource_type not in store:
             return error_response(404, f"resource type {resource_type} is not served")
+        if delay:
+            await asyncio.sleep(delay)
         params = dict(request.query_params)
         unsupported = sorted(set(params) - SEARCH_PARAMETERS)
         if unsupported:

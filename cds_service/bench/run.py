@@ -22,17 +22,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
 import orjson
 
-from cds_service.api.discovery import SERVICES
-from cds_service.api.gather import from_prefetch, relevant_resources
+from cds_service.api.discovery import REQUIRED_PREFETCH, SERVICES
+from cds_service.api.gather import from_prefetch, query_url, relevant_resources
 from cds_service.api.hooks import parse_hook
 from cds_service.bench.workload import order_sign_request, resource_count
 from cds_service.core.decide import decide
+from cds_service.core.model import Service
+from cds_service.fixture_server import create_fixture_server, serve_in_thread
 from cds_service.policy_store import load
+from cds_service.scenarios import build_request, find_scenario, point_at_fhir_server
 
 SIZES = (50, 300, 1500)
 PATH = "/cds-services/dli-hpc-order-sign"
@@ -45,6 +49,7 @@ class Plan:
     in_process: int = 300  # iterations per size
     http: int = 400  # requests per (size, concurrency)
     rss_requests: int = 10_000
+    fallback: int = 30  # no-prefetch calls against the delayed fixture FHIR server
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -194,6 +199,48 @@ def measure_http(bodies: dict[int, bytes], plan: Plan) -> dict[str, Any]:
     return results
 
 
+# --- FHIR fallback ------------------------------------------------------------------------
+JSON_HEADERS = {"content-type": "application/json"}
+FALLBACK_TOKEN = "bench-token"  # noqa: S105 -- guards synthetic fixture data on loopback only
+
+
+def measure_fallback(delay: float, requests: int) -> dict[str, Any]:
+    """No prefetch: the service fetches every required key from the fixture FHIR server, each
+    search delayed by `delay`. Compare the whole call with the slowest single query."""
+    scenario = find_scenario("relapsed-aml-allo-mac")
+    fixture = create_fixture_server(FALLBACK_TOKEN, page_size=100, delay=delay)
+    with serve_in_thread(fixture) as fhir_url:
+        request = build_request(scenario.bundle(), "order-sign", (Service.DLI,), ())
+        del request["prefetch"]
+        point_at_fhir_server(request, fhir_url, FALLBACK_TOKEN)
+        body = orjson.dumps(request)
+        patient = request["context"]["patientId"]
+        auth = {"Authorization": f"Bearer {FALLBACK_TOKEN}"}
+        urls = [query_url(fhir_url, key, patient) for key in REQUIRED_PREFETCH]
+        with httpx.Client(timeout=30, headers=auth) as client:
+            single = [_timed(partial(client.get, url)) for url in urls for _ in range(3)]
+        with (
+            server(REAL_APP, body) as running,
+            httpx.Client(base_url=running.url, timeout=30) as client,
+        ):
+            post = partial(client.post, PATH, content=body, headers=JSON_HEADERS)
+            totals = [_timed(post) for _ in range(requests)]
+    return {
+        "missing_keys": len(REQUIRED_PREFETCH),
+        "delay_per_query_ms": delay * 1000,
+        "slowest_single_query_ms": round(max(single) * 1000, 1),
+        "total": summary(totals),
+    }
+
+
+def _timed(call: Callable[[], httpx.Response]) -> float:
+    started = time.perf_counter()
+    response = call()
+    if response.status_code != 200:
+        raise RuntimeError(f"HTTP {response.status_code}")
+    return time.perf_counter() - started
+
+
 # --- report -------------------------------------------------------------------------------
 def table(report: dict[str, Any]) -> str:
     lines = ["", f"machine: {report['machine']}", "",
@@ -219,6 +266,11 @@ def table(report: dict[str, Any]) -> str:
                   f"memory: {service['memory_before']['rss_mb']} MB RSS after warm-up, "
                   f"{service['memory_after']['rss_mb']} MB after {service['memory_after']['requests']} "
                   f"more requests (peak {service['memory_after']['peak_rss_mb']} MB)"]  # fmt: skip
+    fallback = report.get("fallback")
+    if fallback:
+        lines += ["", f"FHIR fallback, no prefetch: {fallback['missing_keys']} keys fetched, each search "
+                  f"delayed {fallback['delay_per_query_ms']:g} ms: total p50 {fallback['total']['p50_ms']} ms, "
+                  f"p99 {fallback['total']['p99_ms']} ms; slowest single query {fallback['slowest_single_query_ms']} ms"]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -239,4 +291,6 @@ def run_benchmark(
         log(f"over HTTP: {plan.http} requests per size and concurrency, service and floor, "
             f"then {plan.rss_requests} requests for memory ...")  # fmt: skip
         report["http"] = measure_http(bodies, plan)
+        log(f"FHIR fallback: {plan.fallback} calls with no prefetch, 200 ms per FHIR search ...")
+        report["fallback"] = measure_fallback(0.2, plan.fallback)
     return report
