@@ -17,3 +17,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, alias="PORT", ge=1, le=65535)
     cards_dir: Path | None = Field(None, alias="CDS_CARDS_DIR")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="CDS_LOG_LEVEL")
+    # Audit log (cds_service/audit): SQLite under the data dir unless DATABASE_URL is set.
+    data_dir: Path = Field(Path("data"), alias="CDS_DATA_DIR")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    audit_retention_days: int = Field(2190, alias="CDS_AUDIT_RETENTION_DAYS", ge=1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_service import __version__
 from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH, SERVICES, discovery_document
 from cds_service.api.errors import HookError, error_response
+from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.hooks import ParsedHook, parse_hook
+from cds_service.audit.record import decision_record
 from cds_service.core.decide import Decision, decide
 from cds_service.core.model import PatientRecord
 from cds_service.core.record import add_prefetch_value, is_operation_outcome
@@ -49,12 +52,21 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     knowledge = knowledge or load(settings.cards_dir)
+    audit = start_audit(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        audit.close()
+
     app = FastAPI(
         title="DLI / HPC boost medical-necessity CDS Hooks service",
         version=__version__,
         docs_url="/docs" if settings.env == "development" else None,
         redoc_url=None,
+        lifespan=lifespan,
     )
+    app.state.audit = audit
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -79,7 +91,11 @@ def create_app(
 
     @app.get("/healthz")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "policies": [p.id for p in knowledge.policies]}
+        return {
+            "status": "ok",
+            "policies": [p.id for p in knowledge.policies],
+            "audit": audit.health(),
+        }
 
     @app.post("/cds-services/{service_id}")
     async def call_service(service_id: str, request: Request) -> JSONResponse:
@@ -88,7 +104,23 @@ def create_app(
         if service is None:
             raise HookError(404, f"no CDS service {service_id!r}; see GET /cds-services")
         parsed = parse_hook(await request.body(), service)
+
+        def audit_call(decision: Decision | None) -> None:
+            audit.submit(
+                decision_record(
+                    decision,
+                    recorded_at=clock(),
+                    hook_instance=str(parsed.request.hookInstance),
+                    service_id=service.id,
+                    hook=service.hook,
+                    patient_id=parsed.context.patientId,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    client_iss=getattr(request.state, "iss", None),
+                )
+            )
+
         if not parsed.orders:
+            audit_call(None)
             return JSONResponse({"cards": []})
         record, missing = gather_prefetch(parsed)
         if missing:
@@ -109,8 +141,10 @@ def create_app(
             new_uuid,
         )
         _log_decision(service.id, parsed, record, decision, started)
+        audit_call(decision)
         return JSONResponse(decision.body)
 
+    add_feedback_route(app, audit, clock)
     return app
 
 
