@@ -13,16 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
 from cds_service.audit.store import with_driver
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def sqlite_url(folder: str) -> URL:
-    return make_url(f"sqlite:///{folder}/audit.sqlite3")
 
 
 def postgres_database() -> Iterator[URL]:

@@ -53,13 +53,9 @@ class DecisionRow(Base):
     orders: Mapped[list[Any]]  # "ServiceRequest/<id>" references
     data_source: Mapped[str] = mapped_column(String(16))  # prefetch | fetched | mixed
     latency_ms: Mapped[float]
-    evaluations: Mapped[list[EvaluationRow]] = relationship(
-        back_populates="decision", cascade="all, delete-orphan", passive_deletes=True,
-        order_by="EvaluationRow.id",
-    )  # fmt: skip
-    cards: Mapped[list[CardRow]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, order_by="CardRow.id"
-    )
+    # Read-only relationships: writes are Core bulk inserts (store.py), deletes cascade in SQL.
+    evaluations: Mapped[list[EvaluationRow]] = relationship(order_by="EvaluationRow.id")
+    cards: Mapped[list[CardRow]] = relationship(order_by="CardRow.id")
 
 
 class EvaluationRow(Base):
@@ -77,10 +73,7 @@ class EvaluationRow(Base):
     determination: Mapped[str] = mapped_column(String(32), index=True)
     card_uuid: Mapped[str | None] = mapped_column(String(64), index=True)
     coverage_assertion_id: Mapped[str | None] = mapped_column(String(64))
-    decision: Mapped[DecisionRow] = relationship(back_populates="evaluations")
-    criteria: Mapped[list[CriterionRow]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, order_by="CriterionRow.id"
-    )
+    criteria: Mapped[list[CriterionRow]] = relationship(order_by="CriterionRow.id")
 
 
 class CriterionRow(Base):

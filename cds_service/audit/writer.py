@@ -19,7 +19,7 @@ from cds_service.audit.record import DecisionRecord
 from cds_service.audit.store import AuditStore
 
 log = logging.getLogger("cds_service.audit")
-CAPACITY = 1000  # records; at ~1 ms per write this is seconds of backlog, not minutes
+CAPACITY = 1000  # records; at a few ms per write, seconds of backlog (memory stays bounded)
 
 
 class StorageUnavailable(Exception):
