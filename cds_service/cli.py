@@ -1,4 +1,4 @@
-"""Command line: `cds-service serve | fire | fixtures | fhir-server`."""
+"""Command line: `cds-service serve | fire | fixtures | fhir-server | matrix | bench | audit`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from cds_service.audit.cli import app as audit_app
 from cds_service.core.model import Service
 from cds_service.policy_store import load
 from cds_service.scenarios import (
@@ -29,6 +30,7 @@ from cds_service.scenarios import (
 from cds_service.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app.add_typer(audit_app, name="audit")
 
 # The fixture FHIR server's default token: it guards synthetic sandbox data only.
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105
@@ -76,9 +78,15 @@ def _post(url: str | None, path: str, payload: dict[str, Any]) -> httpx.Response
     async def in_process() -> httpx.Response:
         from cds_service.api.app import create_app
 
-        transport = httpx.ASGITransport(app=create_app())
-        async with httpx.AsyncClient(transport=transport, base_url="http://in-process") as client:
-            return await client.post(path, json=payload)
+        service = create_app()
+        transport = httpx.ASGITransport(app=service)
+        try:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://in-process"
+            ) as client:
+                return await client.post(path, json=payload)
+        finally:
+            service.state.audit.close()  # write the audit record before the process ends
 
     return asyncio.run(in_process())
 

@@ -38,3 +38,8 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
+
+    # Audit log (cds_service/audit): SQLite under the data dir unless DATABASE_URL is set.
+    data_dir: Path = Field(Path("data"), alias="CDS_DATA_DIR")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    audit_retention_days: int = Field(2190, alias="CDS_AUDIT_RETENTION_DAYS", ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -15,13 +16,22 @@ from cds_service.settings import Settings
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _audit_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps built with default settings keep their audit log out of the working copy."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CDS_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        env.delenv("DATABASE_URL", raising=False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def knowledge() -> Knowledge:
     return load()
 
 
 @pytest.fixture(scope="session")
-def client(knowledge: Knowledge) -> TestClient:
+def client(knowledge: Knowledge) -> Iterator[TestClient]:
     counter = itertools.count(1)
     app = create_app(
         Settings(),
@@ -29,4 +39,5 @@ def client(knowledge: Knowledge) -> TestClient:
         clock=lambda: NOW,
         new_uuid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}",
     )
-    return TestClient(app)
+    yield TestClient(app)
+    app.state.audit.close()

@@ -172,9 +172,7 @@ def test_no_prefetch_reads_the_hosted_fixture_server_over_http(knowledge: Knowle
     with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as http:
         results = {}
         for mode in ("full", "none"):
-            built = http.post(
-                BUILD, json={"scenario": "relapsed-aml-allo-mac", "prefetch": mode}
-            )
+            built = http.post(BUILD, json={"scenario": "relapsed-aml-allo-mac", "prefetch": mode})
             built.raise_for_status()
             answer = http.post(built.json()["service"], json=built.json()["request"])
             assert answer.status_code == 200, answer.text

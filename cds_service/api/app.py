@@ -6,7 +6,8 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +21,10 @@ from cds_service import __version__
 from cds_service.api.allowlist import server_allowed
 from cds_service.api.discovery import REQUIRED_PREFETCH, SERVICES, discovery_document
 from cds_service.api.errors import HookError, error_response
+from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.gather import FetchLimits, gather, relevant_resources
 from cds_service.api.hooks import ParsedHook, parse_hook
+from cds_service.audit.record import decision_record
 from cds_service.core.decide import Decision, decide
 from cds_service.core.model import PatientRecord
 from cds_service.policy_store import Knowledge, load
@@ -44,12 +47,21 @@ def create_app(
     limits = FetchLimits(
         settings.fhir_budget_seconds, settings.fhir_query_timeout_seconds, settings.fhir_max_pages
     )
+    audit = start_audit(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        audit.close()
+
     app = FastAPI(
         title="DLI / HPC boost medical-necessity CDS Hooks service",
         version=__version__,
         docs_url="/docs" if settings.env == "development" else None,
         redoc_url=None,
+        lifespan=lifespan,
     )
+    app.state.audit = audit
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -74,7 +86,11 @@ def create_app(
 
     @app.get("/healthz")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "policies": [p.id for p in knowledge.policies]}
+        return {
+            "status": "ok",
+            "policies": [p.id for p in knowledge.policies],
+            "audit": audit.health(),
+        }
 
     @app.post("/cds-services/{service_id}")
     async def call_service(service_id: str, request: Request) -> JSONResponse:
@@ -90,7 +106,24 @@ def create_app(
             raise HookError(
                 400, f"fhirServer {server} is not on this service's allowlist of FHIR servers"
             )
+
+        def audit_call(decision: Decision | None, source: str = "prefetch") -> None:
+            audit.submit(
+                decision_record(
+                    decision,
+                    recorded_at=clock(),
+                    hook_instance=str(parsed.request.hookInstance),
+                    service_id=service.id,
+                    hook=service.hook,
+                    patient_id=parsed.context.patientId,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    client_iss=getattr(request.state, "iss", None),
+                    data_source=source,
+                )
+            )
+
         if not parsed.orders:
+            audit_call(None)
             return JSONResponse({"cards": []})
         now = clock()
         keep = relevant_resources(parsed.orders, now.date(), knowledge)
@@ -111,11 +144,13 @@ def create_app(
             ),
         )
         _log_decision(service.id, parsed, record, decision, started)
+        audit_call(decision, gathered.source)
         return JSONResponse(decision.body)
 
     if settings.sandbox_enabled:
         # The sandbox's no-prefetch mode reads the fixture FHIR server this app hosts itself.
         mount_sandbox(app, knowledge, SandboxFhir(token=secrets.token_urlsafe(16)))
+    add_feedback_route(app, audit, clock)
     return app
 
 

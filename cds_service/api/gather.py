@@ -55,6 +55,14 @@ class KeyFetch:
 class Gathered:
     record: PatientRecord
     unretrieved: dict[str, str]  # prefetch key -> why the server could not (fully) supply it
+    fetched: tuple[str, ...] = ()  # prefetch keys queried from fhirServer
+
+    @property
+    def source(self) -> str:
+        """Where the record came from, for the audit log: prefetch, fetched or mixed."""
+        if not self.fetched:
+            return "prefetch"
+        return "fetched" if len(self.fetched) == len(REQUIRED_PREFETCH) else "mixed"
 
 
 def missing_keys(prefetch: dict[str, Any]) -> list[str]:
@@ -228,4 +236,4 @@ async def gather(
         if job.problem is not None:
             record.unavailable.add(resource_type)
             unretrieved[job.key] = job.problem
-    return Gathered(record, unretrieved)
+    return Gathered(record, unretrieved, tuple(missing))

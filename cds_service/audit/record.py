@@ -1,0 +1,133 @@
+"""The PHI-free audit record of one answered hook call, built from the decision and response.
+
+Only references (`Type/id`), codes, uuids and outcomes are copied: the card text, the draft
+orders and the prefetch never are (the card detail quotes clinical values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cds_service.core.cards import COVERAGE_INFO_URL, EVALUATIONS_EXT
+from cds_service.core.decide import Decision
+
+
+@dataclass(frozen=True)
+class CriterionRecord:
+    id: str
+    status: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    order: str
+    service: str
+    policy_id: str
+    policy_version: str
+    determination: str
+    card_uuid: str | None
+    coverage_assertion_id: str | None
+    criteria: tuple[CriterionRecord, ...]
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    uuid: str
+    suggestion_uuids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    recorded_at: datetime
+    hook_instance: str
+    service_id: str
+    hook: str
+    patient_id: str
+    orders: tuple[str, ...]
+    evaluations: tuple[EvaluationRecord, ...]
+    cards: tuple[CardRecord, ...]
+    latency_ms: float
+    client_iss: str | None = None
+    data_source: str = "prefetch"
+
+
+def _card_of(body: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(order reference, policy id) -> uuid of the card that shows that evaluation."""
+    where = {}
+    for card in body.get("cards") or ():
+        for item in card.get("extension", {}).get(EVALUATIONS_EXT, ()):
+            where[item["order"], item["policyId"]] = card["uuid"]
+    return where
+
+
+def _assertion_of(body: dict[str, Any]) -> dict[str, str]:
+    """order reference -> CRD coverage-assertion-id of its coverage-information systemAction."""
+    found = {}
+    for action in body.get("systemActions") or ():
+        resource = action.get("resource") or {}
+        for ext in resource.get("extension") or ():
+            if ext.get("url") != COVERAGE_INFO_URL:
+                continue
+            for part in ext.get("extension") or ():
+                if part.get("url") == "coverage-assertion-id":
+                    found[f"{resource['resourceType']}/{resource['id']}"] = part["valueString"]
+    return found
+
+
+def decision_record(
+    decision: Decision | None,
+    *,
+    recorded_at: datetime,
+    hook_instance: str,
+    service_id: str,
+    hook: str,
+    patient_id: str,
+    latency_ms: float,
+    client_iss: str | None = None,
+    data_source: str = "prefetch",
+) -> DecisionRecord:
+    """`decision` is None for a call whose draft orders hold no DLI / HPC boost order."""
+    body = decision.body if decision else {"cards": []}
+    evaluations = decision.evaluations if decision else []
+    card_of, assertion_of = _card_of(body), _assertion_of(body)
+    return DecisionRecord(
+        recorded_at=recorded_at,
+        hook_instance=hook_instance,
+        service_id=service_id,
+        hook=hook,
+        patient_id=patient_id,
+        orders=tuple(dict.fromkeys(e.order.reference for e in evaluations)),
+        evaluations=tuple(
+            EvaluationRecord(
+                order=e.order.reference,
+                service=e.service.value,
+                policy_id=e.policy.id,
+                policy_version=e.policy.policy.version,
+                determination=e.determination.value,
+                card_uuid=card_of.get((e.order.reference, e.policy.id)),
+                coverage_assertion_id=assertion_of.get(e.order.reference)
+                if decision and e.policy is decision.route.policies[0]
+                else None,
+                criteria=tuple(
+                    CriterionRecord(
+                        c.id, c.status.value, tuple(dict.fromkeys(x.reference for x in c.evidence))
+                    )
+                    for c in e.criteria
+                ),
+            )
+            for e in evaluations
+        ),
+        cards=tuple(
+            CardRecord(
+                card["uuid"],
+                tuple(s["uuid"] for s in card.get("suggestions") or () if s.get("uuid")),
+            )
+            for card in body.get("cards") or ()
+        ),
+        latency_ms=latency_ms,
+        client_iss=client_iss,
+        data_source=data_source,
+    )
