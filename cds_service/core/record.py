@@ -75,10 +75,16 @@ def add_resource(record: PatientRecord, raw: Any, expected_type: str | None = No
         return
     try:
         resource = model.model_validate(raw)
-    except ValidationError as error:
+    except (ValidationError, TypeError, ValueError, AttributeError) as error:
+        # fhir.resources' own validators raise TypeError / AttributeError on some malformed input
         rid = raw.get("id") if isinstance(raw.get("id"), str) else None
+        described = (
+            _describe(error)
+            if isinstance(error, ValidationError)
+            else f"invalid FHIR R4 ({type(error).__name__})"
+        )
         record.problems.append(
-            ParseProblem(str(resource_type), rid, _describe(error), _sniff_codings(raw))
+            ParseProblem(str(resource_type), rid, described, _sniff_codings(raw))
         )
         return
     if resource_type == "Organization":
