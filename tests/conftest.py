@@ -30,3 +30,11 @@ def client(knowledge: Knowledge) -> TestClient:
         new_uuid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}",
     )
     return TestClient(app)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.fuzz_report import REQUESTS
+
+    if REQUESTS:
+        parts = ", ".join(f"{name} {count}" for name, count in REQUESTS.items())
+        terminalreporter.write_line(f"fuzz: {REQUESTS.total()} generated requests ({parts})")

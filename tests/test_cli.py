@@ -57,3 +57,18 @@ def test_fixtures_lists_every_scenario() -> None:
     result = runner.invoke(app, ["fixtures"])
     assert result.exit_code == 0
     assert "relapsed-aml-allo-mac" in result.output and "car-t-cytopenia-no-hsct" in result.output
+
+
+def test_dev_key_and_signed_fire(tmp_path, monkeypatch) -> None:
+    result = runner.invoke(app, ["dev-key", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    key = tmp_path / "dev-client-key.pem"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setenv("CDS_AUTH", "true")
+    monkeypatch.setenv("CDS_ISSUERS_FILE", str(tmp_path / "dev-issuers.json"))
+    signed = runner.invoke(app, ["fire", "relapsed-aml-allo-mac", "--sign", str(key)])
+    assert signed.exit_code == 0, signed.output
+    assert "systemAction update ServiceRequest/ram-dli" in signed.output
+    unsigned = runner.invoke(app, ["fire", "relapsed-aml-allo-mac"])
+    assert unsigned.exit_code == 1
+    assert "HTTP 401" in unsigned.output

@@ -7,17 +7,21 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+import httpx
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
+from cds_service.api.auth import RequireClient
 from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH, SERVICES, discovery_document
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.hooks import ParsedHook, parse_hook
+from cds_service.api.openapi import CARDS_RESPONSE, HOOK_CALL_BODY, REQUEST_ERRORS, UNAUTHORIZED
+from cds_service.api.security import harden
 from cds_service.core.decide import Decision, decide
 from cds_service.core.model import PatientRecord
 from cds_service.core.record import add_prefetch_value, is_operation_outcome
@@ -46,6 +50,7 @@ def create_app(
     knowledge: Knowledge | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     knowledge = knowledge or load(settings.cards_dir)
@@ -55,6 +60,7 @@ def create_app(
         docs_url="/docs" if settings.env == "development" else None,
         redoc_url=None,
     )
+    harden(app, settings, jwks_transport)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -65,7 +71,10 @@ def create_app(
         return error_response(400, "; ".join(str(e.get("msg")) for e in exc.errors()[:5]))
 
     @app.exception_handler(HookError)
-    async def _hook_error(_: Request, exc: HookError) -> JSONResponse:
+    async def _hook_error(request: Request, exc: HookError) -> JSONResponse:
+        log.info(
+            "hook rejected", extra={"fields": {"path": request.url.path, "status": exc.status}}
+        )
         return error_response(exc.status, exc.diagnostics)
 
     @app.exception_handler(Exception)
@@ -73,7 +82,7 @@ def create_app(
         log.error("unhandled error: %s", type(exc).__name__)  # no message: it may hold data
         return error_response(500, "internal error; the request was not evaluated")
 
-    @app.get("/cds-services")
+    @app.get("/cds-services", dependencies=[RequireClient], responses=UNAUTHORIZED)
     async def discovery() -> dict[str, Any]:
         return discovery_document()
 
@@ -81,8 +90,16 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "policies": [p.id for p in knowledge.policies]}
 
-    @app.post("/cds-services/{service_id}")
-    async def call_service(service_id: str, request: Request) -> JSONResponse:
+    @app.post(
+        "/cds-services/{service_id}",
+        dependencies=[RequireClient],
+        responses={**CARDS_RESPONSE, **REQUEST_ERRORS},
+        openapi_extra=HOOK_CALL_BODY,
+    )
+    async def call_service(
+        service_id: Annotated[str, Path(json_schema_extra={"enum": list(SERVICES)})],
+        request: Request,
+    ) -> JSONResponse:
         started = time.perf_counter()
         service = SERVICES.get(service_id)
         if service is None:
@@ -118,19 +135,19 @@ def _log_decision(
     service_id: str, parsed: ParsedHook, record: PatientRecord, decision: Decision, started: float
 ) -> None:
     """Ids and outcomes only: never tokens, prefetch contents or clinical values."""
-    outcomes = ",".join(
-        f"{e.order.reference}:{e.policy.id}={e.determination.value}" for e in decision.evaluations
-    )
-    log.info(
-        "hook=%s service=%s hookInstance=%s patient=%s orders=%d unreadable=%d "
-        "payer_recognised=%s outcomes=%s ms=%.1f",
-        parsed.request.hook,
-        service_id,
-        parsed.request.hookInstance,
-        parsed.context.patientId,
-        len(parsed.orders),
-        len(record.problems),
-        decision.route.recognised,
-        outcomes,
-        (time.perf_counter() - started) * 1000,
-    )
+    fields = {
+        "hook": parsed.request.hook,
+        "service": service_id,
+        "hookInstance": str(parsed.request.hookInstance),
+        "patient": parsed.context.patientId,
+        "orders": [o.reference for o in parsed.orders],
+        "policies": sorted({e.policy.id for e in decision.evaluations}),
+        "determinations": {
+            f"{e.order.reference} {e.policy.id}": e.determination.value
+            for e in decision.evaluations
+        },
+        "unreadable_resources": len(record.problems),
+        "payer_recognised": decision.route.recognised,
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    log.info("hook evaluated", extra={"fields": fields})
