@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cds_service.cli import app
@@ -59,7 +61,7 @@ def test_fixtures_lists_every_scenario() -> None:
     assert "relapsed-aml-allo-mac" in result.output and "car-t-cytopenia-no-hsct" in result.output
 
 
-def test_dev_key_and_signed_fire(tmp_path, monkeypatch) -> None:
+def test_dev_key_and_signed_fire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["dev-key", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     key = tmp_path / "dev-client-key.pem"
