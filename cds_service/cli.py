@@ -1,10 +1,9 @@
-"""Command line: `cds-service serve | fire | fixtures | fhir-server | matrix | bench | audit`."""
+"""Command line: `cds-service serve | fire | fixtures | fhir-server | matrix | bench | audit | dev-key`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -15,8 +14,10 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from cds_service import devkeys
 from cds_service.audit.cli import app as audit_app
 from cds_service.core.model import Service
+from cds_service.logs import configure_logging
 from cds_service.policy_store import load
 from cds_service.scenarios import (
     PARTIAL_PREFETCH_KEYS,
@@ -57,34 +58,46 @@ def serve(
     import uvicorn
 
     from cds_service.api.app import create_app
+    from cds_service.api.issuers import ConfigError
 
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    try:
+        service = create_app(settings)
+    except ConfigError as error:
+        typer.secho(f"Not starting: {error}", fg="red", err=True)
+        raise typer.Exit(2) from error
+    configure_logging(settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        service,
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
+        log_config=None,  # keep the JSON handler: uvicorn's own would print request data
         access_log=False,  # the access log would print URLs only, but keep one log line per call
     )
 
 
-def _post(url: str | None, path: str, payload: dict[str, Any]) -> httpx.Response:
+IN_PROCESS_URL = "http://in-process"
+
+
+def _post(
+    url: str | None, path: str, payload: dict[str, Any], key: Path | None, issuer: str
+) -> httpx.Response:
+    target = (url or IN_PROCESS_URL).rstrip("/") + path
+    headers = {"Authorization": f"Bearer {devkeys.sign(key, target, issuer)}"} if key else {}
     if url:
-        return httpx.post(url.rstrip("/") + path, json=payload, timeout=30)
+        return httpx.post(target, json=payload, headers=headers, timeout=30)
 
     async def in_process() -> httpx.Response:
         from cds_service.api.app import create_app
 
-        service = create_app()
+        settings = Settings()  # the in-process service is what `aud` names: http://in-process
+        settings.public_base_url = settings.public_base_url or IN_PROCESS_URL
+        service = create_app(settings)
         transport = httpx.ASGITransport(app=service)
         try:
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://in-process"
-            ) as client:
-                return await client.post(path, json=payload)
+            async with httpx.AsyncClient(transport=transport) as client:
+                return await client.post(target, json=payload, headers=headers)
         finally:
             service.state.audit.close()  # write the audit record before the process ends
 
@@ -179,6 +192,11 @@ def fire(
     fhir_token: Annotated[
         str, typer.Option(help="Bearer token for --fhir-server.")
     ] = SANDBOX_TOKEN,
+    sign: Annotated[
+        Path | None,
+        typer.Option(help="Sign the call with this private key (see `dev-key`).", exists=True),
+    ] = None,
+    issuer: Annotated[str, typer.Option(help="The `iss` of the signed JWT.")] = devkeys.DEV_ISSUER,
 ) -> None:
     """Build a hook request from a scenario patient, call the service, print the cards."""
     try:
@@ -207,7 +225,7 @@ def fire(
         with _fhir_server(fhir_server, fhir_token) if fetching else nullcontext() as source:
             if source is not None:
                 point_at_fhir_server(request, *source)
-            response = _post(url, f"/cds-services/{service_id(hook.value)}", request)
+            response = _post(url, f"/cds-services/{service_id(hook.value)}", request, sign, issuer)
     except httpx.HTTPError as error:
         typer.secho(f"Could not reach {url}: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
@@ -304,3 +322,22 @@ def fhir_server(
         f"Fixture FHIR server on http://{host}:{port} (needs Authorization: Bearer <--token>)"
     )
     uvicorn.run(create_fixture_server(token), host=host, port=port, log_level="warning")
+
+
+@app.command("dev-key")
+def dev_key(
+    out: Annotated[Path, typer.Option(help="Folder for the key and the issuer file.")] = Path(
+        ".dev-client"
+    ),
+    issuer: Annotated[
+        str, typer.Option(help="The `iss` the client will use.")
+    ] = devkeys.DEV_ISSUER,
+) -> None:
+    """Generate a local development CDS client key (ES384) and an issuers file that trusts it."""
+    key_path, issuers_path = devkeys.generate(out, issuer)
+    typer.echo(f"private key:  {key_path}  (for `fire --sign`; never share it)")
+    typer.echo(f"issuers file: {issuers_path}")
+    typer.echo(
+        f"\nCDS_AUTH=true CDS_ISSUERS_FILE={issuers_path} cds-service serve\n"
+        f"cds-service fire relapsed-aml-allo-mac --url http://127.0.0.1:8000 --sign {key_path}"
+    )

@@ -43,3 +43,23 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), alias="CDS_DATA_DIR")
     database_url: str | None = Field(None, alias="DATABASE_URL")
     audit_retention_days: int = Field(2190, alias="CDS_AUDIT_RETENTION_DAYS", ge=1)
+
+    # Client trust and input limits (README "Security").
+    auth: bool | None = Field(None, alias="CDS_AUTH")  # None: on unless CDS_ENV=development
+    issuers_file: Path | None = Field(None, alias="CDS_ISSUERS_FILE")
+    issuers: str | None = Field(None, alias="CDS_ISSUERS")  # the issuers document, inline JSON
+    public_base_url: str | None = Field(None, alias="CDS_PUBLIC_BASE_URL")
+    cors_origins: Annotated[list[str], NoDecode] = Field([], alias="CDS_CORS_ORIGINS")
+    max_body_bytes: int = Field(10_000_000, alias="CDS_MAX_BODY_BYTES", ge=1024)
+    body_timeout: float = Field(10.0, alias="CDS_BODY_TIMEOUT", gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        return (
+            [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+        )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth if self.auth is not None else self.env != "development"

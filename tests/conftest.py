@@ -41,3 +41,11 @@ def client(knowledge: Knowledge) -> Iterator[TestClient]:
     )
     yield TestClient(app)
     app.state.audit.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.fuzz_report import REQUESTS
+
+    if REQUESTS:
+        parts = ", ".join(f"{name} {count}" for name, count in REQUESTS.items())
+        terminalreporter.write_line(f"fuzz: {REQUESTS.total()} generated requests ({parts})")

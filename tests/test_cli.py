@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cds_service.cli import app
@@ -70,3 +71,18 @@ def test_bench_quick_in_process_writes_a_report(tmp_path: Path) -> None:
     assert report["resources"] == {"50": 50, "300": 300, "1500": 1500}
     assert all(f["p50_ms"] <= f["p99_ms"] for f in report["in_process"].values())
     assert "p50 ms" in result.output
+
+
+def test_dev_key_and_signed_fire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = runner.invoke(app, ["dev-key", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    key = tmp_path / "dev-client-key.pem"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setenv("CDS_AUTH", "true")
+    monkeypatch.setenv("CDS_ISSUERS_FILE", str(tmp_path / "dev-issuers.json"))
+    signed = runner.invoke(app, ["fire", "relapsed-aml-allo-mac", "--sign", str(key)])
+    assert signed.exit_code == 0, signed.output
+    assert "systemAction update ServiceRequest/ram-dli" in signed.output
+    unsigned = runner.invoke(app, ["fire", "relapsed-aml-allo-mac"])
+    assert unsigned.exit_code == 1
+    assert "HTTP 401" in unsigned.output

@@ -394,7 +394,8 @@ def test_allowlist(allowlist: tuple[str, ...], env: str, url: str, allowed: bool
     [
         ({"CDS_FHIR_ALLOWED_SERVERS": ALLOW}, "https://attacker.test/fhir"),
         ({"CDS_FHIR_ALLOWED_SERVERS": ALLOW}, "http://169.254.169.254/latest"),
-        ({"CDS_ENV": "production"}, "https://ehr.example.org/fhir"),
+        # production's empty default is in ALLOWLIST_CASES: through the API, production first
+        # demands a client JWT (tests/test_auth.py)
     ],
 )
 def test_a_server_off_the_allowlist_is_refused_and_never_contacted(

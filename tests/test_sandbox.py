@@ -3,6 +3,7 @@ catalogue, the request builder (whose requests the service must accept) and its 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -145,6 +146,11 @@ def test_prefetch_none_names_the_fhir_server_instead(knowledge: Knowledge) -> No
     assert response.status_code == 400 and "payer comes from the FHIR server" in response.text
 
 
+PRODUCTION_ISSUER = json.dumps(
+    {"issuers": [{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"}]}
+)
+
+
 @pytest.mark.parametrize(
     ("env", "sandbox", "served"),
     [
@@ -158,6 +164,11 @@ def test_the_sandbox_setting(
     knowledge: Knowledge, env: str, sandbox: bool | None, served: bool
 ) -> None:
     values: dict[str, Any] = {"CDS_ENV": env}
+    if env == "production":  # production refuses to start without client trust configured
+        values |= {
+            "CDS_ISSUERS": PRODUCTION_ISSUER,
+            "CDS_PUBLIC_BASE_URL": "https://cds.example.org",
+        }
     if sandbox is not None:
         values["CDS_SANDBOX"] = sandbox
     client = TestClient(create_app(Settings(**values), knowledge))

@@ -9,21 +9,24 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
 from cds_service.api.allowlist import server_allowed
+from cds_service.api.auth import RequireClient, client_issuer
 from cds_service.api.discovery import REQUIRED_PREFETCH, SERVICES, discovery_document
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.gather import FetchLimits, gather, relevant_resources
 from cds_service.api.hooks import ParsedHook, parse_hook
+from cds_service.api.openapi import CARDS_RESPONSE, HOOK_CALL_BODY, REQUEST_ERRORS, UNAUTHORIZED
+from cds_service.api.security import harden
 from cds_service.audit.record import decision_record
 from cds_service.core.decide import Decision, decide
 from cds_service.core.model import PatientRecord
@@ -40,6 +43,7 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
     fhir_transport: httpx.AsyncBaseTransport | None = None,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """`fhir_transport` carries the queries to the EHR's FHIR server (default: real HTTP)."""
     settings = settings or Settings()
@@ -62,6 +66,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.audit = audit
+    harden(app, settings, jwks_transport)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -72,7 +77,10 @@ def create_app(
         return error_response(400, "; ".join(str(e.get("msg")) for e in exc.errors()[:5]))
 
     @app.exception_handler(HookError)
-    async def _hook_error(_: Request, exc: HookError) -> JSONResponse:
+    async def _hook_error(request: Request, exc: HookError) -> JSONResponse:
+        log.info(
+            "hook rejected", extra={"fields": {"path": request.url.path, "status": exc.status}}
+        )
         return error_response(exc.status, exc.diagnostics)
 
     @app.exception_handler(Exception)
@@ -80,7 +88,7 @@ def create_app(
         log.error("unhandled error: %s", type(exc).__name__)  # no message: it may hold data
         return error_response(500, "internal error; the request was not evaluated")
 
-    @app.get("/cds-services")
+    @app.get("/cds-services", dependencies=[RequireClient], responses=UNAUTHORIZED)
     async def discovery() -> dict[str, Any]:
         return discovery_document()
 
@@ -92,8 +100,16 @@ def create_app(
             "audit": audit.health(),
         }
 
-    @app.post("/cds-services/{service_id}")
-    async def call_service(service_id: str, request: Request) -> JSONResponse:
+    @app.post(
+        "/cds-services/{service_id}",
+        dependencies=[RequireClient],
+        responses={**CARDS_RESPONSE, **REQUEST_ERRORS},
+        openapi_extra=HOOK_CALL_BODY,
+    )
+    async def call_service(
+        service_id: Annotated[str, Path(json_schema_extra={"enum": list(SERVICES)})],
+        request: Request,
+    ) -> JSONResponse:
         started = time.perf_counter()
         service = SERVICES.get(service_id)
         if service is None:
@@ -117,7 +133,7 @@ def create_app(
                     hook=service.hook,
                     patient_id=parsed.context.patientId,
                     latency_ms=(time.perf_counter() - started) * 1000,
-                    client_iss=getattr(request.state, "iss", None),
+                    client_iss=client_issuer(request),
                     data_source=source,
                 )
             )
@@ -158,19 +174,19 @@ def _log_decision(
     service_id: str, parsed: ParsedHook, record: PatientRecord, decision: Decision, started: float
 ) -> None:
     """Ids and outcomes only: never tokens, prefetch contents or clinical values."""
-    outcomes = ",".join(
-        f"{e.order.reference}:{e.policy.id}={e.determination.value}" for e in decision.evaluations
-    )
-    log.info(
-        "hook=%s service=%s hookInstance=%s patient=%s orders=%d unreadable=%d "
-        "payer_recognised=%s outcomes=%s ms=%.1f",
-        parsed.request.hook,
-        service_id,
-        parsed.request.hookInstance,
-        parsed.context.patientId,
-        len(parsed.orders),
-        len(record.problems),
-        decision.route.recognised,
-        outcomes,
-        (time.perf_counter() - started) * 1000,
-    )
+    fields = {
+        "hook": parsed.request.hook,
+        "service": service_id,
+        "hookInstance": str(parsed.request.hookInstance),
+        "patient": parsed.context.patientId,
+        "orders": [o.reference for o in parsed.orders],
+        "policies": sorted({e.policy.id for e in decision.evaluations}),
+        "determinations": {
+            f"{e.order.reference} {e.policy.id}": e.determination.value
+            for e in decision.evaluations
+        },
+        "unreadable_resources": len(record.problems),
+        "payer_recognised": decision.route.recognised,
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    log.info("hook evaluated", extra={"fields": fields})

@@ -11,6 +11,7 @@ ISSUE_CODES = {
     401: "security",
     404: "not-found",
     405: "not-supported",
+    408: "timeout",
     412: "incomplete",
     413: "too-costly",
     415: "not-supported",

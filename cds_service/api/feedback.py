@@ -10,16 +10,19 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from cds_service.api.auth import RequireClient, client_issuer
 from cds_service.api.discovery import SERVICES
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.hooks import _explain as explain
+from cds_service.api.openapi import FEEDBACK_BODY, FEEDBACK_RESPONSES
 from cds_service.audit.feedback import FeedbackItem, FeedbackRequest
 from cds_service.audit.store import AuditStore, database_url
 from cds_service.audit.writer import AuditWriter, StorageUnavailable, describe
@@ -44,12 +47,20 @@ def parse_feedback(body: bytes) -> list[FeedbackItem]:
 
 
 def add_feedback_route(app: FastAPI, audit: AuditWriter, clock: Callable[[], datetime]) -> None:
-    @app.post("/cds-services/{service_id}/feedback")
-    async def feedback(service_id: str, request: Request) -> JSONResponse:
+    @app.post(
+        "/cds-services/{service_id}/feedback",
+        dependencies=[RequireClient],
+        responses=FEEDBACK_RESPONSES,
+        openapi_extra=FEEDBACK_BODY,
+    )
+    async def feedback(
+        service_id: Annotated[str, Path(json_schema_extra={"enum": list(SERVICES)})],
+        request: Request,
+    ) -> JSONResponse:
         if service_id not in SERVICES:
             raise HookError(404, f"no CDS service {service_id!r}; see GET /cds-services")
         items = parse_feedback(await request.body())
-        iss = getattr(request.state, "iss", None)  # set by client authentication, when on
+        iss = client_issuer(request)
 
         def store() -> list[str]:
             rows = audit.ready_store().add_feedback(items, service_id, clock(), iss)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cds_service.api.discovery import ServiceDef
 from cds_service.api.errors import HookError
+from cds_service.api.limits import MAX_JSON_DEPTH, check_json_shape
 from cds_service.core.cards import CardOptions
 from cds_service.core.model import Order
 from cds_service.core.orders import recognise
@@ -88,6 +89,10 @@ def _explain(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+def _is_request_type(kind: Any) -> bool:
+    return isinstance(kind, str) and kind in REQUEST_TYPES
+
+
 def _entries(draft_orders: dict[str, Any]) -> list[dict[str, Any]]:
     if draft_orders.get("resourceType") != "Bundle":
         raise HookError(400, "context.draftOrders must be a FHIR Bundle")
@@ -97,7 +102,7 @@ def _entries(draft_orders: dict[str, Any]) -> list[dict[str, Any]]:
     resources = []
     for i, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") not in REQUEST_TYPES:
+        if not isinstance(resource, dict) or not _is_request_type(resource.get("resourceType")):
             raise HookError(
                 400, f"context.draftOrders.entry[{i}].resource must be a request resource"
             )
@@ -127,9 +132,16 @@ def _options(extension: dict[str, Any] | None) -> CardOptions:
 
 def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
     try:
+        # orjson rejects NaN / Infinity and numbers that overflow, and caps nesting at 1024;
+        # check_json_shape then applies our own depth and size limits.
         data = orjson.loads(body)
     except orjson.JSONDecodeError as error:
+        if "depth limit" in str(error):
+            raise HookError(
+                400, f"request JSON nests deeper than {MAX_JSON_DEPTH} levels"
+            ) from error
         raise HookError(400, f"request body is not valid JSON: {error}") from error
+    check_json_shape(data)
     if not isinstance(data, dict):
         raise HookError(400, "request body must be a JSON object")
     try:
@@ -159,7 +171,8 @@ def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
     for resource in resources:
         if resource["resourceType"] != "ServiceRequest" or (order := recognise(resource)) is None:
             continue
-        subject = (resource.get("subject") or {}).get("reference")
+        subject = resource.get("subject")
+        subject = subject.get("reference") if isinstance(subject, dict) else None
         if subject is not None and subject != f"Patient/{context.patientId}":
             raise HookError(
                 400, f"{order.reference} is for {subject}, not Patient/{context.patientId}"

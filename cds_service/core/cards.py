@@ -337,9 +337,10 @@ def coverage_action(
 ) -> dict[str, Any]:
     """An `update` systemAction: the whole draft order, plus the coverage information."""
     resource = copy.deepcopy(evaluation.order.resource)
+    extensions = resource.get("extension")
     kept = [
         x
-        for x in resource.get("extension") or ()
+        for x in (extensions if isinstance(extensions, list) else ())
         if not (isinstance(x, dict) and x.get("url") == COVERAGE_INFO_URL)
     ]
     resource["extension"] = [

@@ -9,11 +9,17 @@ from cds_service.core.fhir_util import to_date
 from cds_service.core.model import Order, Service
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _service(code: Any) -> tuple[Service, str, str] | None:
-    for coding in (code or {}).get("coding") or ():
+    for coding in _list(code.get("coding")) if isinstance(code, dict) else ():
         if not isinstance(coding, dict):
             continue
         system, value = coding.get("system"), coding.get("code")
+        if not isinstance(value, str):
+            continue
         if system == codes.CPT and value == codes.DLI_CPT:
             return Service.DLI, value, system
         if system == codes.CPT and value == codes.HPC_BOOST_CPT:
@@ -31,9 +37,9 @@ def recognise(service_request: dict[str, Any]) -> Order | None:
     service, code, system = found
     details = frozenset(
         str(coding.get("code"))
-        for detail in service_request.get("orderDetail") or ()
+        for detail in _list(service_request.get("orderDetail"))
         if isinstance(detail, dict)
-        for coding in detail.get("coding") or ()
+        for coding in _list(detail.get("coding"))
         if isinstance(coding, dict) and coding.get("system") == codes.ORDER_DETAIL_SYSTEM
     )
     return Order(

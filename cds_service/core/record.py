@@ -76,10 +76,16 @@ def _validate(record: PatientRecord, raw: dict[str, Any], model: Any) -> Any | N
     """The validated model, or None after recording why it is not valid FHIR R4."""
     try:
         return model.model_validate(raw)
-    except ValidationError as error:
+    except (ValidationError, TypeError, ValueError, AttributeError) as error:
+        # fhir.resources' own validators raise TypeError / AttributeError on some malformed input
         rid = raw.get("id") if isinstance(raw.get("id"), str) else None
+        described = (
+            _describe(error)
+            if isinstance(error, ValidationError)
+            else f"invalid FHIR R4 ({type(error).__name__})"
+        )
         record.problems.append(
-            ParseProblem(str(raw.get("resourceType")), rid, _describe(error), sniff_codings(raw))
+            ParseProblem(str(raw.get("resourceType")), rid, described, sniff_codings(raw))
         )
         return None
 

@@ -1,0 +1,182 @@
+"""CDS client authentication: the signed JWT every call carries (CDS Hooks 2.0 §trusting-cds-clients,
+cds-hooks.org best practices "JWT").
+
+`authenticate` is the one FastAPI dependency; apply it with `dependencies=[RequireClient]` or take
+`client: ClientAuth` as a parameter. It leaves the verified client in `request.state.client`
+(None when auth is off). Every failure is the same 401 body; the reason goes to the log only,
+never the token.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+
+from cds_service.api.errors import operation_outcome
+from cds_service.api.issuers import Issuer
+from cds_service.api.jwks import JwksCache, JwksUnavailable
+
+log = logging.getLogger("cds_service.auth")
+
+LEEWAY_SECONDS = 60  # clock skew tolerated on exp / iat
+MAX_LIFETIME_SECONDS = 3600  # exp - iat; bounds how long a jti must be remembered
+REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+_KEY_TYPE = {"ES": "EC", "RS": "RSA", "PS": "RSA"}  # alg family -> JWK kty
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    issuer: str
+    kid: str
+    jti: str
+
+
+class AuthFailed(Exception):
+    """Why a token was refused; for the log, never for the response."""
+
+
+class ReplayCache:
+    """`jti` values seen, per issuer, kept until their token expires (plus leeway). Bounded: when
+    full of unexpired entries it refuses new tokens rather than forgetting (fail closed)."""
+
+    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
+        self._max_entries = max_entries
+        self._clock = clock
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._queue: list[tuple[float, tuple[str, str]]] = []
+
+    def first_use(self, issuer: str, jti: str, expires: float) -> bool:
+        now = self._clock()
+        while self._queue and self._queue[0][0] < now:
+            _, key = heapq.heappop(self._queue)
+            if self._expiry.get(key, now) < now:
+                del self._expiry[key]
+        key = (issuer, jti)
+        if key in self._expiry:
+            return False
+        if len(self._expiry) >= self._max_entries:
+            raise AuthFailed("replay cache full")
+        self._expiry[key] = expires
+        heapq.heappush(self._queue, (expires, key))
+        return True
+
+
+class JwtVerifier:
+    def __init__(
+        self,
+        issuers: Mapping[str, Issuer],
+        public_base_url: str,
+        jwks: JwksCache,
+        replay: ReplayCache | None = None,
+    ) -> None:
+        self.issuers = issuers
+        self.public_base_url = public_base_url.rstrip("/")
+        self._jwks = jwks
+        self._replay = replay or ReplayCache()
+
+    async def verify(self, token: str, audience: str) -> ClientIdentity:
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as error:
+            raise AuthFailed("malformed token") from error
+        iss = unverified.get("iss")
+        issuer = self.issuers.get(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise AuthFailed(f"iss {str(iss)[:100]!r} not on the allowlist")
+        alg, kid, jku = header.get("alg"), header.get("kid"), header.get("jku")
+        if alg not in issuer.algorithms:
+            raise AuthFailed(f"alg {str(alg)[:20]!r} not allowed for this issuer")
+        if str(header.get("typ", "")).upper() != "JWT":
+            raise AuthFailed("typ is not JWT")
+        if not isinstance(kid, str) or not kid:
+            raise AuthFailed("no kid")
+        if jku is not None and jku not in issuer.jku:
+            raise AuthFailed("jku not on the issuer's allowlist")  # and never fetched
+        key = await self._key(issuer, kid, jku)
+        if key is None:
+            raise AuthFailed("kid not in the issuer's JWK Set")
+        if key.key_type != _KEY_TYPE[alg[:2]]:
+            raise AuthFailed(f"{alg} needs an {_KEY_TYPE[alg[:2]]} key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=audience,
+                issuer=issuer.iss,
+                leeway=LEEWAY_SECONDS,
+                options={"require": REQUIRED_CLAIMS, "verify_nbf": True},
+            )
+        except (jwt.PyJWTError, TypeError, ValueError) as error:  # PyJWT raises all three
+            raise AuthFailed(type(error).__name__) from error  # e.g. ExpiredSignatureError
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise AuthFailed("jti is not a string")
+        if int(claims["exp"]) - int(claims["iat"]) > MAX_LIFETIME_SECONDS:
+            raise AuthFailed("token lifetime exceeds the maximum")
+        if not self._replay.first_use(issuer.iss, jti, int(claims["exp"]) + LEEWAY_SECONDS):
+            raise AuthFailed("jti replayed")
+        return ClientIdentity(issuer.iss, kid, jti)
+
+    async def _key(self, issuer: Issuer, kid: str, jku: object) -> jwt.PyJWK | None:
+        url = jku if isinstance(jku, str) else issuer.jwks_url
+        if url is None:
+            return issuer.inline_keys.get(kid)
+        try:
+            return await self._jwks.key(url, kid)
+        except JwksUnavailable as error:
+            raise AuthFailed(f"JWK Set unavailable: {error}") from error
+
+
+class Unauthorized(Exception):
+    """Raised by the dependency; answered with the one fixed 401 body."""
+
+
+def unauthorized_response() -> JSONResponse:
+    return JSONResponse(
+        operation_outcome("authentication required", "security"),
+        status_code=401,
+        media_type="application/fhir+json",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def authenticate(request: Request) -> ClientIdentity | None:
+    verifier: JwtVerifier | None = request.app.state.verifier
+    identity = None
+    if verifier is not None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise AuthFailed("no bearer token")
+            # aud must be the exact URL invoked, as the client sees it (the public base URL).
+            identity = await verifier.verify(
+                token.strip(), verifier.public_base_url + request.url.path
+            )
+        except AuthFailed as failure:
+            log.warning(
+                "client rejected",
+                extra={"fields": {"reason": str(failure), "path": request.url.path}},
+            )
+            raise Unauthorized from failure
+    request.state.client = identity
+    return identity
+
+
+ClientAuth = Annotated[ClientIdentity | None, Depends(authenticate)]
+RequireClient = Depends(authenticate)
+
+
+def client_issuer(request: Request) -> str | None:
+    """The verified client's `iss` for the audit log; None when authentication is off."""
+    client = getattr(request.state, "client", None)
+    return client.issuer if isinstance(client, ClientIdentity) else None

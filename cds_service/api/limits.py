@@ -1,0 +1,89 @@
+"""Input limits, so no request can hang the service or exhaust its memory.
+
+`BodyLimit` (ASGI middleware) reads each request body before the app sees it: at most
+`max_bytes` (413) within `timeout` seconds (408). `check_json_shape` bounds what a parsed body
+may contain: nesting depth and the size of any one array or object (a prefetch Bundle's entries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cds_service.api.errors import HookError, error_response
+
+MAX_JSON_DEPTH = 64  # a FHIR Bundle in prefetch in a hook request is about 15 deep
+MAX_JSON_ITEMS = 20_000  # items in one array / members in one object
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = error_response(
+            413,
+            f"request body is larger than {self.max_bytes} bytes, the limit this service accepts",
+        )
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk: bytes = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        await too_large(scope, receive, send)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            timed_out = error_response(
+                408, f"request body not received within {self.timeout:g} seconds"
+            )
+            await timed_out(scope, receive, send)
+            return
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # only http.disconnect is left
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def check_json_shape(data: Any) -> None:
+    """HookError unless `data` nests at most MAX_JSON_DEPTH deep and no array or object has
+    more than MAX_JSON_ITEMS items. Iterative: the check itself cannot overflow the stack."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise HookError(400, f"request JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        if len(value) > MAX_JSON_ITEMS:
+            raise HookError(
+                413, f"a JSON array or object has {len(value)} items; at most {MAX_JSON_ITEMS}"
+            )
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children)

@@ -1,0 +1,66 @@
+"""Wire the trust and hardening pieces into the app: client JWT verification, CORS, body limits.
+
+Refuses to build a production app that would trust anyone (ConfigError with what to set).
+"""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+
+from cds_service.api.auth import JwtVerifier, Unauthorized, unauthorized_response
+from cds_service.api.issuers import ConfigError, load_issuers
+from cds_service.api.jwks import JwksCache
+from cds_service.api.limits import BodyLimit
+from cds_service.settings import Settings
+
+
+def build_verifier(
+    settings: Settings, jwks_transport: httpx.AsyncBaseTransport | None = None
+) -> JwtVerifier | None:
+    """The JWT verifier, or None when auth is off (development only)."""
+    production = settings.env == "production"
+    if not settings.auth_enabled:
+        if production:
+            raise ConfigError(
+                "CDS_ENV=production requires client authentication: unset CDS_AUTH or set it "
+                "to true, and list the trusted CDS clients in CDS_ISSUERS_FILE"
+            )
+        return None
+    issuers = load_issuers(settings)
+    if not issuers:
+        raise ConfigError(
+            "client authentication is on but no CDS client is trusted: list the issuers in "
+            "CDS_ISSUERS_FILE or CDS_ISSUERS (see README, Security)"
+        )
+    base_url = settings.public_base_url
+    if base_url is None:
+        if production:
+            raise ConfigError(
+                "CDS_ENV=production requires CDS_PUBLIC_BASE_URL, the URL clients call this "
+                "service at (each token's aud must match it)"
+            )
+        base_url = f"http://{settings.host}:{settings.port}"
+    return JwtVerifier(issuers, base_url, JwksCache(jwks_transport))
+
+
+def harden(
+    app: FastAPI, settings: Settings, jwks_transport: httpx.AsyncBaseTransport | None = None
+) -> None:
+    app.state.verifier = build_verifier(settings, jwks_transport)
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(_: Request, __: Unauthorized) -> JSONResponse:
+        return unauthorized_response()
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
+    # Added last, so outermost: error responses from the limits carry CORS headers too.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Accept"],
+        max_age=600,
+    )

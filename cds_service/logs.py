@@ -1,0 +1,44 @@
+"""Structured logs: one JSON object per line, built so patient data cannot reach them.
+
+The service's own loggers (`cds_service.*`) log ids, outcomes and timings as `extra={"fields":
+{...}}`. Everything else (uvicorn, starlette, httpx) is rendered as its message template only,
+without arguments, and an exception only as its type and where it was raised, never its
+message: those are the places a request body or token could otherwise be echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ours = record.name == "cds_service" or record.name.startswith("cds_service.")
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage() if ours else str(record.msg),
+        }
+        if ours:
+            entry.update(getattr(record, "fields", {}))
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error"] = record.exc_info[0].__name__
+            frames = traceback.extract_tb(record.exc_info[2])
+            if frames:
+                entry["at"] = f"{frames[-1].filename}:{frames[-1].lineno}"
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """Route every logger, uvicorn's included, to one JSON handler on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
