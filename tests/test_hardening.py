@@ -223,4 +223,29 @@ def test_prefetch_with_too_many_entries_is_413(client: TestClient) -> None:
     body["prefetch"]["observations"]["entry"] = [{"resource": {"resourceType": "Observation"}}] * (
         MAX_JSON_ITEMS + 1
     )
-    assert_outcome(client.post(SIGN, json=body), 413, "items")
+    assert_outcome(client.post(SIGN, json=body), 413, "entries; at most")
+
+
+def test_a_deeply_nested_prefetch_resource_is_unreadable_not_a_500(client: TestClient) -> None:
+    """Prefetched resources are not walked by the shape check; fhir.resources' RecursionError on
+    a deeply nested one makes that resource unreadable and its criteria unknown."""
+    body = request_body()
+    chimerism = next(
+        e["resource"]
+        for e in body["prefetch"]["observations"]["entry"]
+        if e["resource"]["code"]["coding"][0]["code"] == "102113-8"
+    )
+    extension: dict[str, Any] = {"url": "http://example.org/x", "valueString": "v"}
+    for _ in range(300):  # about 600 JSON levels: past Python's recursion limit when validated
+        extension = {"url": "http://example.org/x", "extension": [extension]}
+    chimerism["extension"] = [extension]
+    response = client.post("/cds-services/dli-hpc-order-sign", json=body)
+    assert response.status_code == 200, response.text
+    criteria = {
+        c["id"]: c["status"]
+        for card in response.json()["cards"]
+        for e in card["extension"]["dli-hpc-cds.evaluations"]
+        for c in e["criteria"]
+    }
+    assert criteria["molina-dli-mixed-chimerism"] == "unknown"
+    assert criteria["molina-dli-relapsed-refractory-persistent"] == "met"

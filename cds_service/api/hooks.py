@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cds_service.api.discovery import ServiceDef
 from cds_service.api.errors import HookError
-from cds_service.api.limits import MAX_JSON_DEPTH, check_json_shape
+from cds_service.api.limits import MAX_JSON_DEPTH, check_request_shape
 from cds_service.core.cards import CardOptions
 from cds_service.core.model import Order
 from cds_service.core.orders import recognise
@@ -133,7 +133,7 @@ def _options(extension: dict[str, Any] | None) -> CardOptions:
 def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
     try:
         # orjson rejects NaN / Infinity and numbers that overflow, and caps nesting at 1024;
-        # check_json_shape then applies our own depth and size limits.
+        # check_request_shape then applies our own depth and size limits.
         data = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         if "depth limit" in str(error):
@@ -141,7 +141,7 @@ def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
                 400, f"request JSON nests deeper than {MAX_JSON_DEPTH} levels"
             ) from error
         raise HookError(400, f"request body is not valid JSON: {error}") from error
-    check_json_shape(data)
+    check_request_shape(data)
     if not isinstance(data, dict):
         raise HookError(400, "request body must be a JSON object")
     try:

@@ -71,6 +71,32 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def check_request_shape(data: Any) -> None:
+    """The shape limits for a hook request, without walking inside prefetched resources.
+
+    Walking a large prefetch node by node costs more than evaluating it, and nothing reads a
+    prefetched resource deeper than its code and dates (cds_service/core/record.py): those that
+    are read are validated by fhir.resources, and one nested too deep becomes an unreadable
+    resource. So prefetch is held to its entry count; everything else to the full check.
+    """
+    if not isinstance(data, dict):
+        check_json_shape(data)
+        return
+    check_json_shape({key: value for key, value in data.items() if key != "prefetch"})
+    prefetch = data.get("prefetch")
+    if not isinstance(prefetch, dict):
+        check_json_shape(prefetch)
+        return
+    if len(prefetch) > MAX_JSON_ITEMS:
+        raise HookError(413, f"prefetch has {len(prefetch)} keys; at most {MAX_JSON_ITEMS}")
+    for value in prefetch.values():
+        entries = value.get("entry") if isinstance(value, dict) else None
+        if isinstance(entries, list) and len(entries) > MAX_JSON_ITEMS:
+            raise HookError(
+                413, f"a prefetch Bundle has {len(entries)} entries; at most {MAX_JSON_ITEMS}"
+            )
+
+
 def check_json_shape(data: Any) -> None:
     """HookError unless `data` nests at most MAX_JSON_DEPTH deep and no array or object has
     more than MAX_JSON_ITEMS items. Iterative: the check itself cannot overflow the stack."""

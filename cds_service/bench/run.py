@@ -10,6 +10,7 @@ a long run. Prints a table and writes JSON. It asserts nothing: read the numbers
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import platform
 import socket
@@ -85,6 +86,8 @@ def pipeline() -> Callable[[bytes], dict[str, Any]]:
 
 def measure_in_process(bodies: dict[int, bytes], iterations: int) -> dict[str, Any]:
     run = pipeline()
+    gc.collect()
+    gc.freeze()  # as the server does at start-up (api/app.py lifespan)
     results = {}
     for size, body in bodies.items():
         for _ in range(10):

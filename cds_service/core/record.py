@@ -76,8 +76,9 @@ def _validate(record: PatientRecord, raw: dict[str, Any], model: Any) -> Any | N
     """The validated model, or None after recording why it is not valid FHIR R4."""
     try:
         return model.model_validate(raw)
-    except (ValidationError, TypeError, ValueError, AttributeError) as error:
-        # fhir.resources' own validators raise TypeError / AttributeError on some malformed input
+    except (ValidationError, TypeError, ValueError, AttributeError, RecursionError) as error:
+        # fhir.resources' own validators raise TypeError / AttributeError on some malformed
+        # input, and RecursionError on very deep nesting (prefetch depth is not pre-checked)
         rid = raw.get("id") if isinstance(raw.get("id"), str) else None
         described = (
             _describe(error)
