@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from cds_service.api.auth import RequireClient, client_issuer
 from cds_service.api.discovery import SERVICES
 from cds_service.api.errors import HookError, error_response
-from cds_service.api.hooks import _explain as explain
+from cds_service.api.hooks import explain
 from cds_service.api.openapi import FEEDBACK_BODY, FEEDBACK_RESPONSES
 from cds_service.audit.feedback import FeedbackItem, FeedbackRequest
 from cds_service.audit.store import AuditStore, database_url

@@ -81,7 +81,8 @@ class ParsedHook:
     options: CardOptions
 
 
-def _explain(error: ValidationError, prefix: str = "") -> str:
+def explain(error: ValidationError, prefix: str = "") -> str:
+    """A pydantic error as 'where: what' pairs (the first five), for an OperationOutcome."""
     parts = []
     for e in error.errors()[:5]:
         where = ".".join(str(p) for p in e["loc"])
@@ -147,7 +148,7 @@ def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
     try:
         request = HookRequest.model_validate(data)
     except ValidationError as error:
-        raise HookError(400, _explain(error)) from error
+        raise HookError(400, explain(error)) from error
     if request.hook != service.hook:
         raise HookError(
             400, f"service {service.id} answers hook {service.hook!r}, not {request.hook!r}"
@@ -155,7 +156,7 @@ def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
     try:
         context = OrderContext.model_validate(request.context)
     except ValidationError as error:
-        raise HookError(400, _explain(error, "context.")) from error
+        raise HookError(400, explain(error, "context.")) from error
     resources = _entries(context.draftOrders)
     if service.hook == "order-select":
         if not context.selections:

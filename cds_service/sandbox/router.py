@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cds_service.api.errors import HookError
+from cds_service.api.hooks import explain
 from cds_service.core.model import Service
 from cds_service.fixture_server import create_fixture_server
 from cds_service.policy_store import Knowledge
@@ -75,10 +76,7 @@ def _parse_spec(body: bytes) -> RequestSpec:
     try:
         return RequestSpec.model_validate_json(body)
     except ValidationError as error:
-        problems = (
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
-        )
-        raise HookError(400, "; ".join(problems)) from error
+        raise HookError(400, explain(error)) from error
 
 
 def _scenario_summary(scenario: Scenario) -> dict[str, Any]:
