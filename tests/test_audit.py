@@ -30,7 +30,8 @@ from cds_service.api.app import create_app
 from cds_service.audit.feedback import FeedbackRequest
 from cds_service.audit.models import Base, FeedbackRow
 from cds_service.audit.record import CardRecord, CriterionRecord, DecisionRecord, EvaluationRecord
-from cds_service.audit.store import AuditStore
+from cds_service.audit.store import AuditFilter, AuditStore
+from cds_service.audit.writer import AuditWriter
 from cds_service.cli import app as cli
 from cds_service.core.model import Service
 from cds_service.policy_store import Knowledge, load
@@ -328,6 +329,49 @@ def test_feedback_arriving_before_its_decision_is_linked_when_the_decision_lands
         decision_record([("p", "card-1", "does-not-meet-criteria", [])])
     )
     assert store.feedback([decision_id])[decision_id][0].card_uuid == "card-1"
+
+
+def test_the_writer_stores_what_arrives_together_in_one_transaction(store: AuditStore) -> None:
+    batches: list[int] = []
+    add_decisions = store.add_decisions
+
+    def spy(records: list[DecisionRecord]) -> list[int]:
+        batches.append(len(records))
+        return add_decisions(records)
+
+    store.add_decisions = spy  # type: ignore[method-assign]
+    writer = AuditWriter(store, batch_window=5.0)  # flush ends the batch, not the window
+    records = [
+        decision_record([("A", f"card-{i}", "meets-criteria", [("x", "met")])]) for i in range(5)
+    ]
+    for record in records:
+        writer.submit(record)
+    assert writer.flush()
+    writer.close()
+    assert batches == [5] and writer.health()["written"] == 5
+    stored = [d.hook_instance for d in store.decisions(AuditFilter())]
+    assert stored == [r.hook_instance for r in records]
+    assert [c.uuid for d in store.decisions(AuditFilter()) for c in d.cards] == [
+        f"card-{i}" for i in range(5)
+    ]
+
+
+def test_a_record_the_database_refuses_does_not_take_its_batch_with_it(
+    store: AuditStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = [decision_record([("A", f"ok-{i}", "meets-criteria", [])]) for i in range(2)]
+    # NOT NULL: refused by the database itself, on every backend
+    refused = replace(decision_record([("A", "bad", "meets-criteria", [])]), patient_id=None)  # type: ignore[arg-type]
+    writer = AuditWriter(store, batch_window=5.0)
+    for record in (good[0], refused, good[1]):
+        writer.submit(record)
+    assert writer.flush()
+    writer.close()
+    health = writer.health()
+    assert (health["written"], health["failed"]) == (2, 1)
+    stored = {d.hook_instance for d in store.decisions(AuditFilter())}
+    assert stored == {r.hook_instance for r in good}
+    assert any(refused.hook_instance in r.getMessage() for r in caplog.records)
 
 
 BAD_FEEDBACK = [

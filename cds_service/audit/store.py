@@ -15,9 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    Connection,
     Engine,
     and_,
     create_engine,
@@ -78,12 +80,21 @@ def make_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": CONNECT_TIMEOUT_S})
+        engine = create_engine(
+            url, connect_args={"timeout": CONNECT_TIMEOUT_S}, json_serializer=_json_text
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
-        url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+        url,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+        json_serializer=_json_text,
     )
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()  # JSON cells (evidence lists): several per decision
 
 
 @dataclass(frozen=True)
@@ -131,41 +142,57 @@ class AuditStore:
 
     # --- writes ----------------------------------------------------------------------------
     def add_decision(self, record: DecisionRecord) -> int:
-        """Store one decision and link feedback that arrived before it (another replica).
+        return self.add_decisions([record])[0]
 
-        Core bulk inserts, not the ORM unit of work: a decision is ~70 rows, and the writer
-        thread shares the GIL with the request path, so its CPU time is the answer's cost."""
+    def add_decisions(self, records: list[DecisionRecord]) -> list[int]:
+        """Store decisions in one transaction, linking feedback that arrived before them
+        (another replica); their row ids, in order.
+
+        Core bulk inserts, a handful of statements per batch rather than per decision: the
+        writer thread shares the GIL with the request path, so its CPU time is the answers'
+        cost (a decision is ~70 rows)."""
         with self.engine.begin() as connection:
-            decision_id: int = connection.execute(
-                insert(DecisionRow).returning(DecisionRow.id),
-                {
-                    "recorded_at": record.recorded_at,
-                    "hook_instance": record.hook_instance,
-                    "service_id": record.service_id,
-                    "hook": record.hook,
-                    "client_iss": record.client_iss,
-                    "patient_id": record.patient_id,
-                    "orders": list(record.orders),
-                    "data_source": record.data_source,
-                    "latency_ms": record.latency_ms,
-                },
-            ).scalar_one()
-            if record.cards:
+            decision_ids: list[int] = list(
+                connection.scalars(
+                    insert(DecisionRow).returning(DecisionRow.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "recorded_at": r.recorded_at,
+                            "hook_instance": r.hook_instance,
+                            "service_id": r.service_id,
+                            "hook": r.hook,
+                            "client_iss": r.client_iss,
+                            "patient_id": r.patient_id,
+                            "orders": list(r.orders),
+                            "data_source": r.data_source,
+                            "latency_ms": r.latency_ms,
+                        }
+                        for r in records
+                    ],
+                )
+            )
+            decision_of_card = {
+                c.uuid: decision_id
+                for decision_id, r in zip(decision_ids, records, strict=True)
+                for c in r.cards
+            }
+            if decision_of_card:
                 connection.execute(
                     insert(CardRow),
                     [
-                        {"decision_id": decision_id, "uuid": c.uuid, "suggestion_uuids": list(c.suggestion_uuids)}
-                        for c in record.cards
+                        {"decision_id": decision_of_card[c.uuid], "uuid": c.uuid, "suggestion_uuids": list(c.suggestion_uuids)}
+                        for r in records
+                        for c in r.cards
                     ],
                 )  # fmt: skip
-                connection.execute(
-                    update(FeedbackRow)
-                    .where(FeedbackRow.decision_id.is_(None))
-                    .where(FeedbackRow.card_uuid.in_([c.uuid for c in record.cards]))
-                    .values(decision_id=decision_id)
-                )
-            if not record.evaluations:
-                return decision_id
+                self._link_early_feedback(connection, decision_of_card)
+            evaluations = [
+                (decision_id, e)
+                for decision_id, r in zip(decision_ids, records, strict=True)
+                for e in r.evaluations
+            ]
+            if not evaluations:
+                return decision_ids
             evaluation_ids = connection.scalars(
                 insert(EvaluationRow).returning(EvaluationRow.id, sort_by_parameter_order=True),
                 [
@@ -179,17 +206,33 @@ class AuditStore:
                         "card_uuid": e.card_uuid,
                         "coverage_assertion_id": e.coverage_assertion_id,
                     }
-                    for e in record.evaluations
+                    for decision_id, e in evaluations
                 ],
             ).all()
             criteria = [
                 {"evaluation_id": evaluation_id, "criterion_id": c.id, "status": c.status, "evidence": list(c.evidence)}
-                for evaluation_id, e in zip(evaluation_ids, record.evaluations, strict=True)
+                for evaluation_id, (_, e) in zip(evaluation_ids, evaluations, strict=True)
                 for c in e.criteria
             ]  # fmt: skip
             if criteria:
                 connection.execute(insert(CriterionRow), criteria)
-            return decision_id
+            return decision_ids
+
+    @staticmethod
+    def _link_early_feedback(connection: Connection, decision_of_card: dict[str, int]) -> None:
+        """Feedback stored before its decision (unknown card then) now points at it. Usually
+        there is none: one indexed look-up, and an update only for what it finds."""
+        early = connection.execute(
+            select(FeedbackRow.id, FeedbackRow.card_uuid)
+            .where(FeedbackRow.decision_id.is_(None))
+            .where(FeedbackRow.card_uuid.in_(list(decision_of_card)))
+        ).all()
+        for feedback_id, card_uuid in early:
+            connection.execute(
+                update(FeedbackRow)
+                .where(FeedbackRow.id == feedback_id)
+                .values(decision_id=decision_of_card[card_uuid])
+            )
 
     def add_feedback(
         self,
