@@ -28,13 +28,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = error_response(
-            413,
-            f"request body is larger than {self.max_bytes} bytes, the limit this service accepts",
-        )
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await too_large(scope, receive, send)
+            await self._too_large(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -47,7 +43,7 @@ class BodyLimit:
                     chunk: bytes = message.get("body", b"")
                     size += len(chunk)
                     if size > self.max_bytes:
-                        await too_large(scope, receive, send)
+                        await self._too_large(scope, receive, send)
                         return
                     chunks.append(chunk)
                     if not message.get("more_body", False):
@@ -69,6 +65,12 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = (
+            f"request body is larger than {self.max_bytes} bytes, the limit this service accepts"
+        )
+        await error_response(413, message)(scope, receive, send)
 
 
 def check_request_shape(data: Any) -> None:

@@ -9,11 +9,11 @@ items 131-132, 160-164).
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from cds_service.core.evaluate import CriterionResult, Evaluation
@@ -72,6 +72,11 @@ def md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
 
 
+# Policy text (criteria, citations, readings) is the same on every call: escaped once. Only
+# policy data goes through this cache, never the record's.
+md_policy = lru_cache(maxsize=4096)(md)
+
+
 def clip(text: str, limit: int = MAX_SUMMARY) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -90,7 +95,7 @@ def summary(evaluation: Evaluation) -> str:
 
 def _criterion_line(c: CriterionResult) -> str:
     indent = "  " * (c.depth - 1)
-    line = f"{indent}- {_MARK[c.status]}: {md(c.text)}"
+    line = f"{indent}- {_MARK[c.status]}: {md_policy(c.text)}"
     if c.evidence:
         shown = "; ".join(
             f"{md(e.reference)} ({e.when.isoformat() if e.when else 'undated'}): {md(e.summary)}"
@@ -100,9 +105,9 @@ def _criterion_line(c: CriterionResult) -> str:
         line += f". Evidence: {shown}{more}"
     elif c.note and c.status is not Status.MET:
         line += f". ({md(c.note)})"
-    line += f". *{md(c.citation)}*"
+    line += f". *{md_policy(c.citation)}*"
     if c.reading and c.status in (Status.NOT_MET, Status.UNKNOWN):
-        line += f"\n{indent}  - Reading: {md(c.reading)}"
+        line += f"\n{indent}  - Reading: {md_policy(c.reading)}"
     return line
 
 
@@ -113,15 +118,17 @@ def detail(evaluation: Evaluation) -> str:
     blocks = [
         f"**Order:** {evaluation.service.label} ({system_name(order.billing_system)} "
         f"{order.billing_code}), {md(order.reference)}",
-        f"**Policy:** {md(p.payer.name)} {md(p.policy.number)}, *{md(p.policy.title)}* "
-        f"({md(p.policy.version_note)})",
+        f"**Policy:** {md_policy(p.payer.name)} {md_policy(p.policy.number)}, *{md_policy(p.policy.title)}* "
+        f"({md_policy(p.policy.version_note)})",
         f"**Determination:** {_PHRASE[evaluation.determination]}",
         "\n".join(_criterion_line(c) for c in evaluation.criteria),
     ]
     if evaluation.unknown:
         blocks += [
             "**To settle the unknown criteria:**",
-            "\n".join(f"- {md(c.text)}: {md(c.to_settle or '')}" for c in evaluation.unknown),
+            "\n".join(
+                f"- {md_policy(c.text)}: {md(c.to_settle or '')}" for c in evaluation.unknown
+            ),
         ]
     blocks += [f"**Note:** {md(a)}" for a in evaluation.advisories]
     return "\n\n".join(blocks)
@@ -336,7 +343,7 @@ def coverage_action(
     indeterminate: bool = True,
 ) -> dict[str, Any]:
     """An `update` systemAction: the whole draft order, plus the coverage information."""
-    resource = copy.deepcopy(evaluation.order.resource)
+    resource = dict(evaluation.order.resource)  # only `extension` is replaced, never mutated
     extensions = resource.get("extension")
     kept = [
         x

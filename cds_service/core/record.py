@@ -38,28 +38,31 @@ def is_operation_outcome(value: Any) -> bool:
     """An OperationOutcome, or a Bundle that carries one: the source failed (CDS Hooks §prefetch)."""
     if not isinstance(value, dict):
         return False
-    if value.get("resourceType") == "OperationOutcome":
+    resource_type = value.get("resourceType")
+    if resource_type == "OperationOutcome":
         return True
-    entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
-    return isinstance(entries, list) and any(
-        isinstance(e, dict)
-        and isinstance(e.get("resource"), dict)
-        and e["resource"].get("resourceType") == "OperationOutcome"
-        for e in entries
-    )
+    entries = value.get("entry") if resource_type == "Bundle" else None
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            return True
+    return False
 
 
 def sniff_codings(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """(system, code) pairs of `code.coding` read straight from the JSON, without validation."""
+    """(system, code) pairs of `code.coding` read straight from the JSON, without validation.
+    A plain loop: it runs for every prefetched resource (hundreds per call)."""
     code = raw.get("code")
     codings = code.get("coding") if isinstance(code, dict) else None
     if not isinstance(codings, list):
         return ()
-    return tuple(
-        (str(c.get("system")), str(c.get("code")))
-        for c in codings
-        if isinstance(c, dict) and c.get("system") and c.get("code")
-    )
+    found = []
+    for coding in codings:
+        if isinstance(coding, dict):
+            system, value = coding.get("system"), coding.get("code")
+            if system and value:
+                found.append((str(system), str(value)))
+    return tuple(found)
 
 
 def _describe(error: ValidationError) -> str:
@@ -113,14 +116,22 @@ class LazyObservation:
 
 def observation_date(raw: dict[str, Any]) -> date | None:
     """An Observation's effective date straight from the JSON."""
-    period = raw.get("effectivePeriod")
-    when = (
-        raw.get("effectiveDateTime")
-        or raw.get("effectiveInstant")
-        or (period.get("start") if isinstance(period, dict) else None)
-        or raw.get("issued")
-    )
-    return to_date(when) if isinstance(when, str) else None
+    when = raw.get("effectiveDateTime")
+    if not when:
+        period = raw.get("effectivePeriod")
+        when = (
+            raw.get("effectiveInstant")
+            or (period.get("start") if isinstance(period, dict) else None)
+            or raw.get("issued")
+        )
+    if not isinstance(when, str):
+        return None
+    if len(when) >= 10:  # the common case, parsed in C
+        try:
+            return date.fromisoformat(when[:10])
+        except ValueError:
+            return None
+    return to_date(when)
 
 
 def add_resource(

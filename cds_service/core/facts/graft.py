@@ -43,10 +43,11 @@ def _loinc_in(wanted: frozenset[str]) -> Callable[[str, str], bool]:
     return lambda system, code: system == codes.LOINC and code in wanted
 
 
+_COUNT_LOINC = codes.ANC_LOINC | codes.PLATELET_LOINC | codes.HEMOGLOBIN_LOINC
+
+
 def is_count(system: str, code: str) -> bool:
-    return system == codes.LOINC and code in (
-        codes.ANC_LOINC | codes.PLATELET_LOINC | codes.HEMOGLOBIN_LOINC
-    )
+    return system == codes.LOINC and code in _COUNT_LOINC
 
 
 def is_failure_dx(system: str, code: str) -> bool:

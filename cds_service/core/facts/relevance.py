@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from functools import cache
+from functools import lru_cache
 
 from cds_service.core.facts import (
     car_t,
@@ -32,9 +32,23 @@ for _module in _MODULES:
         _READS.setdefault(_type, []).append(_test)
 
 
-@cache  # a long record repeats a few dozen codes thousands of times
+# A long record repeats a few dozen codings thousands of times; the caches are bounded because
+# the codings come from the client.
+@lru_cache(maxsize=8192)
 def reads(resource_type: str, system: str, code: str) -> bool:
     return any(test(system, code) for test in _READS.get(resource_type, ()))
+
+
+_SKIP, _KEEP, _COUNTS = range(3)
+
+
+@lru_cache(maxsize=8192)
+def _verdict(resource_type: str, codings: tuple[tuple[str, str], ...]) -> int:
+    """_SKIP: no fact reads these codes; _COUNTS: only as a blood count; _KEEP: read."""
+    relevant = [(s, c) for s, c in codings if reads(resource_type, s, c)]
+    if not relevant:
+        return _SKIP
+    return _COUNTS if all(graft.is_count(s, c) for s, c in relevant) else _KEEP
 
 
 def relevance_filter(counts_since: date | None) -> Keep:
@@ -44,11 +58,9 @@ def relevance_filter(counts_since: date | None) -> Keep:
     def keep(resource_type: str, codings: tuple[tuple[str, str], ...], when: date | None) -> bool:
         if resource_type not in _READS or not codings:
             return True  # Coverage, Organization, or nothing to judge by: read it
-        relevant = [(s, c) for s, c in codings if reads(resource_type, s, c)]
-        if not relevant:
-            return False
-        if counts_since is not None and all(graft.is_count(s, c) for s, c in relevant):
+        verdict = _verdict(resource_type, codings)
+        if verdict == _COUNTS and counts_since is not None:
             return when is None or when >= counts_since
-        return True
+        return verdict != _SKIP
 
     return keep
