@@ -10,6 +10,7 @@ a long run. Prints a table and writes JSON. It asserts nothing: read the numbers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import platform
@@ -43,6 +44,7 @@ SIZES = (50, 300, 1500)
 PATH = "/cds-services/dli-hpc-order-sign"
 REAL_APP = "cds_service.api.app:create_app"
 FLOOR_APP = "cds_service.bench.floor:create_floor_app"
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 @dataclass
@@ -156,54 +158,90 @@ def server(app: str, first_body: bytes) -> Iterator[Server]:
         process.wait(timeout=10)
 
 
-async def load_test(url: str, body: bytes, requests: int, concurrency: int) -> dict[str, Any]:
+async def load_round(
+    client: httpx.AsyncClient, body: bytes, requests: int, concurrency: int
+) -> tuple[list[float], float]:
+    """`requests` order-signs from `concurrency` workers: each latency, and the wall time."""
     samples: list[float] = []
     remaining = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in remaining:
+            started = time.perf_counter()
+            response = await client.post(PATH, content=body, headers=JSON_HEADERS)
+            samples.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples, time.perf_counter() - started
+
+
+async def compare(
+    urls: dict[str, str], body: bytes, requests: int, concurrency: int
+) -> dict[str, dict[str, float]]:
+    """The same load against each server, in alternating rounds, so that both see the same
+    machine: a shared host's speed drifts over seconds, and a ratio of figures taken minutes
+    apart would measure the drift."""
+    per_round = max(concurrency * 4, 20)
+    samples: dict[str, list[float]] = {label: [] for label in urls}
+    walls = dict.fromkeys(urls, 0.0)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            for _ in remaining:
-                started = time.perf_counter()
-                response = await client.post(
-                    PATH, content=body, headers={"content-type": "application/json"}
-                )
-                samples.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    raise RuntimeError(f"HTTP {response.status_code}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return {**summary(samples), "throughput_rps": round(len(samples) / wall, 1)}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            label: await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, limits=limits, timeout=30)
+            )
+            for label, url in urls.items()
+        }
+        for client in clients.values():
+            await load_round(client, body, per_round, concurrency)  # warm up
+        for _ in range(max(1, requests // per_round)):
+            for label, client in clients.items():
+                taken, wall = await load_round(client, body, per_round, concurrency)
+                samples[label] += taken
+                walls[label] += wall
+    return {
+        label: {**summary(taken), "throughput_rps": round(len(taken) / walls[label], 1)}
+        for label, taken in samples.items()
+    }
 
 
 def measure_http(bodies: dict[int, bytes], plan: Plan) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for label, app in (("service", REAL_APP), ("floor", FLOOR_APP)):
-        with server(app, bodies[SIZES[0]]) as running:
-            results[label] = {"cold_start_s": round(running.cold_start_s, 3)}
-            for size, body in bodies.items():
-                for concurrency in (1, 16):
-                    asyncio.run(load_test(running.url, body, 20, concurrency))  # warm up
-                    key = f"{size}/c{concurrency}"
-                    results[label][key] = asyncio.run(
-                        load_test(running.url, body, plan.http, concurrency)
-                    )
-            if label == "service":
-                results[label]["memory_before"] = running.rss_mb()
-                asyncio.run(load_test(running.url, bodies[300], plan.rss_requests, 16))
-                results[label]["memory_after"] = {**running.rss_mb(), "requests": plan.rss_requests}
+    with (
+        server(REAL_APP, bodies[SIZES[0]]) as service,
+        server(FLOOR_APP, bodies[SIZES[0]]) as floor,
+    ):
+        urls = {"service": service.url, "floor": floor.url}
+        results = {
+            "service": {"cold_start_s": round(service.cold_start_s, 3)},
+            "floor": {"cold_start_s": round(floor.cold_start_s, 3)},
+        }
+        for size, body in bodies.items():
+            for concurrency in (1, 16):
+                figures = asyncio.run(compare(urls, body, plan.http, concurrency))
+                for label in urls:
+                    results[label][f"{size}/c{concurrency}"] = figures[label]
+        results["service"]["memory_before"] = service.rss_mb()
+        asyncio.run(load_round_alone(service.url, bodies[300], plan.rss_requests, 16))
+        results["service"]["memory_after"] = {**service.rss_mb(), "requests": plan.rss_requests}
     for key, figures in results["service"].items():
-        floor = results["floor"].get(key)
-        if isinstance(figures, dict) and isinstance(floor, dict) and "p50_ms" in figures:
-            figures["p50_vs_floor"] = round(figures["p50_ms"] / floor["p50_ms"], 2)
-            figures["p99_vs_floor"] = round(figures["p99_ms"] / floor["p99_ms"], 2)
+        floor_figures = results["floor"].get(key)
+        if isinstance(figures, dict) and isinstance(floor_figures, dict) and "p50_ms" in figures:
+            figures["p50_vs_floor"] = round(figures["p50_ms"] / floor_figures["p50_ms"], 2)
+            figures["p99_vs_floor"] = round(figures["p99_ms"] / floor_figures["p99_ms"], 2)
     return results
 
 
+async def load_round_alone(url: str, body: bytes, requests: int, concurrency: int) -> None:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        await load_round(client, body, requests, concurrency)
+
+
 # --- FHIR fallback ------------------------------------------------------------------------
-JSON_HEADERS = {"content-type": "application/json"}
 FALLBACK_TOKEN = "bench-token"  # noqa: S105 -- guards synthetic fixture data on loopback only
 
 
