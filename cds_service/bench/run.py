@@ -33,6 +33,7 @@ import orjson
 from cds_service.api.discovery import REQUIRED_PREFETCH, SERVICES
 from cds_service.api.gather import from_prefetch, query_url, relevant_resources
 from cds_service.api.hooks import parse_hook
+from cds_service.audit.writer import BATCH_WINDOW
 from cds_service.bench.workload import order_sign_request, resource_count
 from cds_service.core.decide import decide
 from cds_service.core.model import Service
@@ -183,8 +184,9 @@ async def compare(
 ) -> dict[str, dict[str, float]]:
     """The same load against each server, in alternating rounds, so that both see the same
     machine: a shared host's speed drifts over seconds, and a ratio of figures taken minutes
-    apart would measure the drift."""
-    per_round = max(concurrency * 4, 20)
+    apart would measure the drift. Between rounds, a pause of two audit batch windows: the
+    service's deferred audit writes are not charged to the floor's round."""
+    per_round = max(concurrency * 4, 50)
     samples: dict[str, list[float]] = {label: [] for label in urls}
     walls = dict.fromkeys(urls, 0.0)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -202,6 +204,7 @@ async def compare(
                 taken, wall = await load_round(client, body, per_round, concurrency)
                 samples[label] += taken
                 walls[label] += wall
+                await asyncio.sleep(2 * BATCH_WINDOW)
     return {
         label: {**summary(taken), "throughput_rps": round(len(taken) / walls[label], 1)}
         for label, taken in samples.items()

@@ -1,0 +1,108 @@
+"""Where an order-sign's time goes, stage by stage, next to the floor's.
+
+Run: .venv/bin/python tools/hot_path.py [resources] [requests]   (defaults 300, 500)
+
+Calls the real app and the floor app (cds_service/bench/floor.py) in this process through
+ASGI, alternating, with a short idle gap after each call as between HTTP requests (a server
+that waits for its next request comes back to cold caches, which Python-heavy code feels far
+more than the floor's C JSON parser). The audit writer is left out (measured by the bench).
+Prints medians in ms: the floor; the service in total and per stage, with validation by
+fhir.resources (eager in gather, lazy in the facts) counted apart; "everything else" is the
+framework, middleware, audit record, response and freeing the request's objects.
+"""
+
+import asyncio
+import gc
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from cds_service.api import app as app_module
+from cds_service.api import gather as gather_module
+from cds_service.bench.floor import create_floor_app
+from cds_service.bench.workload import order_sign_request
+from cds_service.core import record as record_module
+
+SIZE = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+REQUESTS = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+BODY = orjson.dumps(order_sign_request(SIZE))
+PATH = "/cds-services/dli-hpc-order-sign"
+spent: dict[str, float] = defaultdict(float)
+
+
+def timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """Time spent in `function`, less the validation that happened inside it."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started, validated = time.perf_counter(), spent["validation"]
+        try:
+            return function(*args, **kwargs)
+        finally:
+            inner = spent["validation"] - validated if stage != "validation" else 0.0
+            spent[stage] += time.perf_counter() - started - inner
+
+    return wrapper
+
+
+record_module._validate = timed("validation", record_module._validate)
+gather_module.from_prefetch = timed("gather", gather_module.from_prefetch)
+app_module.parse_hook = timed("parse", app_module.parse_hook)
+app_module.decide = timed("decide", app_module.decide)
+service = app_module.create_app()
+service.state.audit.submit = lambda record: None
+floor = create_floor_app()
+
+
+async def call(app: Any) -> None:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
+    }  # fmt: skip
+    messages = iter([{"type": "http.request", "body": BODY, "more_body": False}])
+    status = []
+
+    async def receive() -> Any:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    await app(scope, receive, send)
+    assert status == [200], status
+
+
+async def main() -> None:
+    for _ in range(30):
+        await call(service)
+        await call(floor)
+    gc.collect()
+    gc.freeze()  # as the server does at start-up
+    samples: dict[str, list[float]] = defaultdict(list)
+    for _ in range(REQUESTS):
+        spent.clear()
+        started = time.perf_counter()
+        await call(service)
+        samples["service total"].append(time.perf_counter() - started)
+        for stage in ("parse", "gather", "validation", "decide"):
+            samples[stage].append(spent[stage])
+        samples["everything else"].append(samples["service total"][-1] - sum(spent.values()))
+        await asyncio.sleep(0.001)
+        started = time.perf_counter()
+        await call(floor)
+        samples["floor total"].append(time.perf_counter() - started)
+        await asyncio.sleep(0.001)
+    print(f"{SIZE} resources, {REQUESTS} calls each, medians in ms")
+    for stage, values in samples.items():
+        print(f"  {stage:<30} {statistics.median(values) * 1000:7.2f}")
+    print("  gather and decide without the fhir.resources validation done inside them")
+
+
+asyncio.run(main())
