@@ -3,6 +3,10 @@ and answers a fixed card, served the same way as the real app. Every figure is c
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import orjson
 from fastapi import FastAPI, Request, Response
 
@@ -12,8 +16,14 @@ _CARD = orjson.dumps({"cards": [{
 }]})  # fmt: skip
 
 
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    gc.freeze()  # as the real app does (api/app.py), so neither pays for collecting start-up objects
+    yield
+
+
 def create_floor_app() -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(lifespan=_lifespan)
 
     @app.post("/cds-services/{service_id}")
     async def answer(service_id: str, request: Request) -> Response:
