@@ -179,6 +179,8 @@ def _log_decision(
     service_id: str, parsed: ParsedHook, record: PatientRecord, decision: Decision, started: float
 ) -> None:
     """Ids and outcomes only: never tokens, prefetch contents or clinical values."""
+    if not log.isEnabledFor(logging.INFO):
+        return  # the fields are not free to build
     fields = {
         "hook": parsed.request.hook,
         "service": service_id,
