@@ -17,6 +17,7 @@ import orjson
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
@@ -128,7 +129,7 @@ def create_app(
                 400, f"fhirServer {server} is not on this service's allowlist of FHIR servers"
             )
 
-        def audit_call(decision: Decision | None, source: str = "prefetch") -> None:
+        def audit_call(decision: Decision | None, latency_ms: float, source: str) -> None:
             audit.submit(
                 decision_record(
                     decision,
@@ -137,14 +138,14 @@ def create_app(
                     service_id=service.id,
                     hook=service.hook,
                     patient_id=parsed.context.patientId,
-                    latency_ms=(time.perf_counter() - started) * 1000,
+                    latency_ms=latency_ms,
                     client_iss=client_issuer(request),
                     data_source=source,
                 )
             )
 
         if not parsed.orders:
-            audit_call(None)
+            audit_call(None, (time.perf_counter() - started) * 1000, "prefetch")
             return JSONResponse({"cards": []})
         now = clock()
         keep = relevant_resources(parsed.orders, now.date(), knowledge)
@@ -164,9 +165,20 @@ def create_app(
                 for key, why in gathered.unretrieved.items()
             ),
         )
-        _log_decision(service.id, parsed, record, decision, started)
-        audit_call(decision, gathered.source)
-        return Response(orjson.dumps(decision.body), media_type="application/json")
+        answer = orjson.dumps(decision.body)
+        latency_ms = (time.perf_counter() - started) * 1000
+
+        async def after_answer() -> None:
+            # Runs once the answer is sent: the log line and the audit record; and, when this
+            # closure is dropped, freeing the request's objects (the parsed prefetch, validated
+            # resources, cards), which is a good part of a large call's cost. None of it can
+            # change the answer, so the clinician does not wait for it.
+            _log_decision(service.id, parsed, record, decision, latency_ms)
+            audit_call(decision, latency_ms, gathered.source)
+
+        return Response(
+            answer, media_type="application/json", background=BackgroundTask(after_answer)
+        )
 
     if settings.sandbox_enabled:
         # The sandbox's no-prefetch mode reads the fixture FHIR server this app hosts itself.
@@ -176,7 +188,7 @@ def create_app(
 
 
 def _log_decision(
-    service_id: str, parsed: ParsedHook, record: PatientRecord, decision: Decision, started: float
+    service_id: str, parsed: ParsedHook, record: PatientRecord, decision: Decision, ms: float
 ) -> None:
     """Ids and outcomes only: never tokens, prefetch contents or clinical values."""
     if not log.isEnabledFor(logging.INFO):
@@ -194,6 +206,6 @@ def _log_decision(
         },
         "unreadable_resources": len(record.problems),
         "payer_recognised": decision.route.recognised,
-        "ms": round((time.perf_counter() - started) * 1000, 1),
+        "ms": round(ms, 1),
     }
     log.info("hook evaluated", extra={"fields": fields})

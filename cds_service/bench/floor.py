@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import orjson
 from fastapi import FastAPI, Request, Response
+from starlette.background import BackgroundTask
 
 _CARD = orjson.dumps({"cards": [{
     "uuid": "00000000-0000-4000-8000-000000000000", "summary": "Fixed card", "indicator": "info",
@@ -22,12 +23,18 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
 
 
+async def _release(_: object) -> None:
+    """Holds the parsed body until the answer is sent, as the real app holds its request's
+    objects: both free them after answering."""
+
+
 def create_floor_app() -> FastAPI:
     app = FastAPI(lifespan=_lifespan)
 
     @app.post("/cds-services/{service_id}")
     async def answer(service_id: str, request: Request) -> Response:
-        orjson.loads(await request.body())
-        return Response(_CARD, media_type="application/json")
+        parsed = orjson.loads(await request.body())
+        background = BackgroundTask(_release, parsed)
+        return Response(_CARD, media_type="application/json", background=background)
 
     return app
