@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from cds_service.api.app import create_app
+from cds_service.core.model import Service
 from cds_service.logs import JsonFormatter
 from cds_service.policy_store import Knowledge
 from cds_service.scenarios import build_request, load_scenarios, resources
+from cds_service.settings import Settings
 from tests.clients import EC_KEY, RSA_KEY, JwksServer, auth_client, jwk_set, signed
 
 SIGN = "/cds-services/dli-hpc-order-sign"
@@ -119,3 +123,26 @@ def test_other_loggers_and_exceptions_are_rendered_without_their_data() -> None:
     assert line["error"] == "ValueError" and line["at"].split(":")[0] == __file__
     text = json.dumps(line)
     assert all(s not in text for s in ("Rosalind", "Hutchins", "1957-11-05", "MRN-93104257"))
+
+
+def test_a_failure_after_the_answer_is_logged_without_its_data(
+    knowledge: Knowledge, captured: tuple[list[logging.LogRecord], io.StringIO]
+) -> None:
+    """The log line and audit record are written after the answer is sent; if that fails, the
+    answer stands and the log names only the error's type."""
+    records, output = captured
+    app = create_app(Settings(), knowledge)
+
+    def failing_submit(record: object) -> None:
+        raise RuntimeError("Rosalind Hutchins MRN-93104257")
+
+    app.state.audit.submit = failing_submit
+    scenario = load_scenarios()[0]
+    response = TestClient(app).post(
+        SIGN, json=build_request(scenario.bundle(), "order-sign", (Service.DLI,))
+    )
+    app.state.audit.close()
+    assert response.status_code == 200 and response.json()["cards"]
+    messages = [r.getMessage() for r in records]
+    assert "after-answer step failed: RuntimeError" in messages
+    assert "Rosalind" not in output.getvalue() + "\n".join(messages)

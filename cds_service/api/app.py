@@ -173,8 +173,11 @@ def create_app(
             # closure is dropped, freeing the request's objects (the parsed prefetch, validated
             # resources, cards), which is a good part of a large call's cost. None of it can
             # change the answer, so the clinician does not wait for it.
-            _log_decision(service.id, parsed, record, decision, latency_ms)
-            audit_call(decision, latency_ms, gathered.source)
+            try:
+                _log_decision(service.id, parsed, record, decision, latency_ms)
+                audit_call(decision, latency_ms, gathered.source)
+            except Exception as error:  # the answer is sent; only the type: it may hold data
+                log.error("after-answer step failed: %s", type(error).__name__)
 
         return Response(
             answer, media_type="application/json", background=BackgroundTask(after_answer)
