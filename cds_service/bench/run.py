@@ -182,6 +182,16 @@ async def load_round(
     return samples, time.perf_counter() - started
 
 
+def load_client(url: str, concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(base_url=url, limits=limits, timeout=30)
+
+
+async def load_alone(url: str, body: bytes, requests: int, concurrency: int) -> None:
+    async with load_client(url, concurrency) as client:
+        await load_round(client, body, requests, concurrency)
+
+
 async def compare(
     urls: dict[str, str], body: bytes, requests: int, concurrency: int
 ) -> dict[str, dict[str, float]]:
@@ -192,12 +202,9 @@ async def compare(
     per_round = max(concurrency * 4, 50)
     samples: dict[str, list[float]] = {label: [] for label in urls}
     walls = dict.fromkeys(urls, 0.0)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with contextlib.AsyncExitStack() as stack:
         clients = {
-            label: await stack.enter_async_context(
-                httpx.AsyncClient(base_url=url, limits=limits, timeout=30)
-            )
+            label: await stack.enter_async_context(load_client(url, concurrency))
             for label, url in urls.items()
         }
         for client in clients.values():
@@ -215,13 +222,12 @@ async def compare(
 
 
 def measure_http(bodies: dict[int, bytes], plan: Plan) -> dict[str, Any]:
-    results: dict[str, Any] = {}
     with (
         server(REAL_APP, bodies[SIZES[0]]) as service,
         server(FLOOR_APP, bodies[SIZES[0]]) as floor,
     ):
         urls = {"service": service.url, "floor": floor.url}
-        results = {
+        results: dict[str, Any] = {
             "service": {"cold_start_s": round(service.cold_start_s, 3)},
             "floor": {"cold_start_s": round(floor.cold_start_s, 3)},
         }
@@ -233,9 +239,9 @@ def measure_http(bodies: dict[int, bytes], plan: Plan) -> dict[str, Any]:
         results["service"]["memory_before"] = service.rss_mb()
         # in two halves: growth in the second half, not the first (allocator warm-up), is a leak
         half = plan.rss_requests // 2
-        asyncio.run(load_round_alone(service.url, bodies[300], half, 16))
+        asyncio.run(load_alone(service.url, bodies[300], half, 16))
         results["service"]["memory_half"] = {**service.rss_mb(), "requests": half}
-        asyncio.run(load_round_alone(service.url, bodies[300], plan.rss_requests - half, 16))
+        asyncio.run(load_alone(service.url, bodies[300], plan.rss_requests - half, 16))
         results["service"]["memory_after"] = {**service.rss_mb(), "requests": plan.rss_requests}
     for key, figures in results["service"].items():
         floor_figures = results["floor"].get(key)
@@ -243,12 +249,6 @@ def measure_http(bodies: dict[int, bytes], plan: Plan) -> dict[str, Any]:
             figures["p50_vs_floor"] = round(figures["p50_ms"] / floor_figures["p50_ms"], 2)
             figures["p99_vs_floor"] = round(figures["p99_ms"] / floor_figures["p99_ms"], 2)
     return results
-
-
-async def load_round_alone(url: str, body: bytes, requests: int, concurrency: int) -> None:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        await load_round(client, body, requests, concurrency)
 
 
 # --- FHIR fallback ------------------------------------------------------------------------

@@ -40,6 +40,10 @@ class FactSpec:
     meaning: str
 
 
+# The fact modules that read the patient record; each declares in READS which resources it reads
+# (by type and code), and core/facts/relevance.py skips the resources none of them reads.
+RECORD_READERS = (car_t, chimerism, contraindications, diagnosis, disease, graft, gvhd, transplant)
+
 CATALOGUE: dict[str, FactSpec] = {
     "diagnosis_class": FactSpec(
         diagnosis.diagnosis_class,
@@ -164,4 +168,4 @@ class Facts:
         return fact
 
 
-__all__ = ["CATALOGUE", "Context", "FactSpec", "Facts", "Thresholds"]
+__all__ = ["CATALOGUE", "RECORD_READERS", "Context", "FactSpec", "Facts", "Thresholds"]

@@ -13,21 +13,11 @@ from collections.abc import Callable
 from datetime import date
 from functools import lru_cache
 
-from cds_service.core.facts import (
-    car_t,
-    chimerism,
-    contraindications,
-    diagnosis,
-    disease,
-    graft,
-    gvhd,
-    transplant,
-)
+from cds_service.core.facts import RECORD_READERS, graft
 from cds_service.core.record import Keep
 
-_MODULES = (car_t, chimerism, contraindications, diagnosis, disease, graft, gvhd, transplant)
 _READS: dict[str, list[Callable[[str, str], bool]]] = {}
-for _module in _MODULES:
+for _module in RECORD_READERS:
     for _type, _test in _module.READS.items():
         _READS.setdefault(_type, []).append(_test)
 
