@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -30,17 +31,26 @@ def knowledge() -> Knowledge:
     return load()
 
 
-@pytest.fixture(scope="session")
-def client(knowledge: Knowledge) -> Iterator[TestClient]:
+@contextmanager
+def make_client(knowledge: Knowledge | None = None) -> Iterator[TestClient]:
+    """The real app with a fixed clock and counting uuids (also used by tests/golden.py)."""
     counter = itertools.count(1)
     app = create_app(
         Settings(),
-        knowledge,
+        knowledge or load(),
         clock=lambda: NOW,
         new_uuid=lambda: f"00000000-0000-4000-8000-{next(counter):012d}",
     )
-    yield TestClient(app)
-    app.state.audit.close()
+    try:
+        yield TestClient(app)
+    finally:
+        app.state.audit.close()
+
+
+@pytest.fixture(scope="session")
+def client(knowledge: Knowledge) -> Iterator[TestClient]:
+    with make_client(knowledge) as test_client:
+        yield test_client
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
