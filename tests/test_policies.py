@@ -96,3 +96,17 @@ def test_loader_names_the_file_and_checks_the_id(tmp_path: Path) -> None:
         load_policy(tmp_path / "broken.yaml")
     with pytest.raises(PolicyLoadError, match="no policy files"):
         load(tmp_path / "empty")
+
+
+def test_readme_names_the_module_that_decides_each_fact() -> None:
+    import re
+
+    from cds_service.core.facts import CATALOGUE
+
+    table = re.findall(
+        r"^\| `(\w+)` \| `facts/(\w+)\.py` \|$", (CARDS / "README.md").read_text(), re.M
+    )
+    assert dict(table) == {name: spec.module for name, spec in CATALOGUE.items()}
+    assert len(table) == len(CATALOGUE)
+    for name, spec in CATALOGUE.items():  # the module is named after the concept it decides
+        assert spec.extract.__name__ == name

@@ -97,7 +97,7 @@ def _validate(record: PatientRecord, raw: dict[str, Any], model: Any) -> Any | N
 @dataclass(slots=True)
 class LazyObservation:
     """An Observation validated only when a fact reads it: a long record carries hundreds of
-    blood counts, and only the latest few decide anything (facts/graft.py). Codes, date and
+    blood counts, and only the latest few decide anything (facts/cytopenia.py). Codes, date and
     status are read from the JSON to decide which ones to validate."""
 
     raw: dict[str, Any]

@@ -1,7 +1,8 @@
 """Clinical facts: FHIR record in, named facts out. Pure functions, no I/O.
 
 Each policy criterion in cards/*.yaml reads a fact by name (`test: {fact: <name>, ...}`); the
-function of that name lives in the module listed in `CATALOGUE`. A fact's value is `None`
+function of that name lives in the module named after its clinical concept (`CATALOGUE[name].module`,
+tabled in cards/README.md), which holds everything that decides it. A fact's value is `None`
 when the record does not settle it; evidence lists the resources it came from.
 
 Time: everything is relative to `as_of` (the order's authoredOn, else the request time) and,
@@ -19,6 +20,7 @@ from cds_service.core.facts import (
     car_t,
     chimerism,
     contraindications,
+    cytopenia,
     diagnosis,
     disease,
     graft,
@@ -39,10 +41,25 @@ class FactSpec:
     kind: str  # "category" | "number" | "boolean" | "codes"
     meaning: str
 
+    @property
+    def module(self) -> str:
+        """The module under core/facts/ that decides the fact (cards/README.md lists them)."""
+        return self.extract.__module__.rsplit(".", 1)[-1]
+
 
 # The fact modules that read the patient record; each declares in READS which resources it reads
 # (by type and code), and core/facts/relevance.py skips the resources none of them reads.
-RECORD_READERS = (car_t, chimerism, contraindications, diagnosis, disease, graft, gvhd, transplant)
+RECORD_READERS = (
+    car_t,
+    chimerism,
+    contraindications,
+    cytopenia,
+    diagnosis,
+    disease,
+    graft,
+    gvhd,
+    transplant,
+)
 
 CATALOGUE: dict[str, FactSpec] = {
     "diagnosis_class": FactSpec(
@@ -65,7 +82,7 @@ CATALOGUE: dict[str, FactSpec] = {
         "none if the record shows no transplant at all.",
     ),
     "t_cell_depleted_graft": FactSpec(
-        transplant.t_cell_depleted_graft,
+        graft.t_cell_depleted_graft,
         None,
         "boolean",
         "Whether the index allogeneic graft was T-cell depleted (coded on the transplant).",
@@ -98,14 +115,14 @@ CATALOGUE: dict[str, FactSpec] = {
         gvhd.chronic_gvhd_active, None, "boolean", "Whether chronic GVHD is active."
     ),
     "poor_graft_function": FactSpec(
-        graft.poor_graft_function,
+        cytopenia.poor_graft_function,
         None,
         "boolean",
         "Graft failure, pancytopenia, persistent cytopenia or transfusion dependence after HSCT.",
     ),
     "prior_car_t": FactSpec(car_t.prior_car_t, None, "boolean", "Whether CAR T was given."),
     "cytopenia_after_car_t": FactSpec(
-        car_t.cytopenia_after_car_t,
+        cytopenia.cytopenia_after_car_t,
         None,
         "boolean",
         "Persistent cytopenia or pancytopenia documented after the latest CAR T.",

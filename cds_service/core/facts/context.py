@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
 
-from cds_service.core.facts.hsct import Transplant, classify
+from cds_service.core.facts.transplant import Transplant, classify
 from cds_service.core.fhir_util import (
     Coding,
     codings,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date
 from functools import lru_cache
 
-from cds_service.core.facts import RECORD_READERS, graft
+from cds_service.core.facts import RECORD_READERS, cytopenia
 from cds_service.core.record import Keep
 
 _READS: dict[str, list[Callable[[str, str], bool]]] = {}
@@ -38,7 +38,7 @@ def _verdict(resource_type: str, codings: tuple[tuple[str, str], ...]) -> int:
     relevant = [(s, c) for s, c in codings if reads(resource_type, s, c)]
     if not relevant:
         return _SKIP
-    return _COUNTS if all(graft.is_count(s, c) for s, c in relevant) else _KEEP
+    return _COUNTS if all(cytopenia.is_count(s, c) for s, c in relevant) else _KEEP
 
 
 def relevance_filter(counts_since: date | None) -> Keep:

@@ -1,18 +1,71 @@
-"""hsct_type, t_cell_depleted_graft, conditioning_intensity of the index transplant."""
+"""hsct_type and conditioning_intensity of the index transplant, and what counts as an HSCT.
+
+The index transplant (the latest HSCT on or before as-of, the latest allogeneic one when there
+is one) is chosen in `Context.index_transplant` from the `Transplant`s that `classify` reads.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any, Literal
 
 from cds_service.core import codes
-from cds_service.core.facts.context import Context
-from cds_service.core.facts.hsct import Transplant, is_hsct_coding
 from cds_service.core.fhir_util import codings, display, fmt, procedure_date, procedure_done, ref
 from cds_service.core.model import Evidence, Fact
 
+if TYPE_CHECKING:  # Context builds its transplants with classify() below
+    from cds_service.core.facts.context import Context
 
-def _evidence(transplant: Transplant) -> Evidence:
-    return Evidence(transplant.reference, f"Procedure: {transplant.label}", transplant.when)
+Kind = Literal["allogeneic", "autologous"]
+
+
+@dataclass(frozen=True)
+class Transplant:
+    reference: str
+    kind: Kind | None  # None: an HSCT whose donor type the code does not say
+    when: date | None
+    label: str
+    procedure: Any
+
+    def as_evidence(self) -> Evidence:
+        return Evidence(self.reference, f"Procedure: {self.label}", self.when)
+
+
+def classify(procedure: Any) -> Transplant | None:
+    """The transplant a Procedure records, or None if it is not an HSCT."""
+    if not procedure_done(procedure):
+        return None
+    kind: Kind | None = None
+    found = False
+    for system, code in codings(procedure.code):
+        if system == codes.CPT and code in codes.ALLO_CPT | codes.AUTO_CPT:
+            found, kind = True, kind or ("allogeneic" if code in codes.ALLO_CPT else "autologous")
+        elif system == codes.SNOMED and code in codes.ALLO_SNOMED:
+            found, kind = True, "allogeneic"
+        elif system == codes.SNOMED and code in codes.AUTO_SNOMED:
+            found, kind = True, kind or "autologous"
+        elif system == codes.SNOMED and code in codes.GENERIC_HSCT_SNOMED:
+            found = True
+        elif system == codes.ICD10PCS and (match := codes.HSCT_PCS.match(code)):
+            found = True
+            kind = "autologous" if match.group(2) == "0" else "allogeneic"
+    if not found:
+        return None
+    when = procedure_date(procedure)
+    return Transplant(ref(procedure), kind, when, display(procedure.code), procedure)
+
+
+def is_hsct_coding(system: str, code: str) -> bool:
+    return (
+        (system == codes.CPT and code in codes.ALLO_CPT | codes.AUTO_CPT)
+        or (
+            system == codes.SNOMED
+            and code in codes.ALLO_SNOMED | codes.AUTO_SNOMED | codes.GENERIC_HSCT_SNOMED
+        )
+        or (system == codes.ICD10PCS and codes.HSCT_PCS.match(code) is not None)
+    )
 
 
 def _is_gvhd(system: str, code: str) -> bool:
@@ -51,7 +104,7 @@ def hsct_type(ctx: Context) -> Fact:
     """allogeneic / autologous from procedures or history; `none` when the record (complete for
     Procedures and Conditions) shows no transplant at all: no HSCT procedure, no transplant
     history or status code (Z94.81/Z94.84), no GVHD. A transplant of uncoded type is unknown."""
-    allo = [_evidence(t) for t in ctx.transplants if t.kind == "allogeneic"]
+    allo = [t.as_evidence() for t in ctx.transplants if t.kind == "allogeneic"]
     allo += _conditions(ctx, _history("allogeneic"))
     allo += _conditions(ctx, _is_gvhd, " (implies an allogeneic graft)")
     if allo:
@@ -59,11 +112,11 @@ def hsct_type(ctx: Context) -> Fact:
     gap = ctx.unreadable("Procedure", is_hsct_coding) or ctx.unreadable(
         "Condition", lambda s, c: _any_hsct_evidence(s, c) or _is_gvhd(s, c)
     )
-    auto = [_evidence(t) for t in ctx.transplants if t.kind == "autologous"]
+    auto = [t.as_evidence() for t in ctx.transplants if t.kind == "autologous"]
     auto += _conditions(ctx, _history("autologous"))
     if auto and not gap:
         return Fact("autologous", tuple(auto))
-    untyped = [_evidence(t) for t in ctx.transplants if t.kind is None]
+    untyped = [t.as_evidence() for t in ctx.transplants if t.kind is None]
     untyped += _conditions(ctx, _history(None))
     if untyped:
         return Fact(
@@ -72,13 +125,6 @@ def hsct_type(ctx: Context) -> Fact:
     if gap:
         return Fact(None, note=gap)
     return Fact("none", note="no stem cell transplant, transplant history or GVHD on record")
-
-
-def t_cell_depleted_graft(ctx: Context) -> Fact:
-    index = ctx.index_transplant
-    if index is None or index.kind != "allogeneic" or index.t_cell_depleted is None:
-        return Fact(None, note="no coded allogeneic transplant")
-    return Fact(index.t_cell_depleted, (_evidence(index),))
 
 
 def conditioning_intensity(ctx: Context) -> Fact:
