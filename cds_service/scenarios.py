@@ -1,4 +1,8 @@
-"""Scenario patients (fhir_fixtures/): load them and build CDS Hooks requests from them.
+"""Scenario patients (fhir_fixtures/<id>.yaml): load them and build CDS Hooks requests from them.
+
+A scenario file is two YAML documents: a header (story, payer, as-of date, the expected
+determination per service and policy with its reason, the intended facts) validated by
+`_Header`, then the patient's FHIR resources. The format is in fhir_fixtures/README.md.
 
 Used by the CLI, the tests and the sandbox, so all three send exactly what an EHR would.
 """
@@ -8,20 +12,25 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from cds_service.api.discovery import PREFETCH, SERVICES
-from cds_service.core.model import Service
+from cds_service.core.model import Determination, Service
 from cds_service.core.orders import recognise
 from cds_service.core.policy import Policy
 from cds_service.policy_store import bundled
 
 FIXTURES_DIR = bundled("fhir_fixtures")
+_BASE = "http://fixtures.dli-hpc-cds.org/fhir"  # the fixtures' fullUrl base
+# libyaml when PyYAML was built with it: the fixtures are read at start-up and by many tests
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -33,28 +42,80 @@ class Scenario:
     as_of: str
     expected: dict[str, dict[str, str]]  # service -> policy id -> determination
     facts: dict[str, dict[str, Any]]  # "record" / service -> fact name -> intended value
+    reasons: dict[str, dict[str, str]] = field(default_factory=dict)  # why each determination
+    folder: Path = FIXTURES_DIR
 
     def bundle(self, folder: Path | None = None) -> dict[str, Any]:
-        path = (folder or FIXTURES_DIR) / f"{self.id}.json"
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return data
+        """The scenario's resources as a FHIR collection Bundle (a fresh copy on every call)."""
+        resources: list[dict[str, Any]] = json.loads(_resources(folder or self.folder, self.id))
+        return {
+            "resourceType": "Bundle",
+            "id": f"{self.id}-bundle",
+            "type": "collection",
+            "entry": [
+                {"fullUrl": f"{_BASE}/{r['resourceType']}/{r['id']}", "resource": r}
+                for r in resources
+            ],
+        }
+
+
+
+@lru_cache(maxsize=128)
+def _resources(folder: Path, scenario_id: str) -> str:
+    """The file's second YAML document as JSON text: tests build thousands of requests from the
+    same few files, and decoding JSON is about ten times faster than parsing YAML."""
+    text = (folder / f"{scenario_id}.yaml").read_text(encoding="utf-8")
+    documents = yaml.load_all(text, Loader=_LOADER)
+    next(documents)  # the header
+    return json.dumps(next(documents))
+
+
+class _Expectation(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    determination: Determination = Field(alias="is")
+    because: str = Field(min_length=1)
+
+
+class _Header(BaseModel):
+    """The first YAML document of a scenario file (format: fhir_fixtures/README.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1)
+    story: str = Field(min_length=1)
+    payer: str | None
+    as_of: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    expected: dict[Service, dict[str, _Expectation]]
+    facts: dict[str, dict[str, Any]]
+
+
+def _read(path: Path) -> Scenario:
+    text = path.read_text(encoding="utf-8")
+    raw = next(yaml.load_all(text, Loader=_LOADER))
+    try:
+        header = _Header.model_validate(raw)
+    except ValueError as error:
+        raise ValueError(f"{path.name}: {error}") from error
+    return Scenario(
+        id=path.stem,
+        title=header.title,
+        description=header.story,
+        payer=header.payer,
+        as_of=header.as_of,
+        expected={
+            s.value: {p: e.determination.value for p, e in d.items()}
+            for s, d in header.expected.items()
+        },
+        facts=header.facts,
+        reasons={s.value: {p: e.because for p, e in d.items()} for s, d in header.expected.items()},
+        folder=path.parent,
+    )
 
 
 def load_scenarios(folder: Path | None = None) -> list[Scenario]:
-    manifest = (folder or FIXTURES_DIR) / "scenarios.yaml"
-    entries = yaml.safe_load(manifest.read_text(encoding="utf-8")) or []
-    return [
-        Scenario(
-            id=e["id"],
-            title=e["title"],
-            description=e.get("description", ""),
-            payer=e.get("payer"),
-            as_of=str(e["as_of"]),
-            expected={s: dict(v) for s, v in (e.get("expected") or {}).items()},
-            facts={part: dict(v) for part, v in (e.get("facts") or {}).items()},
-        )
-        for e in entries
-    ]
+    """Every `<id>.yaml` in the fixtures folder, by id: adding a scenario is adding a file."""
+    return [_read(path) for path in sorted((folder or FIXTURES_DIR).glob("*.yaml"))]
 
 
 def find_scenario(name: str, folder: Path | None = None) -> Scenario:

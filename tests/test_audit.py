@@ -100,7 +100,7 @@ def fire_all(client: TestClient) -> list[dict[str, Any]]:
 
 
 def expected(scenario_index: int) -> dict[tuple[str, str], str]:
-    """(service, policy id) -> determination declared in scenarios.yaml."""
+    """(service, policy id) -> determination declared in the scenario files."""
     return {
         (svc, policy): determination
         for svc, by_policy in SCENARIOS[scenario_index].expected.items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +12,17 @@ from fastapi.testclient import TestClient
 
 from cds_service.core.model import Service
 from cds_service.policy_store import load
-from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id
+from cds_service.scenarios import (
+    FIXTURES_DIR,
+    Scenario,
+    build_request,
+    load_scenarios,
+    service_id,
+)
 from tests.conformance import problems
 
 SCENARIOS = load_scenarios()
+SCENARIOS_BY_ID = {s.id: s for s in SCENARIOS}
 POLICY_IDS = sorted(p.id for p in load().policies)
 EVALUATIONS = "dli-hpc-cds.evaluations"
 
@@ -38,6 +46,35 @@ def all_payer_body(client: TestClient, scenario_id: str, service: Service) -> di
 def test_there_are_at_least_25_scenarios() -> None:
     assert len(SCENARIOS) >= 25
     assert len({s.id for s in SCENARIOS}) == len(SCENARIOS)
+
+
+def test_every_scenario_expects_every_policy_for_both_services_with_a_reason() -> None:
+    for scenario in SCENARIOS:
+        assert sorted(scenario.expected) == sorted(s.value for s in Service), scenario.id
+        for service, per_policy in scenario.expected.items():
+            assert sorted(per_policy) == POLICY_IDS, (scenario.id, service)
+            assert sorted(scenario.reasons[service]) == POLICY_IDS, (scenario.id, service)
+            assert all(r.strip() for r in scenario.reasons[service].values()), scenario.id
+
+
+def test_adding_a_scenario_is_adding_one_file(tmp_path: Path) -> None:
+    source = FIXTURES_DIR / "relapsed-aml-allo-mac.yaml"
+    (tmp_path / "new-patient.yaml").write_text(source.read_text(encoding="utf-8"))
+    [added] = load_scenarios(tmp_path)
+    assert (
+        added.id == "new-patient" and added.title == SCENARIOS_BY_ID["relapsed-aml-allo-mac"].title
+    )
+    assert added.bundle() == SCENARIOS_BY_ID["relapsed-aml-allo-mac"].bundle() | {
+        "id": "new-patient-bundle"
+    }
+    assert added.reasons["dli"]["molina-mcp-210"].startswith("met")
+
+
+def test_a_scenario_header_with_a_mistake_names_the_file(tmp_path: Path) -> None:
+    text = (FIXTURES_DIR / "relapsed-aml-allo-mac.yaml").read_text(encoding="utf-8")
+    (tmp_path / "typo.yaml").write_text(text.replace("is: meets-criteria", "is: meets", 1))
+    with pytest.raises(ValueError, match=r"(?s)typo\.yaml: .*expected\.dli.*wellmark-07\.03\.13.*is"):
+        load_scenarios(tmp_path)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
