@@ -59,7 +59,6 @@ class Scenario:
         }
 
 
-
 @lru_cache(maxsize=128)
 def _resources(folder: Path, scenario_id: str) -> str:
     """The file's second YAML document as JSON text: tests build thousands of requests from the

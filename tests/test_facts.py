@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
+from cds_service.api.discovery import PREFETCH
 from cds_service.bench.workload import order_sign_request
-from cds_service.core.facts import CATALOGUE, Facts
+from cds_service.core import codes
+from cds_service.core.facts import CATALOGUE, OBSERVATION_LOINC, RECORD_READERS, Facts, relevance
 from cds_service.core.facts.relevance import relevance_filter
 from cds_service.core.model import PatientRecord, Service
 from cds_service.core.orders import recognise
 from cds_service.core.record import add_prefetch_value
 from cds_service.policy_store import load
-from cds_service.scenarios import Scenario, draft_orders, load_scenarios, prefetch_for
+from cds_service.scenarios import Scenario, draft_orders, load_scenarios, prefetch_for, resources
 
 THRESHOLDS = load().thresholds
 SCENARIOS = load_scenarios()
@@ -217,3 +220,47 @@ def test_relevance_filter_on_long_records(size: int) -> None:
     assert len(filtered.conditions) < len(full.conditions)
     expected = _all_facts(Facts(full, order, order.authored_on, THRESHOLDS))
     assert _all_facts(Facts(filtered, order, order.authored_on, THRESHOLDS)) == expected
+
+
+def _code_universe() -> set[tuple[str, str]]:
+    """Every code named in core/codes.py or on a fixture Observation, under every system."""
+    names: set[str] = set()
+    for value in vars(codes).values():
+        if isinstance(value, frozenset | set | dict):
+            names |= {v for v in value if isinstance(v, str)}
+        elif isinstance(value, str) and not value.startswith("http"):
+            names.add(value)
+    pairs = set()
+    for scenario in SCENARIOS:
+        for resource in resources(scenario.bundle()):
+            if resource["resourceType"] == "Observation":
+                pairs |= {(c.get("system", ""), c["code"]) for c in resource["code"]["coding"]}
+    systems = {codes.LOINC, codes.SNOMED, codes.ICD10CM, ""} | {s for s, _ in pairs}
+    return pairs | {(s, n) for s in systems for n in names}
+
+
+def test_the_observations_prefetch_asks_for_every_code_a_fact_reads() -> None:
+    query = parse_qs(PREFETCH["observations"].split("?", 1)[1])
+    fetched = {tuple(t.split("|", 1)) for t in query["code"][0].split(",")}
+    assert fetched == {(codes.LOINC, c) for c in OBSERVATION_LOINC}
+    universe = _code_universe()
+    for module in RECORD_READERS:  # each module's READS accepts exactly the codes it declares
+        reads = module.READS.get("Observation")
+        declared = {(codes.LOINC, c) for c in getattr(module, "OBSERVATION_LOINC", ())}
+        accepted = {pair for pair in universe if reads and reads(*pair)}
+        assert accepted == declared, module.__name__
+    checked = 0
+    for scenario in SCENARIOS:  # end to end: what a fact reads arrives in the prefetch
+        bundle = scenario.bundle()
+        read = {
+            r["id"]
+            for r in resources(bundle)
+            if r["resourceType"] == "Observation"
+            and any(
+                relevance.reads("Observation", c["system"], c["code"]) for c in r["code"]["coding"]
+            )
+        }
+        sent = {e["resource"]["id"] for e in prefetch_for(bundle)["observations"]["entry"]}
+        assert read <= sent, scenario.id
+        checked += len(read)
+    assert checked > 100  # the scenarios do carry the observations the facts read

@@ -73,7 +73,9 @@ def test_adding_a_scenario_is_adding_one_file(tmp_path: Path) -> None:
 def test_a_scenario_header_with_a_mistake_names_the_file(tmp_path: Path) -> None:
     text = (FIXTURES_DIR / "relapsed-aml-allo-mac.yaml").read_text(encoding="utf-8")
     (tmp_path / "typo.yaml").write_text(text.replace("is: meets-criteria", "is: meets", 1))
-    with pytest.raises(ValueError, match=r"(?s)typo\.yaml: .*expected\.dli.*wellmark-07\.03\.13.*is"):
+    with pytest.raises(
+        ValueError, match=r"(?s)typo\.yaml: .*expected\.dli.*wellmark-07\.03\.13.*is"
+    ):
         load_scenarios(tmp_path)
 
 

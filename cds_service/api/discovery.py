@@ -6,19 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.core import codes
+from cds_service.core.facts import OBSERVATION_LOINC
 
-# Observation codes the evaluation reads, so the client sends only those (CRD found-27/28).
-_OBS_CODES = ",".join(
-    f"{codes.LOINC}|{c}"
-    for c in sorted(
-        set(codes.CHIMERISM_LOINC)
-        | codes.ANC_LOINC
-        | codes.PLATELET_LOINC
-        | codes.HEMOGLOBIN_LOINC
-        | codes.SMOKING_STATUS_LOINC
-        | {codes.DISEASE_STATUS_LOINC}
-    )
-)
+# Observation codes the facts read, declared once in the fact modules, so the client sends only
+# those (CRD found-27/28).
+_OBS_CODES = ",".join(f"{codes.LOINC}|{c}" for c in sorted(OBSERVATION_LOINC))
 
 # CDS Hooks 2.0-legal templates: {{context.patientId}} only, type-level search with token params.
 PREFETCH: dict[str, str] = {

@@ -60,6 +60,11 @@ RECORD_READERS = (
     gvhd,
     transplant,
 )
+# Every Observation code a fact reads: each reader of Observations declares OBSERVATION_LOINC
+# (and tests it in READS), and the observations prefetch template asks for exactly these.
+OBSERVATION_LOINC: frozenset[str] = frozenset(
+    code for module in RECORD_READERS for code in getattr(module, "OBSERVATION_LOINC", ())
+)
 
 CATALOGUE: dict[str, FactSpec] = {
     "diagnosis_class": FactSpec(
@@ -185,4 +190,12 @@ class Facts:
         return fact
 
 
-__all__ = ["CATALOGUE", "RECORD_READERS", "Context", "FactSpec", "Facts", "Thresholds"]
+__all__ = [
+    "CATALOGUE",
+    "OBSERVATION_LOINC",
+    "RECORD_READERS",
+    "Context",
+    "FactSpec",
+    "Facts",
+    "Thresholds",
+]

@@ -7,9 +7,12 @@ from cds_service.core.facts.context import Context
 from cds_service.core.fhir_util import fmt, ref
 from cds_service.core.model import Evidence, Fact
 
+# The Observation codes this module reads; the observations prefetch template asks for them.
+OBSERVATION_LOINC = frozenset(codes.CHIMERISM_LOINC)
+
 
 def _is_chimerism(system: str, code: str) -> bool:
-    return system == codes.LOINC and code in codes.CHIMERISM_LOINC
+    return system == codes.LOINC and code in OBSERVATION_LOINC
 
 
 def donor_chimerism_pct(ctx: Context) -> Fact:

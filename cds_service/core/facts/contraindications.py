@@ -28,8 +28,12 @@ _substance = _icd(
 )
 
 
+# The Observation codes this module reads; the observations prefetch template asks for them.
+OBSERVATION_LOINC = codes.SMOKING_STATUS_LOINC
+
+
 def _smoking(system: str, code: str) -> bool:
-    return system == codes.LOINC and code in codes.SMOKING_STATUS_LOINC
+    return system == codes.LOINC and code in OBSERVATION_LOINC
 
 
 def current_substance_use(ctx: Context) -> Fact:

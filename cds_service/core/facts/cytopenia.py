@@ -46,11 +46,12 @@ def _loinc_in(wanted: frozenset[str]) -> Callable[[str, str], bool]:
     return lambda system, code: system == codes.LOINC and code in wanted
 
 
-_COUNT_LOINC = codes.ANC_LOINC | codes.PLATELET_LOINC | codes.HEMOGLOBIN_LOINC
+# The Observation codes this module reads; the observations prefetch template asks for them.
+OBSERVATION_LOINC = codes.ANC_LOINC | codes.PLATELET_LOINC | codes.HEMOGLOBIN_LOINC
 
 
 def is_count(system: str, code: str) -> bool:
-    return system == codes.LOINC and code in _COUNT_LOINC
+    return system == codes.LOINC and code in OBSERVATION_LOINC
 
 
 def is_failure_dx(system: str, code: str) -> bool:

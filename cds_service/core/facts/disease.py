@@ -64,6 +64,14 @@ def _condition_status(condition: Any) -> str | None:
     return next((st for s, c in codings(condition.code) if (st := coded_status(s, c))), None)
 
 
+# The Observation codes this module reads; the observations prefetch template asks for them.
+OBSERVATION_LOINC = frozenset({codes.DISEASE_STATUS_LOINC})
+
+
+def _is_status_observation(system: str, code: str) -> bool:
+    return system == codes.LOINC and code in OBSERVATION_LOINC
+
+
 def disease_status(ctx: Context) -> Fact:
     index = ctx.index_transplant
     if index is None or index.when is None:
@@ -74,9 +82,7 @@ def disease_status(ctx: Context) -> Fact:
         if status and ctx.after_transplant(when):
             summary = f"Condition: {display(condition.code)} ({status})"
             found.append((when or date.min, 0, status, Evidence(ref(condition), summary, when)))
-    for obs, when, _ in ctx.observations(
-        lambda s, c: s == codes.LOINC and c == codes.DISEASE_STATUS_LOINC
-    ):
+    for obs, when, _ in ctx.observations(_is_status_observation):
         value = next(
             (
                 codes.DISEASE_STATUS_VALUES[c]
@@ -99,7 +105,4 @@ def disease_status(ctx: Context) -> Fact:
     return Fact(status, (evidence,), note=f"latest status, {fmt(when)}")
 
 
-READS = {
-    "Condition": _relevant,
-    "Observation": lambda s, c: s == codes.LOINC and c == codes.DISEASE_STATUS_LOINC,
-}
+READS = {"Condition": _relevant, "Observation": _is_status_observation}
