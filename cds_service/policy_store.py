@@ -42,12 +42,17 @@ def load_policy(path: Path) -> Policy:
     return policy
 
 
+def load_thresholds(path: Path) -> Thresholds:
+    try:
+        return Thresholds.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as error:
+        raise PolicyLoadError(f"{path.name}: {error}") from error
+
+
 def load(cards_dir: Path | None = None) -> Knowledge:
     folder = cards_dir or bundled("cards")
     files = sorted(folder.glob("*.yaml"))
     if not files:
         raise PolicyLoadError(f"no policy files (*.yaml) in {folder}")
-    thresholds = Thresholds.from_mapping(
-        yaml.safe_load(THRESHOLDS_FILE.read_text(encoding="utf-8"))
-    )
+    thresholds = load_thresholds(THRESHOLDS_FILE)
     return Knowledge(tuple(load_policy(f) for f in files), thresholds)

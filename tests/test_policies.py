@@ -110,3 +110,26 @@ def test_readme_names_the_module_that_decides_each_fact() -> None:
     assert len(table) == len(CATALOGUE)
     for name, spec in CATALOGUE.items():  # the module is named after the concept it decides
         assert spec.extract.__name__ == name
+
+
+def test_thresholds_come_only_from_their_file(tmp_path: Path) -> None:
+    from cds_service.core.facts import Thresholds
+    from cds_service.policy_store import THRESHOLDS_FILE, load_thresholds
+
+    data = yaml.safe_load(THRESHOLDS_FILE.read_text(encoding="utf-8"))
+    thresholds = load_thresholds(THRESHOLDS_FILE)
+    assert thresholds.platelets_below == data["cytopenia"]["platelets_below_10e9_per_l"]
+    assert thresholds.transfusion_lookback_days == data["transfusion_dependence"]["lookback_days"]
+    assert all(field.is_required() for field in Thresholds.model_fields.values())  # no defaults
+    for why, mutate in (
+        ("unknown thresholds: cytopenia.anc_below", lambda d: d["cytopenia"].update(anc_below=1)),
+        ("greater than 0", lambda d: d["cytopenia"].update(persistence_days=0)),
+        ("Field required", lambda d: d["conditioning"].clear()),
+        ("valid integer", lambda d: d["transfusion_dependence"].update(min_transfusions="2")),
+    ):
+        broken = copy.deepcopy(data)
+        mutate(broken)
+        path = tmp_path / "clinical_thresholds.yaml"
+        path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+        with pytest.raises(PolicyLoadError, match=why):
+            load_thresholds(path)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
+
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, model_validator
 
 from cds_service.core.facts.transplant import Transplant, classify
 from cds_service.core.fhir_util import (
@@ -22,32 +23,36 @@ CodingTest = Callable[[str, str], bool]
 _OBS_OK = frozenset({"final", "amended", "corrected", "preliminary"})
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Numbers from cds_service/data/clinical_thresholds.yaml (sources cited there)."""
+def _from(section: str, key: str, **limits: Any) -> Any:
+    """A field read from `section.key` of clinical_thresholds.yaml."""
+    return Field(validation_alias=AliasPath(section, key), **limits)
 
-    anc_below: float = 0.5
-    platelets_below: float = 30.0
-    hemoglobin_below: float = 8.0
-    persistence_days: int = 14
-    cytopenia_lookback_days: int = 90
-    min_transfusions: int = 2
-    transfusion_lookback_days: int = 28
-    conditioning_max_days_before: int = 30
 
+class Thresholds(BaseModel):
+    """The numbers in cds_service/data/clinical_thresholds.yaml (sources cited there), validated
+    on loading; there are no defaults, so the file is their only copy."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    anc_below: float = _from("cytopenia", "anc_below_10e9_per_l", gt=0)
+    platelets_below: float = _from("cytopenia", "platelets_below_10e9_per_l", gt=0)
+    hemoglobin_below: float = _from("cytopenia", "hemoglobin_below_g_per_dl", gt=0)
+    persistence_days: int = _from("cytopenia", "persistence_days", gt=0)
+    cytopenia_lookback_days: int = _from("cytopenia", "lookback_days", gt=0)
+    min_transfusions: int = _from("transfusion_dependence", "min_transfusions", gt=0)
+    transfusion_lookback_days: int = _from("transfusion_dependence", "lookback_days", gt=0)
+    conditioning_max_days_before: int = _from("conditioning", "max_days_before_transplant", ge=0)
+
+    @model_validator(mode="before")
     @classmethod
-    def from_mapping(cls, data: dict[str, Any]) -> Thresholds:
-        cyto, transfusion = data["cytopenia"], data["transfusion_dependence"]
-        return cls(
-            anc_below=float(cyto["anc_below_10e9_per_l"]),
-            platelets_below=float(cyto["platelets_below_10e9_per_l"]),
-            hemoglobin_below=float(cyto["hemoglobin_below_g_per_dl"]),
-            persistence_days=int(cyto["persistence_days"]),
-            cytopenia_lookback_days=int(cyto["lookback_days"]),
-            min_transfusions=int(transfusion["min_transfusions"]),
-            transfusion_lookback_days=int(transfusion["lookback_days"]),
-            conditioning_max_days_before=int(data["conditioning"]["max_days_before_transplant"]),
-        )
+    def _only_known_keys(cls, data: Any) -> Any:
+        """A misspelt or new key in the file is an error, not a silently ignored number."""
+        known = {tuple(f.validation_alias.path) for f in cls.model_fields.values()}  # type: ignore[union-attr]
+        sections = data.items() if isinstance(data, dict) else ()
+        given = {(s, k) for s, keys in sections for k in (keys if isinstance(keys, dict) else ())}
+        if unknown := sorted(".".join(map(str, key)) for key in given - known):
+            raise ValueError(f"unknown thresholds: {', '.join(unknown)}")
+        return data
 
 
 class Context:
