@@ -16,7 +16,7 @@ import typer
 
 from cds_service import devkeys
 from cds_service.audit.cli import app as audit_app
-from cds_service.core.model import Service
+from cds_service.core import Service
 from cds_service.logs import configure_logging
 from cds_service.policy_store import load
 from cds_service.scenarios import (
@@ -57,12 +57,12 @@ def serve(
     """Start the CDS Hooks service."""
     import uvicorn
 
-    from cds_service.api.app import create_app
     from cds_service.api.issuers import ConfigError
+    from cds_service.compose import create_dev_app
 
     settings = Settings()
     try:
-        service = create_app(settings)
+        service = create_dev_app(settings)
     except ConfigError as error:
         typer.secho(f"Not starting: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

@@ -16,9 +16,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from cds_service.api.discovery import PREFETCH, SERVICES
-from cds_service.core.model import Service
-from cds_service.core.orders import recognise
-from cds_service.core.policy import Policy
+from cds_service.core import Policy, Service, recognise
 from cds_service.policy_store import bundled
 
 FIXTURES_DIR = bundled("fhir_fixtures")
