@@ -67,10 +67,17 @@ def serve(
         typer.secho(f"Not starting: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     configure_logging(settings.log_level)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    base = f"http://{bind_host}:{bind_port}"
+    typer.echo(f"CDS Hooks service listening on {base} (discovery: {base}/cds-services)")
+    if settings.sandbox_enabled:
+        typer.echo(f"Sandbox: {base}/sandbox")
+    if settings.env == "development":
+        typer.echo(f"API docs: {base}/docs")
     uvicorn.run(
         service,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=bind_host,
+        port=bind_port,
         log_level=settings.log_level,
         log_config=None,  # keep the JSON handler: uvicorn's own would print request data
         access_log=False,  # the access log would print URLs only, but keep one log line per call
