@@ -22,9 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from cds_service.api.discovery import PREFETCH, SERVICES
-from cds_service.core.model import Determination, Service
-from cds_service.core.orders import recognise
-from cds_service.core.policy import Policy
+from cds_service.core import Determination, Policy, Service, recognise
 from cds_service.policy_store import bundled
 
 FIXTURES_DIR = bundled("fhir_fixtures")

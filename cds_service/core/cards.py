@@ -262,6 +262,21 @@ def _pa_needed(evaluation: Evaluation) -> str:
     return {"auth-needed": "auth-needed", "no-auth": "no-auth"}.get(value, "conditional")
 
 
+def _determination_reasons(evaluation: Evaluation) -> list[str]:
+    """The coverage-information reason text that explains the determination (if any)."""
+    d, number = evaluation.determination, evaluation.policy.policy.number
+    if d is Determination.NEEDS_INFORMATION:
+        return ["Documentation needed: " + "; ".join(c.text for c in evaluation.unknown)]
+    if d is Determination.DOES_NOT_MEET:
+        failed = [
+            c.text for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1
+        ]
+        return [f"Does not meet {number}: " + "; ".join(failed)]
+    if d is Determination.NOT_ADDRESSED:
+        return [f"{number} does not address {evaluation.service.label}"]
+    return []
+
+
 def coverage_information(
     evaluation: Evaluation,
     coverage_id: str,
@@ -300,27 +315,12 @@ def coverage_information(
     if d is Determination.NEEDS_INFORMATION:
         doc = "indeterminate" if covered == "indeterminate" else "clinical"
         parts.append({"url": "doc-needed", "valueCode": doc})
-        reasons.append("Documentation needed: " + "; ".join(c.text for c in evaluation.unknown))
-    elif d is Determination.DOES_NOT_MEET:
-        failed = [
-            c.text for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1
-        ]
-        reasons.append(f"Does not meet {evaluation.policy.policy.number}: " + "; ".join(failed))
-    elif d is Determination.NOT_ADDRESSED:
-        reasons.append(
-            f"{evaluation.policy.policy.number} does not address {evaluation.service.label}"
-        )
+    reasons += _determination_reasons(evaluation)
     if info_needed:
         parts.append({"url": "info-needed", "valueCode": "OTH"})
-    parts.append(
-        {
-            "url": "billingCode",
-            "valueCoding": {
-                "system": evaluation.order.billing_system,
-                "code": evaluation.order.billing_code,
-            },
-        }
-    )
+    order = evaluation.order
+    billing = {"system": order.billing_system, "code": order.billing_code}
+    parts.append({"url": "billingCode", "valueCoding": billing})
     parts += [{"url": "reason", "valueCodeableConcept": {"text": clip(r, 1000)}} for r in reasons]
     if undetermined:
         reason: dict[str, Any] = {"text": clip(f"Not retrieved from the EHR: {technical}", 1000)}

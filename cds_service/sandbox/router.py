@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import explain
-from cds_service.core.model import Service
+from cds_service.core import Service
 from cds_service.fixture_server import create_fixture_server
 from cds_service.policy_store import Knowledge
 from cds_service.scenarios import (
