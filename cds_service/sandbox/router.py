@@ -5,6 +5,7 @@ scenario patients (cds_service.scenarios). The page then POSTs each request to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,7 +94,11 @@ def _scenario_summary(scenario: Scenario) -> dict[str, Any]:
 def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None = None) -> None:
     """Add /sandbox (page), /sandbox/static (assets), /sandbox/api/* and, for a self-hosted
     SandboxFhir, the fixture FHIR server at /sandbox/fhir to `app`."""
-    scenarios = {s.id: s for s in load_scenarios()}
+
+    @cache
+    def scenarios() -> dict[str, Scenario]:  # on first use: building the app reads no fixtures
+        return {s.id: s for s in load_scenarios()}
+
     policies = {p.id: p for p in knowledge.policies}
     router = APIRouter(prefix="/sandbox", include_in_schema=False)
 
@@ -104,7 +109,7 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
     @router.get("/api/scenarios")
     async def list_scenarios() -> dict[str, Any]:
         return {
-            "scenarios": [_scenario_summary(s) for s in scenarios.values()],
+            "scenarios": [_scenario_summary(s) for s in scenarios().values()],
             "policies": [{"id": p.id, "payer": p.payer.name} for p in policies.values()],
             "prefetchModes": prefetch_modes(fhir),
         }
@@ -112,7 +117,7 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
     @router.post("/api/request")
     async def make_request(http_request: Request) -> dict[str, Any]:
         spec = _parse_spec(await http_request.body())
-        scenario = scenarios.get(spec.scenario)
+        scenario = scenarios().get(spec.scenario)
         if scenario is None:
             raise HookError(404, f"no scenario {spec.scenario!r}; see GET /sandbox/api/scenarios")
         if spec.payer not in ("fixture", "none", *policies):
