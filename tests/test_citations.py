@@ -91,3 +91,19 @@ def test_fragments_split_at_ellipses_and_ignore_quote_style() -> None:
     text = 'POLICY ("following an allogeneic ... transplant") and \u201cIts\u00a0 Note\u201d'
     assert quoted_fragments(text) == ["following an allogeneic", "transplant", "its note"]
     assert quoted_fragments("no quotes here") == []
+
+
+REVIEW = Path(__file__).resolve().parents[1] / "docs" / "policy-review.md"
+
+
+def test_the_policy_review_quotes_each_policy_exactly() -> None:
+    """docs/policy-review.md quotes every sentence it maps: each section's quotes are in the text
+    of the policy its heading names."""
+    sections = re.split(r"(?m)^## ", REVIEW.read_text(encoding="utf-8"))[1:]
+    assert len(sections) == len(POLICY_FILES)
+    for section in sections:
+        policy_id = re.findall(r"`([a-z0-9.\-]+)`", section.splitlines()[0])[-1]
+        policy = yaml.safe_load((CARDS / f"{policy_id}.yaml").read_text(encoding="utf-8"))
+        source = _source(policy)
+        missing = [f for f in quoted_fragments(section) if f not in source]
+        assert missing == [], policy_id
