@@ -128,11 +128,17 @@ def _never_not_met(node: Node) -> bool:
     return set(domain) - accepted(test) <= accepted(review)
 
 
-def test_molina_overview_advisory_never_changes_the_determination(client: TestClient) -> None:
-    body = all_payer_body(client, "acute-gvhd-grade-3", Service.DLI)
+@pytest.mark.parametrize(
+    ("scenario_id", "shown"),
+    [("acute-gvhd-grade-3", True), ("acute-gvhd-ungraded", True), ("relapsed-aml-allo-mac", False)],
+)
+def test_molina_overview_advisory_never_changes_the_determination(
+    client: TestClient, scenario_id: str, shown: bool
+) -> None:
+    """Any active acute GVHD shows the overview note, graded or not; none shows nothing."""
+    body = all_payer_body(client, scenario_id, Service.DLI)
     molina = next(c for c in body["cards"] if c["source"]["label"] == "Molina Healthcare")
-    assert (
-        "Overview (not a coverage criterion): DLI should be avoided with active" in molina["detail"]
-    )
-    expected = next(s for s in SCENARIOS if s.id == "acute-gvhd-grade-3").expected["dli"]
+    note = "Overview (not a coverage criterion): DLI should be avoided with active"
+    assert (note in molina["detail"]) is shown
+    expected = next(s for s in SCENARIOS if s.id == scenario_id).expected["dli"]
     assert molina["extension"][EVALUATIONS][0]["determination"] == expected["molina-mcp-210"]
