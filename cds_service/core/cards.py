@@ -41,6 +41,7 @@ _MARK = {
     Status.UNKNOWN: "❔ Unknown",
     Status.NOT_APPLICABLE: "➖ Not applicable",
 }
+_NOT_NEEDED = "➖ Not needed (another option is met)"
 _PHRASE = {
     Determination.MEETS: "meets medical-necessity criteria",
     Determination.DOES_NOT_MEET: "does not meet medical-necessity criteria",
@@ -111,6 +112,24 @@ def _criterion_line(c: CriterionResult) -> str:
     return line
 
 
+def _superseded_line(c: CriterionResult) -> str:
+    indent = "  " * (c.depth - 1)
+    return f"{indent}- {_NOT_NEEDED}: {md_policy(c.text)}. *{md_policy(c.citation)}*"
+
+
+def criteria_lines(criteria: tuple[CriterionResult, ...]) -> str:
+    """One line per criterion. An any_of branch that cannot change the answer (another branch
+    is met) is one "not needed" line, without its evidence, reading or sub-criteria."""
+    lines: list[str] = []
+    head_depth: int | None = None  # depth of the superseded branch being skipped
+    for c in criteria:
+        if c.superseded and head_depth is not None and c.depth > head_depth:
+            continue
+        head_depth = c.depth if c.superseded else None
+        lines.append(_superseded_line(c) if c.superseded else _criterion_line(c))
+    return "\n".join(lines)
+
+
 def detail(evaluation: Evaluation) -> str:
     """GitHub-Flavored Markdown; blocks are separated by blank lines, because GFM joins
     single-newline lines into one paragraph."""
@@ -121,7 +140,7 @@ def detail(evaluation: Evaluation) -> str:
         f"**Policy:** {md_policy(p.payer.name)} {md_policy(p.policy.number)}, *{md_policy(p.policy.title)}* "
         f"({md_policy(p.policy.version_note)})",
         f"**Determination:** {_PHRASE[evaluation.determination]}",
-        "\n".join(_criterion_line(c) for c in evaluation.criteria),
+        criteria_lines(evaluation.criteria),
     ]
     if evaluation.unknown:
         blocks += [

@@ -116,6 +116,12 @@ CATALOGUE: dict[str, FactSpec] = {
         "number",
         "Highest grade (0-4) of active acute GVHD; 0 when none is active.",
     ),
+    "acute_gvhd_active": FactSpec(
+        gvhd.acute_gvhd_active,
+        None,
+        "boolean",
+        "Whether any acute GVHD is active, graded or not.",
+    ),
     "chronic_gvhd_active": FactSpec(
         gvhd.chronic_gvhd_active, None, "boolean", "Whether chronic GVHD is active."
     ),
