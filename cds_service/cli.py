@@ -56,13 +56,18 @@ def serve(
 ) -> None:
     """Start the CDS Hooks service."""
     import uvicorn
+    from pydantic import ValidationError
 
     from cds_service.api.app import create_app
     from cds_service.api.issuers import ConfigError
 
-    settings = Settings()
     try:
+        settings = Settings()
         service = create_app(settings)
+    except ValidationError as error:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        typer.secho(f"Not starting: {reasons}", fg="red", err=True)
+        raise typer.Exit(2) from error
     except ConfigError as error:
         typer.secho(f"Not starting: {error}", fg="red", err=True)
         raise typer.Exit(2) from error

@@ -27,6 +27,7 @@ from cds_service.api.discovery import REQUIRED_PREFETCH, SERVICES, discovery_doc
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.gather import FetchLimits, gather, relevant_resources
+from cds_service.api.health import health_report
 from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.api.openapi import CARDS_RESPONSE, HOOK_CALL_BODY, REQUEST_ERRORS, UNAUTHORIZED
 from cds_service.api.security import harden
@@ -69,6 +70,8 @@ def create_app(
         version=__version__,
         docs_url="/docs" if settings.env == "development" else None,
         redoc_url=None,
+        # The schema maps every route and limit: production serves it to nobody.
+        openapi_url="/openapi.json" if settings.env == "development" else None,
         lifespan=lifespan,
     )
     app.state.audit = audit
@@ -99,12 +102,8 @@ def create_app(
         return discovery_document()
 
     @app.get("/healthz")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "policies": [p.id for p in knowledge.policies],
-            "audit": audit.health(),
-        }
+    async def health(request: Request) -> dict[str, Any]:
+        return await health_report(request, knowledge, audit)
 
     @app.post(
         "/cds-services/{service_id}",
