@@ -22,6 +22,7 @@ from cds_service.api.auth import RequireClient, client_issuer
 from cds_service.api.discovery import SERVICES
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.hooks import explain
+from cds_service.api.limits import check_fhir_text
 from cds_service.api.openapi import FEEDBACK_BODY, FEEDBACK_RESPONSES
 from cds_service.audit.feedback import FeedbackItem, FeedbackRequest
 from cds_service.audit.store import AuditStore, database_url
@@ -40,6 +41,7 @@ def parse_feedback(body: bytes) -> list[FeedbackItem]:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HookError(400, f"request body is not valid JSON: {error}") from error
+    check_fhir_text(body)
     try:
         return FeedbackRequest.model_validate(data).feedback
     except ValidationError as error:
