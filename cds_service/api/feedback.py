@@ -25,6 +25,7 @@ from cds_service.api.hooks import explain
 from cds_service.api.limits import check_fhir_text
 from cds_service.api.openapi import FEEDBACK_BODY, FEEDBACK_RESPONSES
 from cds_service.audit.feedback import FeedbackItem, FeedbackRequest
+from cds_service.audit.spool import AuditSpool, spool_path
 from cds_service.audit.store import AuditStore, database_url
 from cds_service.audit.writer import AuditWriter, StorageUnavailable, describe
 from cds_service.settings import Settings
@@ -33,7 +34,8 @@ log = logging.getLogger("cds_service")
 
 
 def start_audit(settings: Settings) -> AuditWriter:
-    return AuditWriter(AuditStore(database_url(settings.data_dir, settings.database_url)))
+    url = database_url(settings.data_dir, settings.database_url)
+    return AuditWriter(AuditStore(url), spool=AuditSpool(spool_path(settings.data_dir, url)))
 
 
 def parse_feedback(body: bytes) -> list[FeedbackItem]:
