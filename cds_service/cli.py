@@ -60,6 +60,7 @@ def serve(
 
     from cds_service.api.app import create_app
     from cds_service.api.issuers import ConfigError
+    from cds_service.server import quiet_repeats, uvicorn_options
 
     try:
         settings = Settings()
@@ -72,6 +73,7 @@ def serve(
         typer.secho(f"Not starting: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     configure_logging(settings.log_level)
+    quiet_repeats()
     uvicorn.run(
         service,
         host=host or settings.host,
@@ -79,6 +81,7 @@ def serve(
         log_level=settings.log_level,
         log_config=None,  # keep the JSON handler: uvicorn's own would print request data
         access_log=False,  # the access log would print URLs only, but keep one log line per call
+        **uvicorn_options(settings),
     )
 
 
