@@ -96,7 +96,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "http": guarded_protocol(settings),
         "timeout_keep_alive": settings.keepalive_timeout,
-        "limit_concurrency": settings.max_concurrency,
+        # uvicorn counts open connections (idle ones too) with tasks: at the cap it answers 503
+        "limit_concurrency": settings.max_connections,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "backlog": 1024,
     }

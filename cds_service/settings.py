@@ -25,7 +25,6 @@ class Settings(BaseSettings):
     header_timeout: float = Field(10.0, alias="CDS_HEADER_TIMEOUT", gt=0, le=300)
     keepalive_timeout: int = Field(5, alias="CDS_KEEPALIVE_TIMEOUT", ge=1, le=300)
     max_connections: int = Field(1000, alias="CDS_MAX_CONNECTIONS", ge=1)
-    max_concurrency: int = Field(200, alias="CDS_MAX_CONCURRENCY", ge=1)  # requests in flight
     max_header_bytes: int = Field(16_384, alias="CDS_MAX_HEADER_BYTES", ge=1024)
 
     @property
