@@ -83,6 +83,7 @@ def test_public_health_is_status_only_and_details_need_a_client_token(
     knowledge: Knowledge,
 ) -> None:
     client = production_app(knowledge)
+    assert client.app.state.audit.flush()  # type: ignore[attr-defined]  # migrated: "ok"
     assert client.get("/healthz").json() == {"status": "ok"}
     forged = {"Authorization": "Bearer not-a-token"}
     assert client.get("/healthz", headers=forged).json() == {"status": "ok"}
