@@ -56,17 +56,24 @@ def serve(
 ) -> None:
     """Start the CDS Hooks service."""
     import uvicorn
+    from pydantic import ValidationError
 
     from cds_service.api.issuers import ConfigError
     from cds_service.compose import create_dev_app
+    from cds_service.server import quiet_repeats, uvicorn_options
 
-    settings = Settings()
     try:
+        settings = Settings()
         service = create_dev_app(settings)
+    except ValidationError as error:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        typer.secho(f"Not starting: {reasons}", fg="red", err=True)
+        raise typer.Exit(2) from error
     except ConfigError as error:
         typer.secho(f"Not starting: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     configure_logging(settings.log_level)
+    quiet_repeats()
     bind_host, bind_port = host or settings.host, port or settings.port
     base = f"http://{bind_host}:{bind_port}"
     typer.echo(f"CDS Hooks service listening on {base} (discovery: {base}/cds-services)")
@@ -81,6 +88,7 @@ def serve(
         log_level=settings.log_level,
         log_config=None,  # keep the JSON handler: uvicorn's own would print request data
         access_log=False,  # the access log would print URLs only, but keep one log line per call
+        **uvicorn_options(settings),
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -18,6 +20,12 @@ class Settings(BaseSettings):
     cards_dir: Path | None = Field(None, alias="CDS_CARDS_DIR")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="CDS_LOG_LEVEL")
     sandbox: bool | None = Field(None, alias="CDS_SANDBOX")  # None: on in development only
+
+    # Connection limits of `cds-service serve` (README "Running behind a reverse proxy").
+    header_timeout: float = Field(10.0, alias="CDS_HEADER_TIMEOUT", gt=0, le=300)
+    keepalive_timeout: int = Field(5, alias="CDS_KEEPALIVE_TIMEOUT", ge=1, le=300)
+    max_connections: int = Field(1000, alias="CDS_MAX_CONNECTIONS", ge=1)
+    max_header_bytes: int = Field(16_384, alias="CDS_MAX_HEADER_BYTES", ge=1024)
 
     @property
     def sandbox_enabled(self) -> bool:
@@ -63,3 +71,45 @@ class Settings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return self.auth if self.auth is not None else self.env != "development"
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> Settings:
+        """Production refuses settings that would send tokens in cleartext or open the service
+        to any web page; each refusal names its setting."""
+        if self.env != "production":
+            return self
+        if self.public_base_url is not None and not secure_url(self.public_base_url):
+            raise ValueError(
+                "CDS_ENV=production requires an https:// CDS_PUBLIC_BASE_URL "
+                "(clients send their tokens there)"
+            )
+        if cleartext := [u for u in self.fhir_allowed_servers if not secure_url(u)]:
+            raise ValueError(
+                f"CDS_ENV=production requires https:// in CDS_FHIR_ALLOWED_SERVERS (EHR tokens "
+                f"would travel in cleartext to {', '.join(cleartext)})"
+            )
+        if "*" in self.cors_origins:
+            raise ValueError(
+                "CDS_ENV=production refuses CDS_CORS_ORIGINS=*: list the SMART app origins"
+            )
+        if self.sandbox:
+            raise ValueError(
+                "CDS_ENV=production refuses CDS_SANDBOX=true: the sandbox hands out its FHIR "
+                "token to anyone; run it in development only"
+            )
+        return self
+
+
+def secure_url(url: str) -> bool:
+    """https, or http to a loopback host (a test server or a sidecar on the same machine)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False

@@ -167,8 +167,7 @@ PRODUCTION_ISSUER = json.dumps(
     ("env", "sandbox", "served"),
     [
         ("development", None, True),
-        ("production", None, False),
-        ("production", True, True),
+        ("production", None, False),  # CDS_SANDBOX=true is refused (tests/test_production.py)
         ("development", False, False),
     ],
 )

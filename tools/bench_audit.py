@@ -58,7 +58,7 @@ def run(label: str, settings: Settings) -> None:
     print(
         f"{label:<12} calls={CALLS} pause={PAUSE_S}s p50={statistics.median(timings):.1f}ms "
         f"p95={timings[int(0.95 * len(timings))]:.1f}ms drain_after={drain:.0f}ms "
-        f"written={health['written']} failed={health['failed']} dropped={health['dropped']}"
+        f"written={health['written']} spooled={health['spooled']} refused={health['refused']} dropped={health['dropped']}"
     )
 
 

@@ -53,6 +53,8 @@ def create_app(
         version=__version__,
         docs_url="/docs" if settings.env == "development" else None,
         redoc_url=None,
+        # The schema maps every route and limit: production serves it to nobody.
+        openapi_url="/openapi.json" if settings.env == "development" else None,
         lifespan=_lifespan(audit),
     )
     app.state.audit = audit

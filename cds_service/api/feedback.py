@@ -22,8 +22,10 @@ from cds_service.api.auth import RequireClient, client_issuer
 from cds_service.api.discovery import SERVICES
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.hooks import explain
+from cds_service.api.limits import check_fhir_text
 from cds_service.api.openapi import FEEDBACK_BODY, FEEDBACK_RESPONSES
 from cds_service.audit.feedback import FeedbackItem, FeedbackRequest
+from cds_service.audit.spool import AuditSpool, spool_path
 from cds_service.audit.store import AuditStore, database_url
 from cds_service.audit.writer import AuditWriter, StorageUnavailable, describe
 from cds_service.settings import Settings
@@ -32,7 +34,8 @@ log = logging.getLogger("cds_service")
 
 
 def start_audit(settings: Settings) -> AuditWriter:
-    return AuditWriter(AuditStore(database_url(settings.data_dir, settings.database_url)))
+    url = database_url(settings.data_dir, settings.database_url)
+    return AuditWriter(AuditStore(url), spool=AuditSpool(spool_path(settings.data_dir, url)))
 
 
 def parse_feedback(body: bytes) -> list[FeedbackItem]:
@@ -40,6 +43,7 @@ def parse_feedback(body: bytes) -> list[FeedbackItem]:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HookError(400, f"request body is not valid JSON: {error}") from error
+    check_fhir_text(body)
     try:
         return FeedbackRequest.model_validate(data).feedback
     except ValidationError as error:

@@ -4,6 +4,7 @@ that says what is wrong; nothing here reads patient data beyond the draft orders
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -13,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cds_service.api.discovery import ServiceDef
 from cds_service.api.errors import HookError
-from cds_service.api.limits import MAX_JSON_DEPTH, check_request_shape
+from cds_service.api.limits import MAX_JSON_DEPTH, check_fhir_text, check_request_shape
 from cds_service.core import CardOptions, Order, recognise
 
-_ID = r"^[A-Za-z0-9\-.]{1,64}$"
+_ID = r"^[A-Za-z0-9\-.]{1,64}$"  # FHIR's id type
+_IS_ID = re.compile(_ID).fullmatch
 REQUEST_TYPES = frozenset(
     {
         "ServiceRequest",
@@ -107,6 +109,12 @@ def _entries(draft_orders: dict[str, Any]) -> list[dict[str, Any]]:
             )
         if not isinstance(resource.get("id"), str) or not resource["id"]:
             raise HookError(400, f"context.draftOrders.entry[{i}].resource needs an id")
+        if not _IS_ID(resource["id"]):
+            raise HookError(
+                400,
+                f"context.draftOrders.entry[{i}].resource.id is not a FHIR id "
+                "(1 to 64 of A-Z a-z 0-9 - .)",
+            )
         resources.append(resource)
     return resources
 
@@ -141,6 +149,7 @@ def parse_hook(body: bytes, service: ServiceDef) -> ParsedHook:
             ) from error
         raise HookError(400, f"request body is not valid JSON: {error}") from error
     check_request_shape(data)
+    check_fhir_text(body)
     if not isinstance(data, dict):
         raise HookError(400, "request body must be a JSON object")
     try:

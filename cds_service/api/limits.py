@@ -8,6 +8,7 @@ may contain: nesting depth and the size of any one array or object (a prefetch B
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +17,9 @@ from cds_service.api.errors import HookError, error_response
 
 MAX_JSON_DEPTH = 64  # a FHIR Bundle in prefetch in a hook request is about 15 deep
 MAX_JSON_ITEMS = 20_000  # items in one array / members in one object
+
+# A JSON escape for a character FHIR strings may not hold: below U+0020 except tab, LF, CR.
+_FORBIDDEN_ESCAPE = re.compile(rb"\\(?:[bf]|u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]))")
 
 
 class BodyLimit:
@@ -115,3 +119,23 @@ def check_json_shape(data: Any) -> None:
             )
         children = value.values() if isinstance(value, dict) else value
         stack.extend((child, depth + 1) for child in children)
+
+
+def check_fhir_text(body: bytes) -> None:
+    """400 if any JSON string in `body` holds a control character FHIR forbids (FHIR R4
+    §2.1.0.3, string: nothing below U+0020 but tab, LF and CR). A raw one is already invalid
+    JSON; this finds the escaped form on the raw bytes, so prefetch costs a byte scan, not a
+    walk. PostgreSQL cannot store a NUL at all: caught here, a call is refused before it is
+    answered rather than answered and then lost from the audit."""
+    for found in _FORBIDDEN_ESCAPE.finditer(body):
+        before = found.start() - 1
+        while before >= 0 and body[before] == 0x5C:  # the backslashes just before this one
+            before -= 1
+        if (found.start() - 1 - before) % 2:
+            continue  # an escaped backslash followed by plain text: `\\\\u0000`
+        escape = found.group().lstrip(b"\\").decode()
+        raise HookError(
+            400,
+            f"a string holds the control character \\{escape}, which FHIR strings may not "
+            "contain (only tab, line feed and carriage return)",
+        )

@@ -12,6 +12,7 @@ from cds_service.api.auth import RequireClient, client_issuer
 from cds_service.api.deps import Audit, Pipeline
 from cds_service.api.discovery import SERVICES, discovery_document
 from cds_service.api.errors import HookError
+from cds_service.api.health import health_report
 from cds_service.api.openapi import CARDS_RESPONSE, HOOK_CALL_BODY, REQUEST_ERRORS, UNAUTHORIZED
 from cds_service.api.pipeline import after_answer, answer
 
@@ -24,12 +25,8 @@ async def discovery() -> dict[str, Any]:
 
 
 @router.get("/healthz")
-async def health(deps: Pipeline, audit: Audit) -> dict[str, Any]:
-    return {
-        "status": "ok",
-        "policies": [p.id for p in deps.knowledge.policies],
-        "audit": audit.health(),
-    }
+async def health(request: Request, deps: Pipeline, audit: Audit) -> dict[str, Any]:
+    return await health_report(request, deps.knowledge, audit)
 
 
 @router.post(

@@ -5,16 +5,18 @@ Refuses to build a production app that would trust anyone (ConfigError with what
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from cds_service.api.auth import JwtVerifier, Unauthorized, unauthorized_response
-from cds_service.api.issuers import ConfigError, load_issuers
+from cds_service.api.issuers import ConfigError, Issuer, load_issuers
 from cds_service.api.jwks import JwksCache
 from cds_service.api.limits import BodyLimit
-from cds_service.settings import Settings
+from cds_service.settings import Settings, secure_url
 
 
 def build_verifier(
@@ -35,6 +37,8 @@ def build_verifier(
             "client authentication is on but no CDS client is trusted: list the issuers in "
             "CDS_ISSUERS_FILE or CDS_ISSUERS (see README, Security)"
         )
+    if production:
+        refuse_cleartext_keys(issuers.values())
     base_url = settings.public_base_url
     if base_url is None:
         if production:
@@ -44,6 +48,18 @@ def build_verifier(
             )
         base_url = f"http://{settings.host}:{settings.port}"
     return JwtVerifier(issuers, base_url, JwksCache(jwks_transport))
+
+
+def refuse_cleartext_keys(issuers: Iterable[Issuer]) -> None:
+    """A JWK Set fetched over http could be swapped on the way: anyone could then sign tokens."""
+    for issuer in issuers:
+        for url in (issuer.jwks_url, *issuer.jku):
+            if url is not None and not secure_url(url):
+                setting = "jwks_url" if url == issuer.jwks_url else "jku"
+                raise ConfigError(
+                    f"CDS_ENV=production requires https:// for issuer {issuer.iss!r} {setting} "
+                    f"{url} (CDS_ISSUERS / CDS_ISSUERS_FILE)"
+                )
 
 
 def harden(

@@ -53,6 +53,7 @@ class DecisionRow(Base):
     orders: Mapped[list[Any]]  # "ServiceRequest/<id>" references
     data_source: Mapped[str] = mapped_column(String(16))  # prefetch | fetched | mixed
     latency_ms: Mapped[float]
+    record_id: Mapped[str | None] = mapped_column(String(36), index=True, unique=True)
     # Read-only relationships: writes are Core bulk inserts (store.py), deletes cascade in SQL.
     evaluations: Mapped[list[EvaluationRow]] = relationship(order_by="EvaluationRow.id")
     cards: Mapped[list[CardRow]] = relationship(order_by="CardRow.id")

@@ -6,7 +6,8 @@ orders and the prefetch never are (the card detail quotes clinical values).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,9 @@ class DecisionRecord:
     latency_ms: float
     client_iss: str | None = None
     data_source: str = "prefetch"
+    # Names this record across retries: the spool replays it until the store has it, and the
+    # store's unique index on it keeps a replay after an unacknowledged commit from doubling it.
+    record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 def decision_record(

@@ -144,7 +144,7 @@ class AuditStore:
     def add_decision(self, record: DecisionRecord) -> int:
         return self.add_decisions([record])[0]
 
-    def add_decisions(self, records: list[DecisionRecord]) -> list[int]:
+    def add_decisions(self, records: list[DecisionRecord], skip_stored: bool = False) -> list[int]:
         """Store decisions in one transaction, linking feedback that arrived before them
         (another replica); their row ids, in order.
 
@@ -152,6 +152,10 @@ class AuditStore:
         writer thread shares the GIL with the request path, so its CPU time is the answers'
         cost (a decision is ~70 rows)."""
         with self.engine.begin() as connection:
+            if skip_stored:  # a replay: what an earlier, unacknowledged commit stored is kept once
+                records = self._unstored(connection, records)
+            if not records:
+                return []
             decision_ids: list[int] = list(
                 connection.scalars(
                     insert(DecisionRow).returning(DecisionRow.id, sort_by_parameter_order=True),
@@ -166,6 +170,7 @@ class AuditStore:
                             "orders": list(r.orders),
                             "data_source": r.data_source,
                             "latency_ms": r.latency_ms,
+                            "record_id": r.record_id,
                         }
                         for r in records
                     ],
@@ -217,6 +222,17 @@ class AuditStore:
             if criteria:
                 connection.execute(insert(CriterionRow), criteria)
             return decision_ids
+
+    @staticmethod
+    def _unstored(connection: Connection, records: list[DecisionRecord]) -> list[DecisionRecord]:
+        stored = set(
+            connection.scalars(
+                select(DecisionRow.record_id).where(
+                    DecisionRow.record_id.in_([r.record_id for r in records])
+                )
+            )
+        )
+        return [r for r in records if r.record_id not in stored]
 
     @staticmethod
     def _link_early_feedback(connection: Connection, decision_of_card: dict[str, int]) -> None:

@@ -3,9 +3,11 @@
 One daemon thread drains a bounded queue into the store, in batches: after the first record
 it waits a moment (BATCH_WINDOW) so that a busy service stores many decisions per transaction.
 That keeps the thread's share of the GIL, which the answers pay for, small (about 0.14 ms per
-decision on SQLite instead of 1 ms). A full queue or
-a storage failure loses that record: it is logged (hookInstance only) and counted, and
-`/healthz` shows it.
+decision on SQLite instead of 1 ms).
+When the database is unreachable the records go to the local spool (audit/spool.py), and every
+RETRY_SECONDS the writer replays the spool, oldest first, before anything newer; a record the
+database refuses is set aside in the spool (counted) without marking the storage unhealthy.
+Only a full queue loses a record: it is logged (hookInstance only) and counted.
 The first thing the thread does is create / migrate the database, so a fresh install has
 its audit tables right after start, with no set-up step.
 """
@@ -15,17 +17,20 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from cds_service.audit.record import DecisionRecord
+from cds_service.audit.spool import AuditSpool
 from cds_service.audit.store import AuditStore
 
 log = logging.getLogger("cds_service.audit")
-CAPACITY = 1000  # records; at a few ms per write, seconds of backlog (memory stays bounded)
+CAPACITY = 5000  # records: a hung database's connect timeout at 100 calls/s, and more
 BATCH_WINDOW = 0.1  # seconds from a batch's first record to its write
 BATCH_MAX = 200  # records per transaction
+RETRY_SECONDS = 1.0  # between attempts to replay the spool into an unreachable database
 
 
 class StorageUnavailable(Exception):
@@ -45,11 +50,17 @@ def describe(error: Exception) -> str:
 
 class AuditWriter:
     def __init__(
-        self, store: AuditStore, capacity: int = CAPACITY, batch_window: float = BATCH_WINDOW
+        self,
+        store: AuditStore,
+        capacity: int = CAPACITY,
+        batch_window: float = BATCH_WINDOW,
+        spool: AuditSpool | None = None,
     ) -> None:
         self.store = store
+        self.spool = spool or AuditSpool(None)
         self.batch_window = batch_window
-        self.counts = {"written": 0, "dropped": 0, "failed": 0}
+        self.counts = {"written": 0, "dropped": 0}
+        self._last_replay = 0.0
         self.status = "starting"
         self.last_error: str | None = None
         self._queue: queue.Queue[DecisionRecord | threading.Event | None] = queue.Queue(capacity)
@@ -91,6 +102,8 @@ class AuditWriter:
             "backend": self.store.backend,
             "queued": self._queue.qsize(),
             **self.counts,
+            "spooled": self.spool.pending,
+            "refused": self.spool.refused,
         }
         if self.last_error:
             report["lastError"] = self.last_error
@@ -115,25 +128,43 @@ class AuditWriter:
         self._queue.put(None)
         self._wake.set()
         self._thread.join(timeout)
+        self.spool.close()
         self.store.close()
 
     # --- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        self.spool.open()
         try:
             self.ready_store()
             self.status = "ok"
         except StorageUnavailable:
             pass  # logged; every batch retries the migration
+        if self.spool.pending:
+            self._replay()
         while True:
-            first = self._queue.get()  # idle until there is work
-            if isinstance(first, DecisionRecord):
-                # Let a batch gather. The thread sleeps on its own event, not on the queue,
-                # so the records that arrive meanwhile do not wake it one by one (every wake-up
-                # takes the GIL from the answers); flush() and close() cut the wait short.
-                self._wake.wait(self.batch_window)
-            self._wake.clear()
-            if not self._handle([first, *self._drain()]):
-                return
+            try:
+                if not self._step():
+                    return
+            except Exception as error:  # the thread must outlive any one failure
+                log.error("audit writer step failed: %s", describe(error))
+
+    def _step(self) -> bool:
+        """One batch (or one replay attempt when idle with a spool); False when told to stop."""
+        try:
+            first = self._queue.get(timeout=RETRY_SECONDS if self.spool.pending else None)
+        except queue.Empty:
+            self._replay()
+            return True
+        if isinstance(first, DecisionRecord):
+            # Let a batch gather. The thread sleeps on its own event, not on the queue,
+            # so the records that arrive meanwhile do not wake it one by one (every wake-up
+            # takes the GIL from the answers); flush() and close() cut the wait short.
+            self._wake.wait(self.batch_window)
+        self._wake.clear()
+        go_on = self._handle([first, *self._drain()])
+        if self.spool.pending and time.monotonic() - self._last_replay >= RETRY_SECONDS:
+            self._replay()
+        return go_on
 
     def _drain(self) -> list[DecisionRecord | threading.Event | None]:
         items = []
@@ -164,32 +195,82 @@ class AuditWriter:
         return True
 
     def _write(self, batch: list[DecisionRecord]) -> None:
+        if self.spool.pending:  # older records wait there: nothing may overtake them
+            self._to_spool(batch)
+            return
         try:
             self.ready_store().add_decisions(batch)
         except StorageUnavailable:
-            self._lost(batch)  # logged already
+            self._to_spool(batch)  # logged already
             return
-        except Exception as error:
-            if len(batch) > 1 and isinstance(error, DataError | IntegrityError):
-                # a record the database refuses must not take the rest of its batch with it
+        except (DataError, IntegrityError) as error:
+            if len(batch) > 1:  # a record the database refuses must not take its batch along
                 for record in batch:
                     self._write([record])
-                return
+            else:
+                self._refused(None, batch[0], error)
+            return
+        except Exception as error:
             self._failed(error, "audit write failed")
-            self._lost(batch)
+            self._to_spool(batch)
             return
         self.counts["written"] += len(batch)
         self.status, self.last_error = "ok", None
 
-    def _lost(self, batch: list[DecisionRecord]) -> None:
-        self.counts["failed"] += len(batch)
-        for record in batch:
-            log.error(
-                "audit record for hookInstance=%s not stored (%d lost so far)",
-                record.hook_instance,
-                self.counts["failed"],
-            )
+    def _replay(self) -> None:
+        """Spooled records into the store, oldest first, until it is empty or fails again."""
+        self._last_replay = time.monotonic()
+        while self.spool.pending:
+            pending = self.spool.oldest(BATCH_MAX)
+            if not pending:
+                return
+            try:
+                self.ready_store().add_decisions([r for _, r in pending], skip_stored=True)
+            except StorageUnavailable:
+                return
+            except (DataError, IntegrityError):
+                if not self._replay_one_by_one(pending):
+                    return
+                continue
+            except Exception as error:
+                self._failed(error, "audit replay failed")
+                return
+            self.spool.remove([key for key, _ in pending])
+            self.counts["written"] += len(pending)
+        log.info("audit spool replayed; the store has every record again")
+        self.status, self.last_error = "ok", None
+
+    def _replay_one_by_one(self, pending: list[tuple[int | None, DecisionRecord]]) -> bool:
+        for key, record in pending:
+            try:
+                self.store.add_decisions([record], skip_stored=True)
+            except (DataError, IntegrityError) as error:
+                self._refused(key, record, error)
+                continue
+            except Exception as error:
+                self._failed(error, "audit replay failed")
+                return False
+            self.spool.remove([key])
+            self.counts["written"] += 1
+        return True
+
+    def _to_spool(self, batch: list[DecisionRecord]) -> None:
+        self.spool.add(batch)
+        if self.status != "spooling":  # one line per outage, not one per batch
+            log.warning("audit storage unavailable: records go to the local spool until it is back")
+        self.status = "spooling"
+
+    def _refused(self, key: int | None, record: DecisionRecord, error: Exception) -> None:
+        """The database refuses this one record (its data, not the connection): kept aside in
+        the spool; the storage is still healthy for the others."""
+        self.spool.refuse(key, record, describe(error))
+        log.error(
+            "audit record for hookInstance=%s refused by the database, kept in the spool: %s",
+            record.hook_instance,
+            describe(error),
+        )
 
     def _failed(self, error: Exception, what: str) -> None:
-        self.status, self.last_error = "unavailable", describe(error)
+        self.last_error = describe(error)
+        self.status = "spooling" if self.spool.pending else "unavailable"
         log.error("%s: %s", what, self.last_error)

@@ -1,0 +1,174 @@
+"""The audit spool: a local SQLite file that holds decision records while the audit database is
+unreachable, until the writer replays them, oldest first.
+
+A rollback journal, not WAL: WAL maps its index file into memory, and a full disk then kills the
+process with SIGBUS; a rollback journal only gets an error back. `synchronous=FULL`: a record
+the spool accepted survives a crash. If the spool file itself cannot be written (the same full
+disk), records wait in memory, still in order, and go to the file or the database first when
+either takes them again. Records the database refuses (not unreachable: the record itself is
+rejected) go to a separate table, kept for an operator, so one bad record cannot block the rest.
+Only the writer thread uses a spool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import URL
+
+from cds_service.audit.record import CardRecord, CriterionRecord, DecisionRecord, EvaluationRecord
+
+log = logging.getLogger("cds_service.audit")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS spooled (seq INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS refused (seq INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL, why TEXT NOT NULL)",
+)  # fmt: skip
+
+
+def spool_path(data_dir: Path, url: URL) -> Path:
+    """One spool per audit database, so records wait for the database they were meant for."""
+    name = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
+    return data_dir.resolve() / f"audit-spool-{name}.sqlite3"
+
+
+def dump(record: DecisionRecord) -> bytes:
+    return orjson.dumps(dataclasses.asdict(record))
+
+
+def load(data: bytes) -> DecisionRecord:
+    fields: dict[str, Any] = orjson.loads(data)
+    return DecisionRecord(
+        **fields
+        | {
+            "recorded_at": datetime.fromisoformat(fields["recorded_at"]),
+            "orders": tuple(fields["orders"]),
+            "evaluations": tuple(
+                EvaluationRecord(
+                    **e
+                    | {
+                        "criteria": tuple(
+                            CriterionRecord(c["id"], c["status"], tuple(c["evidence"]))
+                            for c in e["criteria"]
+                        )
+                    }
+                )
+                for e in fields["evaluations"]
+            ),
+            "cards": tuple(
+                CardRecord(c["uuid"], tuple(c["suggestion_uuids"])) for c in fields["cards"]
+            ),
+        }
+    )
+
+
+class AuditSpool:
+    """`path` None: memory only (tests, and a data dir that cannot be written)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._held: list[DecisionRecord] = []  # in order, after everything in the file
+        self._in_file = 0
+        self.refused = 0
+
+    @property
+    def pending(self) -> int:
+        return self._in_file + len(self._held)
+
+    def open(self) -> None:
+        """Open the file; records a previous run left there are pending again."""
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # opened by the writer thread, closed by close() once that thread has stopped
+            db = sqlite3.connect(
+                self.path, timeout=5, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=DELETE")
+            db.execute("PRAGMA synchronous=FULL")
+            for statement in _SCHEMA:
+                db.execute(statement)
+            self._in_file = db.execute("SELECT count(*) FROM spooled").fetchone()[0]
+            self.refused = db.execute("SELECT count(*) FROM refused").fetchone()[0]
+            self._db = db
+        except (OSError, sqlite3.Error) as error:
+            log.error("audit spool %s unusable, holding records in memory: %s", self.path, error)
+        if self._in_file:
+            log.warning("audit spool holds %d records from an earlier run", self._in_file)
+
+    def add(self, records: list[DecisionRecord]) -> None:
+        """Never raises: what the file cannot take waits in memory."""
+        if self._db is not None and self._held:
+            self._held = self._to_file(self._held)
+        if self._held:
+            self._held.extend(records)
+            return
+        self._held = self._to_file(records)
+
+    def _to_file(self, records: list[DecisionRecord]) -> list[DecisionRecord]:
+        """The records the file could not take (all or none)."""
+        if self._db is None:
+            return list(records)
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT INTO spooled (record) VALUES (?)", [(dump(r),) for r in records]
+                )
+        except sqlite3.Error as error:
+            log.error(
+                "audit spool write failed, %d records held in memory: %s", len(records), error
+            )
+            return list(records)
+        self._in_file += len(records)
+        return []
+
+    def oldest(self, limit: int) -> list[tuple[int | None, DecisionRecord]]:
+        """Up to `limit` of the oldest pending records, with their file key (None: in memory)."""
+        if self._in_file and self._db is not None:
+            try:
+                rows = self._db.execute(
+                    "SELECT seq, record FROM spooled ORDER BY seq LIMIT ?", (limit,)
+                ).fetchall()
+            except sqlite3.Error as error:
+                log.error("audit spool read failed: %s", error)
+                return []
+            return [(seq, load(data)) for seq, data in rows]
+        return [(None, r) for r in self._held[:limit]]
+
+    def remove(self, keys: list[int | None]) -> None:
+        """Forget records the store now has (the keys `oldest` gave)."""
+        in_file = [(k,) for k in keys if k is not None]
+        if in_file and self._db is not None:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")  # one fsync for the batch, not one each
+                self._db.executemany("DELETE FROM spooled WHERE seq = ?", in_file)
+            self._in_file -= len(in_file)
+        del self._held[: len(keys) - len(in_file)]
+
+    def refuse(self, key: int | None, record: DecisionRecord, why: str) -> None:
+        """Set a record the database refuses aside, kept, so the rest can be replayed."""
+        self.refused += 1
+        if self._db is not None:
+            try:
+                with self._db:
+                    self._db.execute(
+                        "INSERT INTO refused (record, why) VALUES (?, ?)", (dump(record), why)
+                    )
+            except sqlite3.Error as error:
+                log.error("audit spool cannot keep a refused record: %s", error)
+        if key is not None or record in self._held:
+            self.remove([key])
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,110 @@
+"""The HTTP server `cds-service serve` runs: uvicorn, with the connection limits it lacks.
+
+uvicorn closes a kept-alive connection after `timeout_keep_alive`, but it never times out a
+connection that has not sent (all of) its request headers, and it accepts connections until the
+process runs out of file descriptors. `GuardedH11` adds both: a deadline from the connection's
+start (and from each keep-alive request's first byte) to its complete request head, and a cap
+on open connections (one over the cap is closed at once, before it holds a file descriptor for
+long). Errors that repeat (the accept loop out of descriptors, malformed requests) are logged
+once per interval with a count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from cds_service.settings import Settings
+
+REPEAT_INTERVAL_S = 10.0
+
+
+class GuardedH11(H11Protocol):
+    header_timeout: float = 10.0
+    max_connections: int = 1000
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.max_connections:
+            transport.abort()  # over the cap: shed at once, before it ties up a descriptor
+            return
+        self._arm_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        # Between requests uvicorn's keep-alive timer runs; a new request's first byte cancels
+        # it, and from then its head is on this deadline.
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:  # still waiting for (the rest of) a request head
+            if self._head_deadline is None:
+                self._arm_head_deadline()
+        elif self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if getattr(self, "_head_deadline", None) is not None:
+            self._head_deadline.cancel()  # type: ignore[union-attr]
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self) -> None:
+        self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first of a repeating message through, then one per interval with the count of
+    those held back (the accept loop can otherwise write thousands of lines a second)."""
+
+    def __init__(self, interval: float = REPEAT_INTERVAL_S) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        last, held = self._last.get(key, (float("-inf"), 0))
+        if now - last < self.interval:
+            self._last[key] = (last, held + 1)
+            return False
+        self._last[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like this in the last {self.interval:g} s)"
+        return True
+
+
+def guarded_protocol(settings: Settings) -> type[GuardedH11]:
+    return type(
+        "GuardedH11",
+        (GuardedH11,),
+        {"header_timeout": settings.header_timeout, "max_connections": settings.max_connections},
+    )
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The server's limits from the settings (README "Running behind a reverse proxy")."""
+    return {
+        "http": guarded_protocol(settings),
+        "timeout_keep_alive": settings.keepalive_timeout,
+        # uvicorn counts open connections (idle ones too) with tasks: at the cap it answers 503
+        "limit_concurrency": settings.max_connections,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "backlog": 1024,
+    }
+
+
+def quiet_repeats() -> None:
+    """Install the repeat filter on the loggers the accept loop and the protocol write to."""
+    repeat = RepeatFilter()
+    for name in ("asyncio", "uvicorn.error"):
+        logging.getLogger(name).addFilter(repeat)
