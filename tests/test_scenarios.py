@@ -138,8 +138,25 @@ def test_every_criterion_is_met_and_not_met_somewhere(client: TestClient) -> Non
         for node in rule.walk()
         if node is not rule
     ]
-    lacking = {i: sorted(seen[i]) for i in all_ids if not {"met", "not-met"} <= seen[i]}
+    lacking = {
+        i: sorted(seen[i])
+        for i in all_ids
+        if not {"met", "not-met"} - ONE_SIDED.get(i, set()) <= seen[i]
+    }
     assert lacking == {}
+    assert all(ONE_SIDED[i] & seen[i] == set() for i in ONE_SIDED), "a one-sided criterion flipped"
+
+
+# Criteria that by the evidence rule (cards/README.md) can take only one of met / not-met:
+# "follows a (any) transplant" has no documented negative (no record proves a patient was never
+# transplanted: silence is unknown), and BCBSMS's unnamed high-risk setting is medical director
+# review, never met from the record.
+ONE_SIDED = {
+    "wellmark-hpc-prior-hsct": {"not-met"},
+    "molina-hpc-follows-hsct": {"not-met"},
+    "molina-hpc-follows-treatment": {"not-met"},
+    "bcbsms-dli-other-high-risk-setting": {"met"},
+}
 
 
 def test_molina_overview_advisory_never_changes_the_determination(client: TestClient) -> None:
