@@ -16,7 +16,7 @@ import typer
 
 from cds_service import devkeys
 from cds_service.audit.cli import app as audit_app
-from cds_service.core.model import Service
+from cds_service.core import Service
 from cds_service.logs import configure_logging
 from cds_service.policy_store import load
 from cds_service.scenarios import (
@@ -57,20 +57,27 @@ def serve(
     """Start the CDS Hooks service."""
     import uvicorn
 
-    from cds_service.api.app import create_app
     from cds_service.api.issuers import ConfigError
+    from cds_service.compose import create_dev_app
 
     settings = Settings()
     try:
-        service = create_app(settings)
+        service = create_dev_app(settings)
     except ConfigError as error:
         typer.secho(f"Not starting: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     configure_logging(settings.log_level)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    base = f"http://{bind_host}:{bind_port}"
+    typer.echo(f"CDS Hooks service listening on {base} (discovery: {base}/cds-services)")
+    if settings.sandbox_enabled:
+        typer.echo(f"Sandbox: {base}/sandbox")
+    if settings.env == "development":
+        typer.echo(f"API docs: {base}/docs")
     uvicorn.run(
         service,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=bind_host,
+        port=bind_port,
         log_level=settings.log_level,
         log_config=None,  # keep the JSON handler: uvicorn's own would print request data
         access_log=False,  # the access log would print URLs only, but keep one log line per call

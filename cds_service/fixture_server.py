@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -71,7 +72,11 @@ def create_fixture_server(
     token: str, folder: Path | None = None, page_size: int = 20, delay: float = 0.0
 ) -> FastAPI:
     """The fixture FHIR server; `delay` seconds are added to every search (for benchmarks)."""
-    store = load_resources(folder)
+
+    @cache
+    def store() -> dict[str, dict[str, dict[str, Any]]]:  # on first request, not when mounted
+        return load_resources(folder)
+
     app = FastAPI(title="Fixture FHIR server", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -85,14 +90,14 @@ def create_fixture_server(
 
     @app.get("/{resource_type}/{resource_id}")
     async def read(resource_type: str, resource_id: str) -> JSONResponse:
-        resource = store.get(resource_type, {}).get(resource_id)
+        resource = store().get(resource_type, {}).get(resource_id)
         if resource is None:
             return error_response(404, f"{resource_type}/{resource_id} is not known")
         return JSONResponse(resource, media_type=FHIR_JSON)
 
     @app.get("/{resource_type}")
     async def search(resource_type: str, request: Request) -> JSONResponse:
-        if resource_type not in store:
+        if resource_type not in store():
             return error_response(404, f"resource type {resource_type} is not served")
         if delay:
             await asyncio.sleep(delay)
@@ -109,7 +114,7 @@ def create_fixture_server(
             return error_response(400, "_count must be positive and _offset not negative")
         found = [
             r
-            for _, r in sorted(store[resource_type].items())
+            for _, r in sorted(store()[resource_type].items())
             if all(_matches(r, name, value) for name, value in params.items())
         ]
         base = str(request.base_url).rstrip("/")

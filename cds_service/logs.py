@@ -3,7 +3,9 @@
 The service's own loggers (`cds_service.*`) log ids, outcomes and timings as `extra={"fields":
 {...}}`. Everything else (uvicorn, starlette, httpx) is rendered as its message template only,
 without arguments, and an exception only as its type and where it was raised, never its
-message: those are the places a request body or token could otherwise be echoed.
+message: those are the places a request body or token could otherwise be echoed. The few
+server-lifecycle templates below carry only a process id, an address or a dialect name, so they are
+rendered whole.
 """
 
 from __future__ import annotations
@@ -14,15 +16,27 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+# (logger, template) pairs whose arguments are the server's own, never a request's.
+_LIFECYCLE = frozenset(
+    {
+        ("uvicorn.error", "Started server process [%d]"),
+        ("uvicorn.error", "Finished server process [%d]"),
+        ("uvicorn.error", "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)"),
+        ("alembic.runtime.migration", "Context impl %s."),
+        ("alembic.runtime.migration", "Will assume %s DDL."),
+    }
+)
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ours = record.name == "cds_service" or record.name.startswith("cds_service.")
+        rendered = ours or (record.name, record.msg) in _LIFECYCLE
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage() if ours else str(record.msg),
+            "event": record.getMessage() if rendered else str(record.msg),
         }
         if ours:
             entry.update(getattr(record, "fields", {}))

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cds_service.core.model import Service
-from cds_service.core.policy import Policy
+from cds_service.core import Policy, Service
 from cds_service.scenarios import Scenario
 
 REGENERATE = "cds-service matrix --output docs/scenarios.md"

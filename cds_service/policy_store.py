@@ -8,8 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cds_service.core.facts import Thresholds
-from cds_service.core.policy import Policy
+from cds_service.core import Policy, Thresholds
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 THRESHOLDS_FILE = PACKAGE_DIR / "data" / "clinical_thresholds.yaml"

@@ -13,7 +13,7 @@ import copy
 import json
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,9 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from cds_service.api.discovery import PREFETCH, SERVICES
-from cds_service.core.model import Determination, Service
-from cds_service.core.orders import recognise
-from cds_service.core.policy import Policy
+from cds_service.core import Determination, Policy, Service, recognise
 from cds_service.policy_store import bundled
 
 FIXTURES_DIR = bundled("fhir_fixtures")
@@ -113,8 +111,16 @@ def _read(path: Path) -> Scenario:
 
 
 def load_scenarios(folder: Path | None = None) -> list[Scenario]:
-    """Every `<id>.yaml` in the fixtures folder, by id: adding a scenario is adding a file."""
-    return [_read(path) for path in sorted((folder or FIXTURES_DIR).glob("*.yaml"))]
+    """Every `<id>.yaml` in the fixtures folder, by id: adding a scenario is adding a file.
+    The bundled scenarios are read once per process, on first use."""
+    if folder is None:
+        return list(_bundled_scenarios())
+    return [_read(path) for path in sorted(folder.glob("*.yaml"))]
+
+
+@cache
+def _bundled_scenarios() -> tuple[Scenario, ...]:
+    return tuple(_read(path) for path in sorted(FIXTURES_DIR.glob("*.yaml")))
 
 
 def find_scenario(name: str, folder: Path | None = None) -> Scenario:

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from cds_service.api.app import create_app
+from cds_service.compose import create_dev_app
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
 
@@ -33,7 +33,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 @pytest.fixture(scope="module")
 def base_url(knowledge: Knowledge) -> Iterator[str]:
     """The real app under uvicorn on 127.0.0.1 and a port the OS picks."""
-    config = uvicorn.Config(create_app(Settings(), knowledge), host="127.0.0.1", port=0,
+    config = uvicorn.Config(create_dev_app(Settings(), knowledge), host="127.0.0.1", port=0,
                             log_level="warning", lifespan="off")  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -30,7 +30,7 @@ def test_fire_all_payers_and_json() -> None:
     body = json.loads(result.output)
     determinations = {e["policyId"]: e["determination"] for c in body["cards"]
                       for e in c["extension"]["dli-hpc-cds.evaluations"]}  # fmt: skip
-    assert determinations["anthem-cg-trans-03"] == "does-not-meet-criteria"
+    assert determinations["anthem-cg-trans-03"] == "needs-information"  # off-list MDS: review
     assert len(determinations) == 5
 
 
@@ -86,3 +86,25 @@ def test_dev_key_and_signed_fire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     unsigned = runner.invoke(app, ["fire", "relapsed-aml-allo-mac"])
     assert unsigned.exit_code == 1
     assert "HTTP 401" in unsigned.output
+
+
+def test_serve_says_where_it_listens_and_where_the_sandbox_and_docs_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    started: dict[str, object] = {}
+
+    def run(service: object, **options: object) -> None:
+        started.update(options, app=service)
+        started["app"].state.audit.close()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr("cds_service.cli.configure_logging", lambda level: None)  # pytest's own
+    monkeypatch.setenv("CDS_ENV", "development")
+    result = runner.invoke(app, ["serve", "--host", "127.0.0.1", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert "listening on http://127.0.0.1:8123" in result.output
+    assert "Sandbox: http://127.0.0.1:8123/sandbox" in result.output
+    assert "API docs: http://127.0.0.1:8123/docs" in result.output
+    assert started["port"] == 8123 and started["host"] == "127.0.0.1"

@@ -117,3 +117,59 @@ def test_not_addressed_service() -> None:
     result = evaluate(policy(RULE), Service.HPC_BOOST, ORDER, StubFacts())  # type: ignore[arg-type]
     assert result.determination is Determination.NOT_ADDRESSED
     assert result.criteria == ()
+
+
+# review_if: where the policy leaves a case to a reviewer, a not-met becomes unknown
+REVIEWED: dict[str, Any] = {
+    "id": "root", "text": "r", "citation": "c",
+    "all_of": [{**leaf("relapsed", fact="disease_status", **{"in": ["relapsed", "refractory"]}),
+                "review_if": {"fact": "disease_status", "equals": "persistent"},
+                "reading": "persistent disease is for the reviewer", "to_settle": "attach the report"}],
+}  # fmt: skip
+REVIEWS = [
+    ("relapsed", Determination.MEETS, M),
+    ("persistent", Determination.NEEDS_INFORMATION, U),  # the reviewer's case: never not-met
+    ("remission", Determination.DOES_NOT_MEET, N),  # positive evidence against: stays not-met
+    (None, Determination.NEEDS_INFORMATION, U),
+]
+
+
+@pytest.mark.parametrize(("status", "determination", "leaf_status"), REVIEWS)
+def test_review_if_turns_not_met_into_unknown(
+    status: str | None, determination: Determination, leaf_status: Status
+) -> None:
+    facts = StubFacts(disease_status=status)
+    result = evaluate(policy(REVIEWED), Service.DLI, ORDER, facts)  # type: ignore[arg-type]
+    assert result.determination is determination
+    assert result.criteria[0].status is leaf_status
+
+
+def test_review_if_needs_a_reading_and_guidance() -> None:
+    bare = dict(REVIEWED["all_of"][0])
+    del bare["reading"]
+    with pytest.raises(ValueError, match="review_if needs a reading"):
+        policy({**REVIEWED, "all_of": [bare]})
+
+
+# an any_of branch that cannot change the answer is superseded, with everything inside it
+BRANCHES: dict[str, Any] = {
+    "id": "root", "text": "r", "citation": "c",
+    "any_of": [leaf("a", fact="hsct_type", equals="allogeneic"),
+               {"id": "b", "text": "b", "citation": "c",
+                "all_of": [{**leaf("b1", fact="donor_chimerism_pct", lt=90), "to_settle": "chimerism"},
+                           leaf("b2", fact="prior_car_t", equals=True)]}],
+}  # fmt: skip
+
+
+def test_a_met_branch_supersedes_the_others() -> None:
+    met = evaluate(policy(BRANCHES), Service.DLI, ORDER, StubFacts(hsct_type="allogeneic"))  # type: ignore[arg-type]
+    assert {c.id: c.superseded for c in met.criteria} == {
+        "a": False,
+        "b": True,
+        "b1": True,
+        "b2": True,
+    }
+    assert met.unknown == ()  # b1 is unknown, but asking for it cannot change the answer
+    open_ = evaluate(policy(BRANCHES), Service.DLI, ORDER, StubFacts(hsct_type="autologous"))  # type: ignore[arg-type]
+    assert not any(c.superseded for c in open_.criteria)
+    assert [c.id for c in open_.unknown] == ["b1"]

@@ -92,6 +92,8 @@ CASES: list[tuple[str, str, list[Any], tuple[str, ...] | None, Any]] = [
     ("acute_gvhd_grade", PRESENT, [condition("402355000", "2025-05-01", system=SCT, stage=[{"summary": {"coding": [{"system": "http://dli-hpc-cds.org/fhir/CodeSystem/gvhd-grade", "code": "aGVHD-II"}]}}])], (), 2.0),
     ("acute_gvhd_grade", ABSENT, [], (), 0.0),
     ("acute_gvhd_grade", SILENT, [condition("402355000", "2025-05-01", system=SCT)], (), None),
+    ("acute_gvhd_active", PRESENT, [condition("402355000", "2025-05-01", system=SCT)], (), True),
+    ("acute_gvhd_active", ABSENT, [], (), False),
     ("chronic_gvhd_active", PRESENT, [condition("D89.811", "2025-05-01")], (), True),
     ("chronic_gvhd_active", ABSENT, [], (), False),
     # item 3: persistence needs >= 14 days of low counts; recovery needs a normal newest count
@@ -146,7 +148,12 @@ CASES: list[tuple[str, str, list[Any], tuple[str, ...] | None, Any]] = [
 NO_ABSENT_STATE = {"conditioning_intensity", "indication_icd10cm"}
 NO_PRESENT_STATE = {"other_high_risk_setting"}
 # facts whose value on silence is a documented absence by the catalogue's rule (complete lists)
-ABSENCE_BY_RULE = {"chronic_gvhd_active", "nonadherence", "lacks_social_support"}
+ABSENCE_BY_RULE = {
+    "acute_gvhd_active",
+    "chronic_gvhd_active",
+    "nonadherence",
+    "lacks_social_support",
+}
 NO_SILENT_STATE = ABSENCE_BY_RULE
 
 

@@ -147,6 +147,10 @@ CASES = [
     ("acute_gvhd_grade", [condition("402355000", "2025-05-01", system=SCT, stage=[{"summary": {"coding": [{"system": "http://dli-hpc-cds.org/fhir/CodeSystem/gvhd-grade", "code": "aGVHD-III"}]}}])], 3.0),
     ("acute_gvhd_grade", [condition("402355000", "2025-05-01", system=SCT)], None),
     ("acute_gvhd_grade", [condition("402355000", "2025-05-01", system=SCT, status="resolved")], 0.0),
+    # any active acute GVHD, graded or not (Molina overview advisory): present / absent
+    ("acute_gvhd_active", [condition("402355000", "2025-05-01", system=SCT)], True),
+    ("acute_gvhd_active", [condition("402355000", "2025-05-01", system=SCT, status="resolved")], False),
+    ("acute_gvhd_active", [], False),
     # contraindications
     ("current_substance_use", [condition("F17.211", "2020-01-01")], False),  # in remission
     ("current_substance_use", [condition("F12.20", "2025-01-01")], None),  # cannabis alone
@@ -174,6 +178,10 @@ def test_unreadable_relevant_resource_makes_the_fact_unknown() -> None:
     # an unreadable Observation about something else leaves chimerism alone
     other = {**broken, "code": {"coding": [{"system": LOINC, "code": "718-7"}]}}
     assert fact("donor_chimerism_pct", ALLO, good, broken=(other,)) == 90.0
+    # an unreadable acute GVHD Condition: whether acute GVHD is active is not documented
+    bad_gvhd = {"resourceType": "Condition", "id": "badg", "onsetDateTime": "not a date",
+                "code": {"coding": [{"system": SCT, "code": "402355000"}]}}  # fmt: skip
+    assert fact("acute_gvhd_active", broken=(bad_gvhd,)) is None
     # positive findings survive: an allogeneic transplant stays allogeneic
     bad_procedure = {"resourceType": "Procedure", "id": "badp", "code": {"text": "?"}}
     assert fact("hsct_type", ALLO, broken=(bad_procedure,)) == "allogeneic"

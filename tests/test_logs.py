@@ -146,3 +146,23 @@ def test_a_failure_after_the_answer_is_logged_without_its_data(
     messages = [r.getMessage() for r in records]
     assert "after-answer step failed: RuntimeError" in messages
     assert "Rosalind" not in output.getvalue() + "\n".join(messages)
+
+
+@pytest.mark.parametrize(
+    ("logger", "template", "args", "event"),
+    [
+        ("uvicorn.error", "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)",
+         ("http", "127.0.0.1", 8000), "Uvicorn running on http://127.0.0.1:8000 (Press CTRL+C to quit)"),
+        ("uvicorn.error", "Started server process [%d]", (4242,), "Started server process [4242]"),
+        # any other template of another library keeps its arguments out
+        ("uvicorn.error", "Invalid HTTP request received: %s", ("Bearer secret",),
+         "Invalid HTTP request received: %s"),
+        ("httpx", "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", ("a", "b", 1),
+         "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)"),
+    ],
+)  # fmt: skip
+def test_only_server_lifecycle_lines_of_other_libraries_are_rendered_whole(
+    logger: str, template: str, args: tuple[Any, ...], event: str
+) -> None:
+    record = logging.LogRecord(logger, logging.INFO, __file__, 1, template, args, None)
+    assert json.loads(JsonFormatter().format(record))["event"] == event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,12 +122,13 @@ def test_thresholds_come_only_from_their_file(tmp_path: Path) -> None:
     assert thresholds.platelets_below == data["cytopenia"]["platelets_below_10e9_per_l"]
     assert thresholds.transfusion_lookback_days == data["transfusion_dependence"]["lookback_days"]
     assert all(field.is_required() for field in Thresholds.model_fields.values())  # no defaults
-    for why, mutate in (
+    breakages: tuple[tuple[str, Callable[[dict[str, Any]], None]], ...] = (
         ("unknown thresholds: cytopenia.anc_below", lambda d: d["cytopenia"].update(anc_below=1)),
         ("greater than 0", lambda d: d["cytopenia"].update(persistence_days=0)),
         ("Field required", lambda d: d["conditioning"].clear()),
         ("valid integer", lambda d: d["transfusion_dependence"].update(min_transfusions="2")),
-    ):
+    )
+    for why, mutate in breakages:
         broken = copy.deepcopy(data)
         mutate(broken)
         path = tmp_path / "clinical_thresholds.yaml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.api.app import create_app
+from cds_service.compose import create_dev_app
 from cds_service.fixture_server import serve_in_thread
 from cds_service.policy_store import Knowledge
 from cds_service.sandbox import SandboxFhir, mount_sandbox
@@ -19,6 +21,16 @@ from cds_service.sandbox.router import STATIC_DIR
 from cds_service.settings import Settings
 
 BUILD = "/sandbox/api/request"
+
+
+@pytest.fixture(scope="module")
+def client(knowledge: Knowledge) -> Iterator[TestClient]:
+    """The development composition: the service with the sandbox mounted (on in development)."""
+    app = create_dev_app(Settings(), knowledge)
+    try:
+        yield TestClient(app)
+    finally:
+        app.state.audit.close()
 
 
 def build(client: TestClient, **spec: Any) -> dict[str, Any]:
@@ -171,7 +183,7 @@ def test_the_sandbox_setting(
         }
     if sandbox is not None:
         values["CDS_SANDBOX"] = sandbox
-    client = TestClient(create_app(Settings(**values), knowledge))
+    client = TestClient(create_dev_app(Settings(**values), knowledge))
     assert (client.get("/sandbox").status_code == 200) is served
     assert (client.get("/sandbox/api/scenarios").status_code == 200) is served
 
@@ -179,7 +191,7 @@ def test_the_sandbox_setting(
 def test_no_prefetch_reads_the_hosted_fixture_server_over_http(knowledge: Knowledge) -> None:
     """The sandbox's no-prefetch request makes the service fetch everything from the fixture
     FHIR server it hosts, over real HTTP, and the answer matches full prefetch."""
-    app = create_app(Settings(), knowledge)
+    app = create_dev_app(Settings(), knowledge)
     with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as http:
         results = {}
         for mode in ("full", "none"):

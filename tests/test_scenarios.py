@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cds_service.core.facts import CATALOGUE
 from cds_service.core.model import Service
+from cds_service.core.policy import FactTest, Node, Policy
 from cds_service.policy_store import load
 from cds_service.scenarios import (
     FIXTURES_DIR,
@@ -138,11 +140,14 @@ def test_every_criterion_is_met_and_not_met_somewhere(client: TestClient) -> Non
         for node in rule.walk()
         if node is not rule
     ]
-    lacking = {
-        i: sorted(seen[i])
+    reviewer_only = {n.id for p in policies for n in _walk_all(p) if _never_not_met(n)}
+    wanted = {
+        i: {"met", "unknown"}
+        if i in reviewer_only
+        else {"met", "not-met"} - ONE_SIDED.get(i, set())
         for i in all_ids
-        if not {"met", "not-met"} - ONE_SIDED.get(i, set()) <= seen[i]
     }
+    lacking = {i: sorted(seen[i]) for i in all_ids if not wanted[i] <= seen[i]}
     assert lacking == {}
     assert all(ONE_SIDED[i] & seen[i] == set() for i in ONE_SIDED), "a one-sided criterion flipped"
 
@@ -154,16 +159,44 @@ def test_every_criterion_is_met_and_not_met_somewhere(client: TestClient) -> Non
 ONE_SIDED = {
     "wellmark-hpc-prior-hsct": {"not-met"},
     "molina-hpc-follows-hsct": {"not-met"},
+    "molina-hpc-hsct-documented": {"not-met"},
     "molina-hpc-follows-treatment": {"not-met"},
     "bcbsms-dli-other-high-risk-setting": {"met"},
 }
 
 
-def test_molina_overview_advisory_never_changes_the_determination(client: TestClient) -> None:
-    body = all_payer_body(client, "acute-gvhd-grade-3", Service.DLI)
+def _walk_all(policy: Policy) -> list[Node]:
+    return [n for s in Service if (rule := policy.rule(s)) is not None for n in rule.walk()]
+
+
+def _never_not_met(node: Node) -> bool:
+    """A leaf whose review_if covers every value its test rejects: by design it is never
+    not-met (the policy leaves every such case to a reviewer), so it must show unknown."""
+    test, review = node.test, node.review_if
+    if test is None or review is None or test.fact != review.fact:
+        return False
+    domain = CATALOGUE[test.fact].values
+    if domain is None:
+        return False
+
+    def accepted(t: FactTest) -> set[str]:
+        values: list[Any] = t.in_ or [t.equals]
+        return {str(v) for v in values}
+
+    return set(domain) - accepted(test) <= accepted(review)
+
+
+@pytest.mark.parametrize(
+    ("scenario_id", "shown"),
+    [("acute-gvhd-grade-3", True), ("acute-gvhd-ungraded", True), ("relapsed-aml-allo-mac", False)],
+)
+def test_molina_overview_advisory_never_changes_the_determination(
+    client: TestClient, scenario_id: str, shown: bool
+) -> None:
+    """Any active acute GVHD shows the overview note, graded or not; none shows nothing."""
+    body = all_payer_body(client, scenario_id, Service.DLI)
     molina = next(c for c in body["cards"] if c["source"]["label"] == "Molina Healthcare")
-    assert (
-        "Overview (not a coverage criterion): DLI should be avoided with active" in molina["detail"]
-    )
-    expected = next(s for s in SCENARIOS if s.id == "acute-gvhd-grade-3").expected["dli"]
+    note = "Overview (not a coverage criterion): DLI should be avoided with active"
+    assert (note in molina["detail"]) is shown
+    expected = next(s for s in SCENARIOS if s.id == scenario_id).expected["dli"]
     assert molina["extension"][EVALUATIONS][0]["determination"] == expected["molina-mcp-210"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.core import codes
-from cds_service.core.facts import OBSERVATION_LOINC
+from cds_service.core import OBSERVATION_LOINC, codes
 
 # Observation codes the facts read, declared once in the fact modules, so the client sends only
 # those (CRD found-27/28).

@@ -17,7 +17,6 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -26,10 +25,7 @@ from cds_service.api.allowlist import within
 from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import ParsedHook
-from cds_service.core.facts.relevance import relevance_filter
-from cds_service.core.model import Order, PatientRecord
-from cds_service.core.record import Keep, add_prefetch_value, is_operation_outcome
-from cds_service.policy_store import Knowledge
+from cds_service.core import Keep, PatientRecord, add_prefetch_value, is_operation_outcome
 
 log = logging.getLogger("cds_service.gather")
 
@@ -162,12 +158,6 @@ async def fetch_all(
             job.problem = (
                 f"the EHR's FHIR server did not finish within the {limits.budget:g} s budget"
             )
-
-
-def relevant_resources(orders: list[Order], today: date, knowledge: Knowledge) -> Keep:
-    """Skip resources no fact reads; counts older than every order's look-back window too."""
-    earliest = min(order.authored_on or today for order in orders)
-    return relevance_filter(earliest - timedelta(days=knowledge.thresholds.cytopenia_lookback_days))
 
 
 def from_prefetch(parsed: ParsedHook, keep: Keep | None = None) -> tuple[PatientRecord, list[str]]:

@@ -14,9 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cds_service.api.discovery import ServiceDef
 from cds_service.api.errors import HookError
 from cds_service.api.limits import MAX_JSON_DEPTH, check_request_shape
-from cds_service.core.cards import CardOptions
-from cds_service.core.model import Order
-from cds_service.core.orders import recognise
+from cds_service.core import CardOptions, Order, recognise
 
 _ID = r"^[A-Za-z0-9\-.]{1,64}$"
 REQUEST_TYPES = frozenset(

@@ -1,4 +1,5 @@
 """OpenAPI descriptions of the hook call and its answers, for clients and for the fuzz tests.
+The request schemas are generated from the pydantic models that validate the requests.
 
 Documentation only: the route still reads the raw body and `hooks.parse_hook` validates it, so
 an invalid request keeps its 400 + OperationOutcome (never FastAPI's 422 shape).
@@ -8,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cds_service.api.discovery import SERVICES
+from pydantic import BaseModel
+
+from cds_service.api.discovery import PREFETCH, SERVICES
+from cds_service.api.hooks import HookRequest, OrderContext
+from cds_service.audit.feedback import FeedbackRequest
 
 OPERATION_OUTCOME: dict[str, Any] = {
     "type": "object",
@@ -60,7 +65,7 @@ _ORDER = {
 }
 
 
-def _bundle(resource: dict[str, Any]) -> dict[str, Any]:
+def _bundle(resource: dict[str, Any], min_entries: int = 0) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["resourceType"],
@@ -69,7 +74,7 @@ def _bundle(resource: dict[str, Any]) -> dict[str, Any]:
             "type": {"enum": ["collection", "searchset"]},
             "entry": {
                 "type": "array",
-                "minItems": 1,
+                "minItems": min_entries,
                 "items": {
                     "type": "object",
                     "required": ["resource"],
@@ -80,34 +85,51 @@ def _bundle(resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-HOOK_REQUEST: dict[str, Any] = {
-    "type": "object",
-    "required": ["hook", "hookInstance", "context"],
-    "properties": {
-        "hook": {"enum": sorted({s.hook for s in SERVICES.values()})},
-        "hookInstance": {"type": "string", "format": "uuid"},
-        "fhirServer": {"type": "string", "format": "uri"},
-        "context": {
-            "type": "object",
-            "required": ["userId", "patientId", "draftOrders"],
-            "properties": {
-                "userId": {"type": "string", "pattern": "^Practitioner/[A-Za-z0-9.-]{1,64}$"},
-                "patientId": {"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"},
-                "encounterId": {"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"},
-                "selections": {"type": "array", "items": {"type": "string"}},
-                "draftOrders": _bundle(_ORDER),
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON schema with its `$defs` inlined, so it stands alone inside the OpenAPI
+    document (pydantic's local references would point at the document's root)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
+
+def _hook_request() -> dict[str, Any]:
+    """The hook call as the pydantic models in api/hooks.py validate it. The FHIR content (draft
+    orders, prefetch Bundles) is checked by hooks._entries and core, not by pydantic, so its shape
+    is added here: enough for a fuzzer to build orders the service evaluates."""
+    schema = model_schema(HookRequest)
+    schema["properties"]["hook"] = {"enum": sorted({s.hook for s in SERVICES.values()})}
+    context = model_schema(OrderContext)
+    context["properties"]["draftOrders"] = _bundle(_ORDER, min_entries=1)
+    schema["properties"]["context"] = context
+    schema["properties"]["prefetch"] = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    key: {"anyOf": [_bundle({"type": "object"}), {"type": "null"}]}
+                    for key in PREFETCH
+                    if key != "patient"
+                },
             },
-        },
-        "prefetch": {
-            "type": "object",
-            "properties": {
-                key: {"oneOf": [_bundle({"type": "object"}), {"type": "null"}]}
-                for key in ("coverage", "conditions", "procedures", "observations")
-            },
-        },
-        "extension": {"type": "object"},
-    },
-}
+            {"type": "null"},
+        ]
+    }
+    return schema
+
+
+HOOK_REQUEST: dict[str, Any] = _hook_request()
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -151,48 +173,10 @@ CARDS_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 # --- feedback (CDS Hooks 2.0 §feedback; validated by cds_service/audit/feedback.py) ----------
-_CODING = {
-    "type": "object",
-    "required": ["system", "code"],
-    "properties": {"system": {"type": "string"}, "code": {"type": "string"}},
-}
 FEEDBACK_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["feedback"],
-                    "properties": {
-                        "feedback": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {
-                                "type": "object",
-                                "required": ["card", "outcome", "outcomeTimestamp"],
-                                "properties": {
-                                    "card": {"type": "string", "format": "uuid"},
-                                    "outcome": {"enum": ["accepted", "overridden"]},
-                                    "acceptedSuggestions": {
-                                        "type": "array",
-                                        "items": {"type": "object", "required": ["id"]},
-                                    },
-                                    "overrideReason": {
-                                        "type": "object",
-                                        "properties": {
-                                            "reason": _CODING,
-                                            "userComment": {"type": "string"},
-                                        },
-                                    },
-                                    "outcomeTimestamp": {"type": "string", "format": "date-time"},
-                                },
-                            },
-                        }
-                    },
-                }
-            }
-        },
+        "content": {"application/json": {"schema": model_schema(FeedbackRequest)}},
     }
 }
 FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -14,7 +14,7 @@ import typer
 
 from cds_service.audit.report import decision_dict, stats
 from cds_service.audit.store import AuditFilter, AuditStore, database_url
-from cds_service.core.model import Determination
+from cds_service.core import Determination
 from cds_service.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)

@@ -1,4 +1,4 @@
-"""The PHI-free audit record of one answered hook call, built from the decision and response.
+"""The PHI-free audit record of one answered hook call, built from the decision.
 
 Only references (`Type/id`), codes, uuids and outcomes are copied: the card text, the draft
 orders and the prefetch never are (the card detail quotes clinical values).
@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cds_service.core.cards import COVERAGE_INFO_URL, EVALUATIONS_EXT
-from cds_service.core.decide import Decision
+from cds_service.core import Decision
 
 
 @dataclass(frozen=True)
@@ -54,29 +53,6 @@ class DecisionRecord:
     data_source: str = "prefetch"
 
 
-def _card_of(body: dict[str, Any]) -> dict[tuple[str, str], str]:
-    """(order reference, policy id) -> uuid of the card that shows that evaluation."""
-    where = {}
-    for card in body.get("cards") or ():
-        for item in card.get("extension", {}).get(EVALUATIONS_EXT, ()):
-            where[item["order"], item["policyId"]] = card["uuid"]
-    return where
-
-
-def _assertion_of(body: dict[str, Any]) -> dict[str, str]:
-    """order reference -> CRD coverage-assertion-id of its coverage-information systemAction."""
-    found = {}
-    for action in body.get("systemActions") or ():
-        resource = action.get("resource") or {}
-        for ext in resource.get("extension") or ():
-            if ext.get("url") != COVERAGE_INFO_URL:
-                continue
-            for part in ext.get("extension") or ():
-                if part.get("url") == "coverage-assertion-id":
-                    found[f"{resource['resourceType']}/{resource['id']}"] = part["valueString"]
-    return found
-
-
 def decision_record(
     decision: Decision | None,
     *,
@@ -90,9 +66,10 @@ def decision_record(
     data_source: str = "prefetch",
 ) -> DecisionRecord:
     """`decision` is None for a call whose draft orders hold no DLI / HPC boost order."""
-    body = decision.body if decision else {"cards": []}
+    body: dict[str, Any] = decision.body if decision else {"cards": []}
     evaluations = decision.evaluations if decision else []
-    card_of, assertion_of = _card_of(body), _assertion_of(body)
+    card_of = decision.card_uuids if decision else {}
+    assertion_of = decision.assertion_ids if decision else {}
     return DecisionRecord(
         recorded_at=recorded_at,
         hook_instance=hook_instance,

@@ -31,12 +31,11 @@ import httpx
 import orjson
 
 from cds_service.api.discovery import REQUIRED_PREFETCH, SERVICES
-from cds_service.api.gather import from_prefetch, query_url, relevant_resources
+from cds_service.api.gather import from_prefetch, query_url
 from cds_service.api.hooks import parse_hook
 from cds_service.audit.writer import BATCH_WINDOW
 from cds_service.bench.workload import order_sign_request, resource_count
-from cds_service.core.decide import decide
-from cds_service.core.model import Service
+from cds_service.core import DecisionInputs, Service, decide, relevant_resources
 from cds_service.fixture_server import create_fixture_server, serve_in_thread
 from cds_service.policy_store import load
 from cds_service.scenarios import build_request, find_scenario, point_at_fhir_server
@@ -79,11 +78,13 @@ def pipeline() -> Callable[[bytes], tuple[bytes, object]]:
     def run(body: bytes) -> tuple[bytes, object]:
         parsed = parse_hook(body, service)
         today = datetime.now(UTC).date()
-        record, _ = from_prefetch(parsed, relevant_resources(parsed.orders, today, knowledge))
-        decision = decide(
+        record, _ = from_prefetch(
+            parsed, relevant_resources(parsed.orders, today, knowledge.thresholds)
+        )
+        decision = decide(DecisionInputs(
             service.hook, parsed.orders, record, knowledge.policies, knowledge.thresholds,
             parsed.options, today, lambda: str(uuid.uuid4()),
-        )  # fmt: skip
+        ))  # fmt: skip
         return orjson.dumps(decision.body), (parsed, record, decision)
 
     return run

@@ -12,7 +12,7 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
-from cds_service.core.model import Service
+from cds_service.core import Service
 from cds_service.scenarios import build_request, find_scenario
 
 LOINC = "http://loinc.org"

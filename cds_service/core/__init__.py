@@ -1,1 +1,35 @@
-"""The pure core: FHIR in, facts out; facts + policy in, determination out. No I/O here."""
+"""The pure core: FHIR in, facts out; facts + policy in, determination out. No I/O here.
+
+What other layers may use is named here (`__all__`); everything else in `cds_service.core` is
+internal and may change without notice (tests/test_layering.py holds other layers to this).
+"""
+
+from cds_service.core import codes
+from cds_service.core.cards import CardOptions
+from cds_service.core.decide import Decision, DecisionInputs, decide
+from cds_service.core.facts import OBSERVATION_LOINC, Thresholds
+from cds_service.core.facts.relevance import relevant_resources
+from cds_service.core.model import Determination, Order, PatientRecord, Service
+from cds_service.core.orders import recognise
+from cds_service.core.policy import Policy
+from cds_service.core.record import Keep, add_prefetch_value, is_operation_outcome
+
+__all__ = [
+    "OBSERVATION_LOINC",
+    "CardOptions",
+    "Decision",
+    "DecisionInputs",
+    "Determination",
+    "Keep",
+    "Order",
+    "PatientRecord",
+    "Policy",
+    "Service",
+    "Thresholds",
+    "add_prefetch_value",
+    "codes",
+    "decide",
+    "is_operation_outcome",
+    "recognise",
+    "relevant_resources",
+]

@@ -41,6 +41,7 @@ _MARK = {
     Status.UNKNOWN: "❔ Unknown",
     Status.NOT_APPLICABLE: "➖ Not applicable",
 }
+_NOT_NEEDED = "➖ Not needed (another option is met)"
 _PHRASE = {
     Determination.MEETS: "meets medical-necessity criteria",
     Determination.DOES_NOT_MEET: "does not meet medical-necessity criteria",
@@ -111,6 +112,24 @@ def _criterion_line(c: CriterionResult) -> str:
     return line
 
 
+def _superseded_line(c: CriterionResult) -> str:
+    indent = "  " * (c.depth - 1)
+    return f"{indent}- {_NOT_NEEDED}: {md_policy(c.text)}. *{md_policy(c.citation)}*"
+
+
+def criteria_lines(criteria: tuple[CriterionResult, ...]) -> str:
+    """One line per criterion. An any_of branch that cannot change the answer (another branch
+    is met) is one "not needed" line, without its evidence, reading or sub-criteria."""
+    lines: list[str] = []
+    head_depth: int | None = None  # depth of the superseded branch being skipped
+    for c in criteria:
+        if c.superseded and head_depth is not None and c.depth > head_depth:
+            continue
+        head_depth = c.depth if c.superseded else None
+        lines.append(_superseded_line(c) if c.superseded else _criterion_line(c))
+    return "\n".join(lines)
+
+
 def detail(evaluation: Evaluation) -> str:
     """GitHub-Flavored Markdown; blocks are separated by blank lines, because GFM joins
     single-newline lines into one paragraph."""
@@ -121,7 +140,7 @@ def detail(evaluation: Evaluation) -> str:
         f"**Policy:** {md_policy(p.payer.name)} {md_policy(p.policy.number)}, *{md_policy(p.policy.title)}* "
         f"({md_policy(p.policy.version_note)})",
         f"**Determination:** {_PHRASE[evaluation.determination]}",
-        "\n".join(_criterion_line(c) for c in evaluation.criteria),
+        criteria_lines(evaluation.criteria),
     ]
     if evaluation.unknown:
         blocks += [
@@ -262,6 +281,21 @@ def _pa_needed(evaluation: Evaluation) -> str:
     return {"auth-needed": "auth-needed", "no-auth": "no-auth"}.get(value, "conditional")
 
 
+def _determination_reasons(evaluation: Evaluation) -> list[str]:
+    """The coverage-information reason text that explains the determination (if any)."""
+    d, number = evaluation.determination, evaluation.policy.policy.number
+    if d is Determination.NEEDS_INFORMATION:
+        return ["Documentation needed: " + "; ".join(c.text for c in evaluation.unknown)]
+    if d is Determination.DOES_NOT_MEET:
+        failed = [
+            c.text for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1
+        ]
+        return [f"Does not meet {number}: " + "; ".join(failed)]
+    if d is Determination.NOT_ADDRESSED:
+        return [f"{number} does not address {evaluation.service.label}"]
+    return []
+
+
 def coverage_information(
     evaluation: Evaluation,
     coverage_id: str,
@@ -300,27 +334,12 @@ def coverage_information(
     if d is Determination.NEEDS_INFORMATION:
         doc = "indeterminate" if covered == "indeterminate" else "clinical"
         parts.append({"url": "doc-needed", "valueCode": doc})
-        reasons.append("Documentation needed: " + "; ".join(c.text for c in evaluation.unknown))
-    elif d is Determination.DOES_NOT_MEET:
-        failed = [
-            c.text for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1
-        ]
-        reasons.append(f"Does not meet {evaluation.policy.policy.number}: " + "; ".join(failed))
-    elif d is Determination.NOT_ADDRESSED:
-        reasons.append(
-            f"{evaluation.policy.policy.number} does not address {evaluation.service.label}"
-        )
+    reasons += _determination_reasons(evaluation)
     if info_needed:
         parts.append({"url": "info-needed", "valueCode": "OTH"})
-    parts.append(
-        {
-            "url": "billingCode",
-            "valueCoding": {
-                "system": evaluation.order.billing_system,
-                "code": evaluation.order.billing_code,
-            },
-        }
-    )
+    order = evaluation.order
+    billing = {"system": order.billing_system, "code": order.billing_code}
+    parts.append({"url": "billingCode", "valueCoding": billing})
     parts += [{"url": "reason", "valueCodeableConcept": {"text": clip(r, 1000)}} for r in reasons]
     if undetermined:
         reason: dict[str, Any] = {"text": clip(f"Not retrieved from the EHR: {technical}", 1000)}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.core.cards import CardOptions, build_cards, coverage_action
+from cds_service.core.cards import EVALUATIONS_EXT, CardOptions, build_cards, coverage_action
 from cds_service.core.evaluate import Evaluation, evaluate
 from cds_service.core.facts import Facts, Thresholds
 from cds_service.core.model import Order, PatientRecord
@@ -16,53 +16,86 @@ from cds_service.core.policy import Policy
 
 
 @dataclass(frozen=True)
+class DecisionInputs:
+    """Everything one decision reads; `today` is the request date (an order's as-of date is
+    its authoredOn, else today). `unretrieved` names data the EHR could not supply."""
+
+    hook: str
+    orders: list[Order]
+    record: PatientRecord
+    policies: tuple[Policy, ...]
+    thresholds: Thresholds
+    options: CardOptions
+    today: date
+    new_uuid: Callable[[], str]
+    unretrieved: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Decision:
     body: dict[str, Any]
     evaluations: list[Evaluation]
     route: Route
+    # (order reference, policy id) -> uuid of the card that shows that evaluation
+    card_uuids: dict[tuple[str, str], str] = field(default_factory=dict)
+    # order reference -> CRD coverage-assertion-id of its coverage-information systemAction
+    assertion_ids: dict[str, str] = field(default_factory=dict)
 
 
-def decide(
-    hook: str,
-    orders: list[Order],
-    record: PatientRecord,
-    policies: tuple[Policy, ...],
-    thresholds: Thresholds,
-    options: CardOptions,
-    today: date,
-    new_uuid: Callable[[], str],
-    unretrieved: tuple[str, ...] = (),
-) -> Decision:
+def decide(inputs: DecisionInputs) -> Decision:
     """Evaluate every order against the routed policies and render the response.
 
-    The as-of date of an order is its authoredOn, else `today` (the request date).
-    `unretrieved` names data the EHR could not supply; the cards and coverage information
-    say so (the record already marks those types unavailable, so their facts are unknown).
+    The cards and coverage information say which data was unretrieved (the record already
+    marks those types unavailable, so their facts are unknown).
     """
-    routed = route(record, policies)
+    routed = route(inputs.record, inputs.policies)
     evaluations: list[Evaluation] = []
-    for order in orders:
-        facts = Facts(record, order, order.authored_on or today, thresholds)
+    for order in inputs.orders:
+        facts = Facts(inputs.record, order, order.authored_on or inputs.today, inputs.thresholds)
         evaluations += [evaluate(p, order.service, order, facts) for p in routed.policies]
-    body: dict[str, Any] = {"cards": build_cards(evaluations, options, new_uuid, unretrieved)}
-    coverage = routed.coverage
-    if hook == "order-sign" and options.coverage_info and coverage is not None and coverage.id:
+    cards = build_cards(evaluations, inputs.options, inputs.new_uuid, inputs.unretrieved)
+    body: dict[str, Any] = {"cards": cards}
+    card_uuids = {
+        (item["order"], item["policyId"]): card["uuid"]
+        for card in cards
+        for item in card["extension"][EVALUATIONS_EXT]
+    }
+    assertion_ids: dict[str, str] = {}
+    actions = _coverage_actions(inputs, routed, evaluations, assertion_ids)
+    if actions:
+        body["systemActions"] = actions
+    return Decision(body, evaluations, routed, card_uuids, assertion_ids)
+
+
+def _coverage_actions(
+    inputs: DecisionInputs,
+    routed: Route,
+    evaluations: list[Evaluation],
+    assertion_ids: dict[str, str],
+) -> list[dict[str, Any]]:
+    """The CRD coverage-information systemActions; fills `assertion_ids` per order."""
+    coverage, options = routed.coverage, inputs.options
+    if inputs.hook != "order-sign" or not options.coverage_info or coverage is None:
         # CRD: order-select is a supporting hook, so coverage information goes on order-sign only.
-        # One assertion id per coverage and response: CRD 2.0.1 (Inferno) requires repetitions
-        # for the same coverage to share it, and CRD 2.2 allows it.
-        payer_policy, assertion_id = routed.policies[0], new_uuid()
-        actions = [
+        return []
+    if not coverage.id:
+        return []
+    # One assertion id per coverage and response: CRD 2.0.1 (Inferno) requires repetitions
+    # for the same coverage to share it, and CRD 2.2 allows it.
+    payer_policy, assertion_id = routed.policies[0], inputs.new_uuid()
+    actions = []
+    for e in evaluations:
+        if e.policy is not payer_policy:
+            continue
+        actions.append(
             coverage_action(
                 e,
                 str(coverage.id),
-                today,
+                inputs.today,
                 assertion_id,
-                "; ".join(unretrieved),
+                "; ".join(inputs.unretrieved),
                 options.indeterminate,
             )
-            for e in evaluations
-            if e.policy is payer_policy
-        ]
-        if actions:
-            body["systemActions"] = actions
-    return Decision(body, evaluations, routed)
+        )
+        assertion_ids[e.order.reference] = assertion_id
+    return actions

@@ -6,7 +6,7 @@ turned into met; the as-of date lives in the facts, never read from a clock here
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cds_service.core.facts import Facts
 from cds_service.core.model import Determination, Evidence, Fact, Order, Service, Status
@@ -25,6 +25,9 @@ class CriterionResult:
     to_settle: str | None = None
     reading: str | None = None
     exclusion: bool = False  # a none_of item: "met" means the excluded thing is absent
+    # In an any_of another branch of which is met (or inside such a branch): it cannot change
+    # the answer, so the card does not present it as a requirement.
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,11 @@ class Evaluation:
 
     @property
     def unknown(self) -> tuple[CriterionResult, ...]:
-        return tuple(c for c in self.criteria if c.status is Status.UNKNOWN and c.to_settle)
+        return tuple(
+            c
+            for c in self.criteria
+            if c.status is Status.UNKNOWN and c.to_settle and not c.superseded
+        )
 
 
 def check(test: FactTest, fact: Fact) -> Status:
@@ -103,6 +110,9 @@ class _Walker:
                 status = _NEGATE.get(status, status)
             if status is Status.UNKNOWN and node.when_unknown == "not-met":
                 status = Status.NOT_MET
+            if node.review_if is not None and status is Status.NOT_MET:
+                review = check(node.review_if, self.facts[node.review_if.fact])
+                status = Status.NOT_MET if review is Status.NOT_MET else Status.UNKNOWN
             if node.applies_if is not None:
                 status = self._applicability(node.applies_if, status)
         else:
@@ -110,6 +120,8 @@ class _Walker:
             parts += [self.node(c, depth + 1, exclusion=True) for c in node.none_of or ()]
             anys = [self.node(c, depth + 1) for c in node.any_of or ()]
             status = combine_any(anys) if node.any_of else combine_all(parts)
+            if Status.MET in anys:
+                self._supersede(slot, anys)
         result = CriterionResult(
             node.id,
             node.text,
@@ -124,6 +136,19 @@ class _Walker:
         )
         self.results.insert(slot, result)  # a group precedes its children
         return status
+
+    def _supersede(self, slot: int, branches: list[Status]) -> None:
+        """Mark the any_of branches that are not met, with everything inside them. Called
+        before the group's own result is inserted, so results[slot:] are the branches."""
+        index = slot
+        for branch in branches:
+            end = index + 1
+            while end < len(self.results) and self.results[end].depth > self.results[index].depth:
+                end += 1
+            if branch is not Status.MET:
+                for i in range(index, end):
+                    self.results[i] = replace(self.results[i], superseded=True)
+            index = end
 
     def _applicability(self, applies_if: FactTest, status: Status) -> Status:
         applies = check(applies_if, self.facts[applies_if.fact])

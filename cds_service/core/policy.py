@@ -72,6 +72,9 @@ class Node(_Strict):
     to_settle: str | None = None
     test: FactTest | None = None
     applies_if: FactTest | None = None
+    # Where the policy leaves a case to reviewer judgement: when this test holds (or its fact is
+    # unknown), a not-met becomes unknown, because the record cannot show the policy says no.
+    review_if: FactTest | None = None
     when_unknown: Literal["unknown", "not-met"] = "unknown"
     all_of: list[Node] | None = None
     any_of: list[Node] | None = None
@@ -90,6 +93,10 @@ class Node(_Strict):
             raise ValueError(f"{self.id}: empty group")
         if any(child.test is None for child in self.none_of or ()):
             raise ValueError(f"{self.id}: none_of items must be single tests")
+        if self.review_if is not None and not (self.reading and self.to_settle):
+            raise ValueError(
+                f"{self.id}: review_if needs a reading and a to_settle for the reviewer"
+            )
         return self
 
     def walk(self) -> list[Node]:

@@ -5,6 +5,7 @@ scenario patients (cds_service.scenarios). The page then POSTs each request to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import explain
-from cds_service.core.model import Service
+from cds_service.core import Service
 from cds_service.fixture_server import create_fixture_server
 from cds_service.policy_store import Knowledge
 from cds_service.scenarios import (
@@ -93,7 +94,11 @@ def _scenario_summary(scenario: Scenario) -> dict[str, Any]:
 def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None = None) -> None:
     """Add /sandbox (page), /sandbox/static (assets), /sandbox/api/* and, for a self-hosted
     SandboxFhir, the fixture FHIR server at /sandbox/fhir to `app`."""
-    scenarios = {s.id: s for s in load_scenarios()}
+
+    @cache
+    def scenarios() -> dict[str, Scenario]:  # on first use: building the app reads no fixtures
+        return {s.id: s for s in load_scenarios()}
+
     policies = {p.id: p for p in knowledge.policies}
     router = APIRouter(prefix="/sandbox", include_in_schema=False)
 
@@ -104,7 +109,7 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
     @router.get("/api/scenarios")
     async def list_scenarios() -> dict[str, Any]:
         return {
-            "scenarios": [_scenario_summary(s) for s in scenarios.values()],
+            "scenarios": [_scenario_summary(s) for s in scenarios().values()],
             "policies": [{"id": p.id, "payer": p.payer.name} for p in policies.values()],
             "prefetchModes": prefetch_modes(fhir),
         }
@@ -112,7 +117,7 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
     @router.post("/api/request")
     async def make_request(http_request: Request) -> dict[str, Any]:
         spec = _parse_spec(await http_request.body())
-        scenario = scenarios.get(spec.scenario)
+        scenario = scenarios().get(spec.scenario)
         if scenario is None:
             raise HookError(404, f"no scenario {spec.scenario!r}; see GET /sandbox/api/scenarios")
         if spec.payer not in ("fixture", "none", *policies):

@@ -145,6 +145,13 @@ CATALOGUE: dict[str, FactSpec] = {
         "no active acute GVHD on a completely read problem list (grade 0); active acute GVHD "
         "without a grade is not documented",
     ),
+    "acute_gvhd_active": FactSpec(
+        gvhd.acute_gvhd_active,
+        None,
+        "boolean",
+        "Whether any acute GVHD is active, graded or not.",
+        "no active acute GVHD on a completely read problem list",
+    ),
     "chronic_gvhd_active": FactSpec(
         gvhd.chronic_gvhd_active,
         None,

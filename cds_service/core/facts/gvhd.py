@@ -1,4 +1,5 @@
-"""acute_gvhd_grade and chronic_gvhd_active (terminology reference §2.3, §3.3, §6.5)."""
+"""acute_gvhd_grade, acute_gvhd_active and chronic_gvhd_active (terminology reference §2.3, §3.3,
+§6.5)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,20 @@ def acute_gvhd_grade(ctx: Context) -> Fact:
     if gap := ctx.unreadable("Condition", _acute):
         return Fact(None, note=gap)
     return Fact(0.0, note="no active acute GVHD on record")
+
+
+def acute_gvhd_active(ctx: Context) -> Fact:
+    """Any active acute GVHD, graded or not (a missing grade does not make it unknown)."""
+    active = [
+        Evidence(ref(c), f"Active {display(c.code)}", when)
+        for c, when, _ in ctx.conditions(_acute)
+        if condition_active(c)
+    ]
+    if active:
+        return Fact(True, tuple(active))
+    if gap := ctx.unreadable("Condition", _acute):
+        return Fact(None, note=gap)
+    return Fact(False, note="no active acute GVHD on record")
 
 
 def chronic_gvhd_active(ctx: Context) -> Fact:

@@ -10,10 +10,11 @@ still recorded. tests/test_facts.py checks that facts are identical with and wit
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 
-from cds_service.core.facts import RECORD_READERS, cytopenia
+from cds_service.core.facts import RECORD_READERS, Thresholds, cytopenia
+from cds_service.core.model import Order
 from cds_service.core.record import Keep
 
 _READS: dict[str, list[Callable[[str, str], bool]]] = {}
@@ -54,3 +55,10 @@ def relevance_filter(counts_since: date | None) -> Keep:
         return verdict != _SKIP
 
     return keep
+
+
+def relevant_resources(orders: list[Order], today: date, thresholds: Thresholds) -> Keep:
+    """The relevance filter for one call: counts older than every order's look-back window
+    (from its authoredOn, else `today`) cannot matter either."""
+    earliest = min(order.authored_on or today for order in orders)
+    return relevance_filter(earliest - timedelta(days=thresholds.cytopenia_lookback_days))

@@ -1,0 +1,150 @@
+"""One hook call, start to answer: parse -> gather -> decide -> render, as plain functions.
+
+The route (api/routes.py) only reads the body and hands it here; what runs after the answer is
+sent (the log line and the audit record) is `after_answer`, so it never delays the clinician.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+import orjson
+
+from cds_service.api.allowlist import server_allowed
+from cds_service.api.discovery import REQUIRED_PREFETCH, ServiceDef
+from cds_service.api.errors import HookError
+from cds_service.api.gather import FetchLimits, Gathered, gather
+from cds_service.api.hooks import ParsedHook, parse_hook
+from cds_service.audit.record import decision_record
+from cds_service.audit.writer import AuditWriter
+from cds_service.core import Decision, DecisionInputs, decide, relevant_resources
+from cds_service.policy_store import Knowledge
+from cds_service.settings import Settings
+
+log = logging.getLogger("cds_service")
+
+
+@dataclass(frozen=True)
+class PipelineDeps:
+    """What answering needs beyond the request: built once per app (api/app.py)."""
+
+    settings: Settings
+    knowledge: Knowledge
+    limits: FetchLimits
+    audit: AuditWriter
+    clock: Callable[[], datetime]
+    new_uuid: Callable[[], str]
+    fhir_transport: httpx.AsyncBaseTransport | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The serialised answer and what the after-answer steps need to log and audit it."""
+
+    body: bytes
+    parsed: ParsedHook
+    decision: Decision | None
+    gathered: Gathered | None
+    latency_ms: float
+
+
+def parse(body: bytes, service: ServiceDef, settings: Settings) -> ParsedHook:
+    parsed = parse_hook(body, service)
+    server = parsed.request.fhirServer
+    if server is not None and not server_allowed(
+        server, settings.fhir_allowed_servers, settings.env
+    ):
+        raise HookError(
+            400, f"fhirServer {server} is not on this service's allowlist of FHIR servers"
+        )
+    return parsed
+
+
+async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer:
+    started = time.perf_counter()
+    parsed = parse(body, service, deps.settings)
+    if not parsed.orders:
+        return Answer(b'{"cards":[]}', parsed, None, None, _since(started))
+    today = deps.clock().date()
+    keep = relevant_resources(parsed.orders, today, deps.knowledge.thresholds)
+    gathered = await gather(parsed, deps.limits, deps.fhir_transport, keep)
+    decision = decide(
+        DecisionInputs(
+            hook=service.hook,
+            orders=parsed.orders,
+            record=gathered.record,
+            policies=deps.knowledge.policies,
+            thresholds=deps.knowledge.thresholds,
+            options=parsed.options,
+            today=today,
+            new_uuid=deps.new_uuid,
+            unretrieved=tuple(
+                f"{REQUIRED_PREFETCH[key]} data ({key}): {why}"
+                for key, why in gathered.unretrieved.items()
+            ),
+        )
+    )
+    return Answer(orjson.dumps(decision.body), parsed, decision, gathered, _since(started))
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def audit_answer(
+    result: Answer, service: ServiceDef, deps: PipelineDeps, client_iss: str | None
+) -> None:
+    deps.audit.submit(
+        decision_record(
+            result.decision,
+            recorded_at=deps.clock(),
+            hook_instance=str(result.parsed.request.hookInstance),
+            service_id=service.id,
+            hook=service.hook,
+            patient_id=result.parsed.context.patientId,
+            latency_ms=result.latency_ms,
+            client_iss=client_iss,
+            data_source=result.gathered.source if result.gathered else "prefetch",
+        )
+    )
+
+
+async def after_answer(
+    result: Answer, service: ServiceDef, deps: PipelineDeps, client_iss: str | None
+) -> None:
+    """The log line and the audit record, once the answer is sent. None of it can change the
+    answer; a failure is logged by its type only (its message may hold data)."""
+    try:
+        if result.decision is not None:
+            log_decision(service.id, result)
+        audit_answer(result, service, deps, client_iss)
+    except Exception as error:
+        log.error("after-answer step failed: %s", type(error).__name__)
+
+
+def log_decision(service_id: str, result: Answer) -> None:
+    """Ids and outcomes only: never tokens, prefetch contents or clinical values."""
+    if not log.isEnabledFor(logging.INFO) or result.decision is None or result.gathered is None:
+        return  # the fields are not free to build
+    parsed, decision = result.parsed, result.decision
+    fields = {
+        "hook": parsed.request.hook,
+        "service": service_id,
+        "hookInstance": str(parsed.request.hookInstance),
+        "patient": parsed.context.patientId,
+        "orders": [o.reference for o in parsed.orders],
+        "policies": sorted({e.policy.id for e in decision.evaluations}),
+        "determinations": {
+            f"{e.order.reference} {e.policy.id}": e.determination.value
+            for e in decision.evaluations
+        },
+        "unreadable_resources": len(result.gathered.record.problems),
+        "payer_recognised": decision.route.recognised,
+        "ms": round(result.latency_ms, 1),
+    }
+    log.info("hook evaluated", extra={"fields": fields})

@@ -1,0 +1,54 @@
+"""The hook routes: discovery, health and the hook call. Thin: the work is api/pipeline.py."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from starlette.background import BackgroundTask
+
+from cds_service.api.auth import RequireClient, client_issuer
+from cds_service.api.deps import Audit, Pipeline
+from cds_service.api.discovery import SERVICES, discovery_document
+from cds_service.api.errors import HookError
+from cds_service.api.openapi import CARDS_RESPONSE, HOOK_CALL_BODY, REQUEST_ERRORS, UNAUTHORIZED
+from cds_service.api.pipeline import after_answer, answer
+
+router = APIRouter()
+
+
+@router.get("/cds-services", dependencies=[RequireClient], responses=UNAUTHORIZED)
+async def discovery() -> dict[str, Any]:
+    return discovery_document()
+
+
+@router.get("/healthz")
+async def health(deps: Pipeline, audit: Audit) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "policies": [p.id for p in deps.knowledge.policies],
+        "audit": audit.health(),
+    }
+
+
+@router.post(
+    "/cds-services/{service_id}",
+    dependencies=[RequireClient],
+    responses={**CARDS_RESPONSE, **REQUEST_ERRORS},
+    openapi_extra=HOOK_CALL_BODY,
+)
+async def call_service(
+    service_id: Annotated[str, Path(json_schema_extra={"enum": list(SERVICES)})],
+    request: Request,
+    deps: Pipeline,
+) -> Response:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise HookError(404, f"no CDS service {service_id!r}; see GET /cds-services")
+    result = await answer(await request.body(), service, deps)
+    # The log line and audit record run once the answer is sent; and, when the task is
+    # dropped, the request's objects (parsed prefetch, validated resources, cards) are freed,
+    # a good part of a large call's cost. None of it can change the answer.
+    task = BackgroundTask(after_answer, result, service, deps, client_issuer(request))
+    return Response(result.body, media_type="application/json", background=task)
