@@ -34,7 +34,9 @@ def test_scenario_requests_conform_to_the_published_schema(
     published: dict[str, Any], client: TestClient, scenario: Scenario, hook: str
 ) -> None:
     request = build_request(scenario.bundle(), hook, tuple(Service))
-    request["context"]["userId"] = "PractitionerRole/onc-1"  # the model allows it: so must the schema
+    request["context"]["userId"] = (
+        "PractitionerRole/onc-1"  # the model allows it: so must the schema
+    )
     _validator(published, HOOK_PATH).validate(request)
     assert client.post(f"/cds-services/{service_id(hook)}", json=request).status_code == 200
 

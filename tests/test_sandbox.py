@@ -64,7 +64,7 @@ def test_the_catalogue_lists_scenarios_policies_and_prefetch_modes(
 ) -> None:
     body = client.get("/sandbox/api/scenarios").json()
     scenarios = {s["id"]: s for s in body["scenarios"]}
-    assert len(scenarios) == 34
+    assert len(scenarios) == 40
     aml = scenarios["relapsed-aml-allo-mac"]
     assert aml["payer"] == "molina-mcp-210" and aml["services"] == ["dli", "hpc-boost"]
     assert aml["expected"]["dli"]["centene-cp.mp.101"] == "meets-criteria"

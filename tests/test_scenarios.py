@@ -141,9 +141,28 @@ def test_every_criterion_is_met_and_not_met_somewhere(client: TestClient) -> Non
         if node is not rule
     ]
     reviewer_only = {n.id for p in policies for n in _walk_all(p) if _never_not_met(n)}
-    wanted = {i: {"met", "unknown"} if i in reviewer_only else {"met", "not-met"} for i in all_ids}
+    wanted = {
+        i: {"met", "unknown"}
+        if i in reviewer_only
+        else {"met", "not-met"} - ONE_SIDED.get(i, set())
+        for i in all_ids
+    }
     lacking = {i: sorted(seen[i]) for i in all_ids if not wanted[i] <= seen[i]}
     assert lacking == {}
+    assert all(ONE_SIDED[i] & seen[i] == set() for i in ONE_SIDED), "a one-sided criterion flipped"
+
+
+# Criteria that by the evidence rule (cards/README.md) can take only one of met / not-met:
+# "follows a (any) transplant" has no documented negative (no record proves a patient was never
+# transplanted: silence is unknown), and BCBSMS's unnamed high-risk setting is medical director
+# review, never met from the record.
+ONE_SIDED = {
+    "wellmark-hpc-prior-hsct": {"not-met"},
+    "molina-hpc-follows-hsct": {"not-met"},
+    "molina-hpc-hsct-documented": {"not-met"},
+    "molina-hpc-follows-treatment": {"not-met"},
+    "bcbsms-dli-other-high-risk-setting": {"met"},
+}
 
 
 def _walk_all(policy: Policy) -> list[Node]:

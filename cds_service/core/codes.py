@@ -183,6 +183,23 @@ GRAFT_FAILURE_SNOMED = frozenset({"234520000"})
 PANCYTOPENIA_ICD_PREFIX = "D61.81"
 PANCYTOPENIA_SNOMED = frozenset({"127034005"})
 TRANSFUSION_PCS = frozenset({"30233N1", "30243N1", "30233R1", "30243R1"})
+# Transfusions are also billed with CPT 36430 ("Transfusion, blood or blood components") and its
+# infant sibling 36440; terminology.md §6.6 lists 36430 as UNVERIFIED, so both are cited from the
+# CMS physician fee schedule code list, not the reference. Exchange transfusions (36450-36456) are
+# not a transfusion-dependence signal.
+TRANSFUSION_CPT = frozenset({"36430", "36440"})
+# HCPCS Level II P9010-P9099 are blood products (e.g. P9016 leukocyte-reduced red cells, P9035
+# apheresis platelets; CMS HCPCS quarterly file, P-codes "Pathology and laboratory: blood
+# products"); P96xx (travel, catheterisation) are not.
+TRANSFUSION_HCPCS = re.compile(r"^P90[1-9]\d$")
+# SNOMED 116859006 "Transfusion of blood product (procedure)" (the concept the IHE BFDR and NAPKON
+# FHIR value sets use for transfusion therapy) and 116863004 "Transfusion of red blood cells".
+TRANSFUSION_SNOMED = frozenset({"116859006", "116863004"})
+# Graft rejection / failure (ICD-10-CM T86.01, T86.02, terminology.md §2.4, verified) and the
+# neutropenia / thrombocytopenia problems of §2.6 (verified): supporting evidence of poor graft
+# function, read with the counts (a coded cytopenia alone is unknown, not proof of persistence).
+GRAFT_REJECTION_ICD = frozenset({"T86.01"})
+CYTOPENIA_DX_ICD = re.compile(r"^(D70\.[0-9]|D69\.59|D69\.6)$")
 
 # --- Chimerism (terminology.md §5.2, §6.4): code -> which fraction the value reports --------
 CHIMERISM_LOINC = {"102113-8": "donor", "104480-9": "recipient"}
@@ -211,9 +228,17 @@ CURRENT_SMOKER_SNOMED = frozenset(
 )
 NON_SMOKER_SNOMED = frozenset({"266919005", "8392000", "8517006"})
 # F11-F19 substance use; "in remission" codes (F1x.11, F1x.21, F17.2x1) are excluded in code.
-SUBSTANCE_ICD = re.compile(r"^(F1[1-9]\.|Z72\.0|U07\.0)")
-SUBSTANCE_IN_REMISSION_ICD = re.compile(r"^(F1[1-9]\.[12]1|F17\.2\d1)")
+# F10 alcohol (F10.20, terminology.md §2.8, verified) counts as substance use; F12 cannabis alone is
+# left to the reviewer (CP.MP.101 names "substance abuse", and medical cannabis use is common).
+SUBSTANCE_ICD = re.compile(r"^(F1[013-9]\.|Z72\.0|U07\.0)")
+CANNABIS_ICD = re.compile(r"^F12\.")
+SUBSTANCE_IN_REMISSION_ICD = re.compile(r"^(F1[0-9]\.[12]1|F17\.2\d1)")
 NONADHERENCE_ICD_PREFIXES = ("Z91.1", "Z91.A")
 NO_SUPPORT_ICD = frozenset({"Z60.2", "Z63.8", "Z63.9", "Z74.2"})
 RESISTANCE_ICD_PREFIX = "Z16."
 INFECTION_ICD = re.compile(r"^([AB]\d\d|R65\.2)")
+# "Highly virulent and/or resistant microbes" (CP.MP.101 I.C) also covers active invasive mould
+# infection: B44.0 invasive pulmonary, B44.1 other pulmonary, B44.7 disseminated aspergillosis,
+# B44.9 (terminology.md §2.8, verified) and B46.x mucormycosis / zygomycosis (CDC ICD-10-CM
+# tabular, category B46). B44.81 allergic bronchopulmonary aspergillosis is not an infection.
+INVASIVE_FUNGAL_ICD = re.compile(r"^(B44\.[0179]|B46\.\d)$")

@@ -64,6 +64,22 @@ class Fact:
     def known(self) -> bool:
         return self.value is not None
 
+    @property
+    def basis(self) -> str:
+        """Which of the three states the fact rests on (cards/README.md, "The evidence rule").
+
+        The extractors say it in the note's first words ("documented present: ...",
+        "documented absent: ...", "not documented: ..."); without such a note an unknown value
+        is not documented, a value with evidence is documented present, and one without
+        evidence rests on the documented absence the catalogue defines for the fact.
+        """
+        for state in ("documented present", "documented absent", "not documented"):
+            if self.note.startswith(state):
+                return state
+        if self.value is None:
+            return "not documented"
+        return "documented present" if self.evidence else "documented absent"
+
 
 UNKNOWN = Fact(None)
 

@@ -40,6 +40,9 @@ class FactSpec:
     values: tuple[str, ...] | None
     kind: str  # "category" | "number" | "boolean" | "codes"
     meaning: str
+    # What counts as *documented absence* (the fact's negative value); anything short of it is
+    # "not documented" (unknown), never a negative (cards/README.md, "The evidence rule").
+    absence: str
 
     @property
     def module(self) -> str:
@@ -72,110 +75,176 @@ CATALOGUE: dict[str, FactSpec] = {
         ("hematologic-malignancy", "other-malignancy", "non-malignant"),
         "category",
         "Class of the disease the index transplant treated; its reason wins, else conditions.",
+        "a transplant reason or problem-list diagnosis of another class (other malignancy / "
+        "non-malignant); no classifiable diagnosis is not documented",
     ),
     "indication_icd10cm": FactSpec(
         diagnosis.indication_icd10cm,
         None,
         "codes",
         "ICD-10-CM codes of the conditions that gave diagnosis_class.",
+        "the ICD-10-CM codes of the indication (a code outside a list is read against it); no "
+        "ICD-10-CM code on the indication is not documented",
     ),
     "hsct_type": FactSpec(
         transplant.hsct_type,
-        ("allogeneic", "autologous", "none"),
+        ("allogeneic", "autologous"),
         "category",
-        "allogeneic if any allogeneic HSCT (or GVHD) is documented; autologous if only autologous; "
-        "none if the record shows no transplant at all.",
+        "allogeneic if any allogeneic HSCT (or GVHD) is documented; autologous if only autologous "
+        "ones are; no transplant on record, or one of uncoded type, is not documented.",
+        "a documented autologous-only transplant (procedure or Z94.84-type history) is the "
+        "documented absence of an allogeneic one; no transplant on record is not documented",
     ),
     "t_cell_depleted_graft": FactSpec(
         graft.t_cell_depleted_graft,
         None,
         "boolean",
         "Whether the index allogeneic graft was T-cell depleted (coded on the transplant).",
+        "a SNOMED CT or ICD-10-PCS transplant code naming a non-depleted graft (PCS substance "
+        "Y/G/X); a CPT-only transplant says nothing about processing (not documented)",
     ),
     "conditioning_intensity": FactSpec(
         transplant.conditioning_intensity,
         ("MAC", "RIC", "NMA"),
         "category",
         "Conditioning intensity of the index transplant.",
+        "a recorded intensity (MAC is the documented absence of RIC / NMA); none recorded is not "
+        "documented",
     ),
     "disease_status": FactSpec(
         disease.disease_status,
         ("relapsed", "refractory", "persistent", "progressive", "responding", "remission"),
         "category",
-        "Latest dated disease status after the index transplant.",
+        "relapsed if any relapse is documented after the index transplant; else the latest "
+        "post-transplant status (clinicalStatus = current status).",
+        "a post-transplant (or current) status other than relapse, e.g. a current remission "
+        "with no relapse after the transplant; an x0 'not in remission' code alone, or a "
+        "pre-transplant status only, is not documented",
     ),
     "donor_chimerism_pct": FactSpec(
         chimerism.donor_chimerism_pct,
         None,
         "number",
         "Latest donor chimerism (% donor cells) after the index transplant.",
+        "a post-transplant chimerism result (100 % donor is full chimerism); no result is not "
+        "documented",
+    ),
+    "donor_chimerism_applicable": FactSpec(
+        chimerism.donor_chimerism_applicable,
+        None,
+        "boolean",
+        "Whether the chimerism criteria apply: an allogeneic graft (not autologous-only or "
+        "CAR-T-only).",
+        "a documented autologous-only transplant, or CAR T with no stem cell transplant on record",
     ),
     "acute_gvhd_grade": FactSpec(
         gvhd.acute_gvhd_grade,
         None,
         "number",
         "Highest grade (0-4) of active acute GVHD; 0 when none is active.",
+        "no active acute GVHD on a completely read problem list (grade 0); active acute GVHD "
+        "without a grade is not documented",
     ),
     "acute_gvhd_active": FactSpec(
         gvhd.acute_gvhd_active,
         None,
         "boolean",
         "Whether any acute GVHD is active, graded or not.",
+        "no active acute GVHD on a completely read problem list",
     ),
     "chronic_gvhd_active": FactSpec(
-        gvhd.chronic_gvhd_active, None, "boolean", "Whether chronic GVHD is active."
+        gvhd.chronic_gvhd_active,
+        None,
+        "boolean",
+        "Whether chronic GVHD is active.",
+        "no active chronic GVHD on a completely read problem list",
     ),
     "poor_graft_function": FactSpec(
         cytopenia.poor_graft_function,
         None,
         "boolean",
-        "Graft failure, pancytopenia, persistent cytopenia or transfusion dependence after HSCT.",
+        "Graft failure / rejection, pancytopenia, cytopenia persisting >= 14 days or "
+        "transfusion dependence after HSCT.",
+        "post-transplant counts in the look-back window whose newest value in every lineage read "
+        "is normal (recovery); a short run of low counts, a single severe count, a coded "
+        "cytopenia or no counts is not documented",
     ),
-    "prior_car_t": FactSpec(car_t.prior_car_t, None, "boolean", "Whether CAR T was given."),
+    "prior_car_t": FactSpec(
+        car_t.prior_car_t,
+        None,
+        "boolean",
+        "Whether CAR T was given.",
+        "no CAR T procedure or history code in completely read Procedures and Conditions",
+    ),
     "cytopenia_after_car_t": FactSpec(
         cytopenia.cytopenia_after_car_t,
         None,
         "boolean",
         "Persistent cytopenia or pancytopenia documented after the latest CAR T.",
+        "no CAR T on record, or counts after the CAR T whose newest values are normal; a short "
+        "run of low counts or no counts after it is not documented",
     ),
     "current_substance_use": FactSpec(
         contraindications.current_substance_use,
         None,
         "boolean",
-        "Current tobacco / vaping / other substance use or dependence.",
+        "Current tobacco / vaping / alcohol / other substance use or dependence.",
+        "no active substance-use code on a completely read problem list and no current-use "
+        "smoking status (the same rule as the other contraindications); a cannabis code alone "
+        "is not documented (reviewer)",
     ),
     "nonadherence": FactSpec(
-        contraindications.nonadherence, None, "boolean", "Documented non-adherence."
+        contraindications.nonadherence,
+        None,
+        "boolean",
+        "Documented non-adherence.",
+        "no non-adherence code on a completely read problem list",
     ),
     "lacks_social_support": FactSpec(
         contraindications.lacks_social_support,
         None,
         "boolean",
         "Documented lack of social / caregiver support.",
+        "no support-system problem code on a completely read problem list",
     ),
     "uncontrolled_resistant_infection": FactSpec(
         contraindications.uncontrolled_resistant_infection,
         None,
         "boolean",
-        "Active infection with a documented drug-resistant organism.",
+        "Active infection with a drug-resistant organism, or an active invasive mould infection.",
+        "no active resistance-coded infection and no invasive fungal infection on a completely "
+        "read problem list; a resistance code without an active infection is not documented",
     ),
     "product_source": FactSpec(
         order_details.product_source,
         ("original-donor", "different-donor"),
         "category",
         "Order detail: whose cells the product contains.",
+        "the order states the other source; no source stated is not documented",
     ),
     "product_manipulation": FactSpec(
         order_details.product_manipulation,
         ("unmanipulated-product", "genetically-modified-product", "ex-vivo-manipulated-product"),
         "category",
         "Order detail: how the product was processed.",
+        "a plain CPT 38242 / 38243 order with no product detail (an unmanipulated product); "
+        "conflicting details are not documented",
     ),
     "high_relapse_risk_attested": FactSpec(
         order_details.high_relapse_risk_attested,
         None,
         "boolean",
-        "Order detail: the ordering clinician attests high relapse risk (absent = false).",
+        "Order detail: the ordering clinician attests high relapse risk.",
+        "the order detail not-high-relapse-risk (the clinician answered 'no'); a missing "
+        "attestation is not documented",
+    ),
+    "other_high_risk_setting": FactSpec(
+        order_details.other_high_risk_setting,
+        None,
+        "boolean",
+        "BCBSMS: high relapse risk attested in a setting the policy does not name (after "
+        "myeloablative conditioning): medical director review, so never true from the record.",
+        "an order with no high-risk attestation claims no other setting",
     ),
 }
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cds_service.core import codes
 from cds_service.core.facts.context import Context
-from cds_service.core.fhir_util import codings, display, procedure_date, procedure_done, ref
+from cds_service.core.fhir_util import codings, display, procedure_date, ref
 from cds_service.core.model import Evidence, Fact
 
 
@@ -23,10 +23,9 @@ def is_car_t_coding(system: str, code: str) -> bool:
 def _car_t_evidence(ctx: Context) -> list[Evidence]:
     found = [
         Evidence(ref(p), f"Procedure: {display(p.code)}", when)
-        for p in ctx.record.procedures
-        if procedure_done(p)
-        and any(is_car_t_coding(s, c) for s, c in codings(p.code))
-        and ((when := procedure_date(p)) is None or when <= ctx.as_of)
+        for p in ctx.procedures
+        if any(is_car_t_coding(s, c) for s, c in codings(p.code))
+        for when in (procedure_date(p),)
     ]
     found += [
         Evidence(ref(c), f"Condition: {display(c.code)}", when)

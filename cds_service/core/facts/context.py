@@ -16,6 +16,8 @@ from cds_service.core.fhir_util import (
     condition_date,
     condition_valid,
     observation_date,
+    procedure_date,
+    procedure_done,
 )
 from cds_service.core.model import Order, PatientRecord
 
@@ -81,11 +83,26 @@ class Context:
         return None
 
     # --- resources on or before as_of -----------------------------------------------------
+    # Every fact reads Procedures and Conditions through these two, so a Procedure that was
+    # entered in error or not done, and a Condition refuted or entered in error, are ignored
+    # everywhere (transplants, relapses, GVHD, infections, CAR T) by one rule.
+    @cached_property
+    def procedures(self) -> list[Any]:
+        """Procedures that happened (completed / in progress), dated on/before as_of or undated."""
+        return [
+            p
+            for p in self.record.procedures
+            if procedure_done(p) and ((when := procedure_date(p)) is None or when <= self.as_of)
+        ]
+
+    @cached_property
+    def valid_conditions(self) -> list[Any]:
+        """Conditions not refuted / entered in error, whatever their date."""
+        return [c for c in self.record.conditions if condition_valid(c)]
+
     def conditions(self, test: CodingTest) -> Iterator[tuple[Any, date | None, Coding]]:
         """Valid Conditions with a matching code, dated on/before as_of (or undated)."""
-        for condition in self.record.conditions:
-            if not condition_valid(condition):
-                continue
+        for condition in self.valid_conditions:
             when = condition_date(condition)
             if when is not None and when > self.as_of:
                 continue
@@ -126,8 +143,7 @@ class Context:
     # --- transplants ----------------------------------------------------------------------
     @cached_property
     def transplants(self) -> list[Transplant]:
-        found = (classify(p) for p in self.record.procedures)
-        return [t for t in found if t and (t.when is None or t.when <= self.as_of)]
+        return [t for p in self.procedures if (t := classify(p))]
 
     @cached_property
     def index_transplant(self) -> Transplant | None:

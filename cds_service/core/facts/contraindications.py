@@ -1,5 +1,13 @@
 """Centene CP.MP.101 I.C absolute contraindications, read from the problem list and the
-smoking-status Observation (terminology reference §2.8, §3.5, §6.8)."""
+smoking-status Observation (terminology reference §2.8, §3.5, §6.8).
+
+One rule for all four: a contraindication is *documented present* on an active problem-list
+code (or a current smoking status), *documented absent* when the problem list (read completely)
+carries none of its codes (or the latest smoking status is never / ex), and *not documented*
+when the Conditions could not all be read, or when what is coded needs a reviewer's judgement
+(a cannabis code alone; a resistance code without an active infection). A missing smoking
+status is therefore handled like a missing adherence code.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +34,9 @@ _substance = _icd(
         bool(codes.SUBSTANCE_ICD.match(c)) and not codes.SUBSTANCE_IN_REMISSION_ICD.match(c)
     )
 )
+_cannabis = _icd(
+    lambda _, c: bool(codes.CANNABIS_ICD.match(c)) and not codes.SUBSTANCE_IN_REMISSION_ICD.match(c)
+)
 
 
 # The Observation codes this module reads; the observations prefetch template asks for them.
@@ -36,45 +47,66 @@ def _smoking(system: str, code: str) -> bool:
     return system == codes.LOINC and code in OBSERVATION_LOINC
 
 
-def current_substance_use(ctx: Context) -> Fact:
-    """True on an active substance-use Condition or a current-use latest smoking status."""
-    evidence = _active(ctx, _substance)
+def _smoking_status(ctx: Context) -> tuple[bool | None, Evidence | None]:
+    """(current use?, evidence) from the latest dated smoking status; (None, None) if none."""
     statuses = [(when, obs) for obs, when, _ in ctx.observations(_smoking) if when is not None]
-    latest = max(statuses, key=lambda item: item[0]) if statuses else None
-    smoking: bool | None = None
-    if latest:
-        when, obs = latest
-        values = {c for s, c in codings(obs.valueCodeableConcept) if s == codes.SNOMED}
-        smoking = (
-            True
-            if values & codes.CURRENT_SMOKER_SNOMED
-            else (False if values & codes.NON_SMOKER_SNOMED else None)
-        )
-        if smoking is not None:
-            label = display(obs.valueCodeableConcept)
-            item = Evidence(ref(obs), f"Smoking status: {label} ({fmt(when)})", when)
-            if smoking:
-                evidence.append(item)
-            elif not evidence:
-                return Fact(False, (item,))
+    if not statuses:
+        return None, None
+    when, obs = max(statuses, key=lambda item: item[0])
+    values = {c for s, c in codings(obs.valueCodeableConcept) if s == codes.SNOMED}
+    current = (
+        True
+        if values & codes.CURRENT_SMOKER_SNOMED
+        else (False if values & codes.NON_SMOKER_SNOMED else None)
+    )
+    if current is None:
+        return None, None
+    label = display(obs.valueCodeableConcept)
+    return current, Evidence(ref(obs), f"Smoking status: {label} ({fmt(when)})", when)
+
+
+def current_substance_use(ctx: Context) -> Fact:
+    """True on an active substance-use Condition (tobacco, alcohol F10, opioids ...) or a
+    current-use latest smoking status; a cannabis code alone is left to the reviewer."""
+    evidence = _active(ctx, _substance)
+    smoking, item = _smoking_status(ctx)
+    if smoking and item:
+        evidence.append(item)
     if evidence:
-        return Fact(True, tuple(evidence))
-    gap = ctx.unreadable("Observation", _smoking) or ctx.unreadable("Condition", _substance)
-    return Fact(None, note=gap or "no smoking status (LOINC 72166-2) on record")
+        return Fact(True, tuple(evidence), note="documented present")
+    gap = ctx.unreadable("Observation", _smoking) or ctx.unreadable(
+        "Condition", lambda s, c: _substance(s, c) or _cannabis(s, c)
+    )
+    if gap:
+        return Fact(None, note=f"not documented: {gap}")
+    if cannabis := _active(ctx, _cannabis):
+        return Fact(
+            None,
+            tuple(cannabis),
+            note="not documented: a cannabis code alone does not show a contraindication; "
+            "reviewer judgement (record whether use is current and medically supervised)",
+        )
+    absent = "documented absent: " + (
+        "the latest smoking status is not current use and no substance use is on the problem list"
+        if item
+        else "no substance use on the problem list"
+    )
+    return Fact(False, (item,) if item else (), note=absent)
 
 
 def _problem(ctx: Context, test: CodingTest, absent: str) -> Fact:
     if evidence := _active(ctx, test):
-        return Fact(True, tuple(evidence))
+        return Fact(True, tuple(evidence), note="documented present")
     if gap := ctx.unreadable("Condition", test):
-        return Fact(None, note=gap)
-    return Fact(False, note=absent)
+        return Fact(None, note=f"not documented: {gap}")
+    return Fact(False, note=f"documented absent: {absent}")
 
 
 _nonadherence = _icd(lambda _, c: c.startswith(codes.NONADHERENCE_ICD_PREFIXES))
 _no_support = _icd(lambda _, c: c in codes.NO_SUPPORT_ICD)
 _resistance = _icd(lambda _, c: c.startswith(codes.RESISTANCE_ICD_PREFIX))
 _infection = _icd(lambda _, c: bool(codes.INFECTION_ICD.match(c)))
+_invasive_fungal = _icd(lambda _, c: bool(codes.INVASIVE_FUNGAL_ICD.match(c)))
 
 
 def nonadherence(ctx: Context) -> Fact:
@@ -86,25 +118,34 @@ def lacks_social_support(ctx: Context) -> Fact:
 
 
 def uncontrolled_resistant_infection(ctx: Context) -> Fact:
-    """An active infection together with a drug-resistance code (Z16.*).
-
-    A resistance code without an active infection is unknown: whether it is controlled needs
-    the clinician.
-    """
+    """ "Highly virulent and/or resistant microbes": an active infection together with a
+    drug-resistance code (Z16.*), or an active invasive mould infection (invasive aspergillosis,
+    mucormycosis), virulent in itself. A resistance code without an active infection is unknown:
+    whether it is controlled needs the clinician."""
     resistance = _active(ctx, _resistance)
     infection = _active(ctx, _infection)
-    if resistance and infection:
-        return Fact(True, tuple(infection + resistance))
+    virulent = _active(ctx, _invasive_fungal)
+    if virulent or (resistance and infection):
+        found = virulent + (infection + resistance if resistance and infection else [])
+        return Fact(True, tuple(dict.fromkeys(found)), note="documented present")
     if resistance:
-        return Fact(None, tuple(resistance), note="resistance coded without an active infection")
+        return Fact(
+            None,
+            tuple(resistance),
+            note="not documented: resistance is coded without an active infection; record "
+            "whether an infection with this organism is active and controlled",
+        )
     if gap := ctx.unreadable("Condition", lambda s, c: _resistance(s, c) or _infection(s, c)):
-        return Fact(None, note=gap)
-    return Fact(False, note="no active drug-resistant infection on the problem list")
+        return Fact(None, note=f"not documented: {gap}")
+    return Fact(
+        False, note="documented absent: no active drug-resistant or invasive fungal infection"
+    )
 
 
 READS = {
     "Observation": _smoking,
     "Condition": lambda s, c: any(
-        t(s, c) for t in (_substance, _nonadherence, _no_support, _resistance, _infection)
+        t(s, c)
+        for t in (_substance, _cannabis, _nonadherence, _no_support, _resistance, _infection)
     ),
 }

@@ -11,21 +11,14 @@ Thresholds, persistence and look-back: cds_service/data/clinical_thresholds.yaml
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 from cds_service.core import codes
 from cds_service.core.facts import car_t, transplant
-from cds_service.core.facts.context import Context
-from cds_service.core.fhir_util import (
-    codings,
-    condition_active,
-    display,
-    fmt,
-    procedure_date,
-    procedure_done,
-    ref,
-)
+from cds_service.core.facts.context import CodingTest, Context
+from cds_service.core.fhir_util import codings, condition_active, display, fmt, procedure_date, ref
 from cds_service.core.model import Evidence, Fact
 
 # UCUM unit -> factor to 10*9/L (counts) or g/dL (hemoglobin); terminology reference §5.1.
@@ -55,95 +48,182 @@ def is_count(system: str, code: str) -> bool:
 
 
 def is_failure_dx(system: str, code: str) -> bool:
+    """Graft rejection / failure or pancytopenia: documented poor graft function on its own."""
     return (
         system == codes.ICD10CM
-        and (code in codes.GRAFT_FAILURE_ICD or code.startswith(codes.PANCYTOPENIA_ICD_PREFIX))
+        and (
+            code in codes.GRAFT_FAILURE_ICD | codes.GRAFT_REJECTION_ICD
+            or code.startswith(codes.PANCYTOPENIA_ICD_PREFIX)
+        )
     ) or (system == codes.SNOMED and code in codes.GRAFT_FAILURE_SNOMED | codes.PANCYTOPENIA_SNOMED)
 
 
-def persistent_cytopenias(
-    ctx: Context, after: Callable[[date | None], bool]
-) -> tuple[list[Evidence], bool]:
-    """(evidence of persistent cytopenia per lineage, whether any count was read at all).
+def is_cytopenia_dx(system: str, code: str) -> bool:
+    """A coded neutropenia / thrombocytopenia: supports, but does not show, persistence."""
+    return system == codes.ICD10CM and codes.CYTOPENIA_DX_ICD.match(code) is not None
 
-    Per lineage, walk back from the newest count in the look-back window: persistent when the
-    counts stay below the threshold over at least `persistence_days`. The walk stops as soon
-    as that is decided, so older counts are never validated.
-    """
+
+def _is_transfusion(system: str, code: str) -> bool:
+    return (
+        (system == codes.ICD10PCS and code in codes.TRANSFUSION_PCS)
+        or (system == codes.CPT and code in codes.TRANSFUSION_CPT)
+        or (system in codes.HCPCS_SYSTEMS and codes.TRANSFUSION_HCPCS.match(code) is not None)
+        or (system == codes.SNOMED and code in codes.TRANSFUSION_SNOMED)
+    )
+
+
+@dataclass
+class Counts:
+    """What the blood counts in the window say, lineage by lineage."""
+
+    persistent: list[Evidence] = field(default_factory=list)  # low over >= persistence_days
+    short: list[tuple[Evidence, date]] = field(default_factory=list)  # low, not yet long enough
+    recovered: list[str] = field(default_factory=list)  # lineages whose newest count is normal
+
+    @property
+    def read(self) -> bool:
+        return bool(self.persistent or self.short or self.recovered)
+
+
+_Lineage = tuple[str, frozenset[str], dict[str, float], float, str]
+
+
+def _lineages(ctx: Context) -> tuple[_Lineage, ...]:
     t = ctx.thresholds
-    lineages = (
+    return (
         ("ANC", codes.ANC_LOINC, _COUNT_UNITS, t.anc_below, "x10^9/L"),
         ("Platelets", codes.PLATELET_LOINC, _COUNT_UNITS, t.platelets_below, "x10^9/L"),
         ("Hemoglobin", codes.HEMOGLOBIN_LOINC, _HGB_UNITS, t.hemoglobin_below, "g/dL"),
     )
-    start = ctx.window_start(t.cytopenia_lookback_days)
-    found: list[Evidence] = []
-    any_count = False
-    for name, loinc, units, below, unit_label in lineages:
-        latest: tuple[date, float, Any] | None = None
-        for obs, when, _ in ctx.observations(_loinc_in(loinc), newest_first=True):
-            quantity = obs.valueQuantity
-            factor = units.get((quantity.code or quantity.unit or "") if quantity else "")
-            if quantity is None or quantity.value is None or factor is None or when is None:
-                continue
-            if when < start or not after(when):
-                break  # newest first: everything further is older still
-            any_count = True
-            value = float(quantity.value) * factor
-            if value >= below:
-                break
-            latest = latest or (when, value, obs)
-            if (latest[0] - when).days >= t.persistence_days:
-                summary = (
-                    f"{name} below {below:g} {unit_label} from {fmt(when)} to {fmt(latest[0])} "
-                    f"(latest {latest[1]:g} {unit_label})"
-                )
-                found.append(Evidence(ref(latest[2]), summary, latest[0]))
-                break
-    return found, any_count
 
 
-def _is_transfusion(system: str, code: str) -> bool:
-    return system == codes.ICD10PCS and code in codes.TRANSFUSION_PCS
+def _walk(
+    ctx: Context, lineage: _Lineage, after: Callable[[date | None], bool], into: Counts
+) -> None:
+    """Walk back from the newest count in the look-back window; stop as soon as it is decided,
+    so older counts are never validated."""
+    name, loinc, units, below, unit_label = lineage
+    start = ctx.window_start(ctx.thresholds.cytopenia_lookback_days)
+    persistence = ctx.thresholds.persistence_days
+    latest: tuple[date, float, Any] | None = None
+    earliest_low: date | None = None
+    for obs, when, _ in ctx.observations(_loinc_in(loinc), newest_first=True):
+        quantity = obs.valueQuantity
+        factor = units.get((quantity.code or quantity.unit or "") if quantity else "")
+        if quantity is None or quantity.value is None or factor is None or when is None:
+            continue
+        if when < start or not after(when):
+            break  # newest first: everything further is older still
+        value = float(quantity.value) * factor
+        if value >= below:
+            if latest is None:  # the newest count is normal: this lineage has recovered
+                into.recovered.append(f"{name} {value:g} {unit_label} on {fmt(when)}")
+            break
+        latest, earliest_low = latest or (when, value, obs), when
+        if (latest[0] - when).days >= persistence:
+            summary = (
+                f"{name} below {below:g} {unit_label} from {fmt(when)} to {fmt(latest[0])} "
+                f"(latest {latest[1]:g} {unit_label})"
+            )
+            into.persistent.append(Evidence(ref(latest[2]), summary, latest[0]))
+            return
+    if latest is not None and earliest_low is not None:
+        summary = (
+            f"{name} {latest[1]:g} {unit_label} on {fmt(latest[0])} (below {below:g}), "
+            f"low since {fmt(earliest_low)}: shorter than {persistence} days"
+        )
+        settle = earliest_low + timedelta(days=persistence)
+        into.short.append((Evidence(ref(latest[2]), summary, latest[0]), settle))
 
 
-def poor_graft_function(ctx: Context) -> Fact:
-    t = ctx.thresholds
-    if transplant.hsct_type(ctx).value == "none":
-        return Fact(False, note="no stem cell transplant on record, so no graft")
-    evidence = [
+def blood_counts(ctx: Context, after: Callable[[date | None], bool]) -> Counts:
+    counts = Counts()
+    for lineage in _lineages(ctx):
+        _walk(ctx, lineage, after, counts)
+    return counts
+
+
+def _conditions(
+    ctx: Context, test: CodingTest, after: Callable[[date | None], bool]
+) -> list[Evidence]:
+    return [
         Evidence(ref(c), f"Active {display(c.code)}", when)
-        for c, when, _ in ctx.conditions(is_failure_dx)
-        if condition_active(c) and (when is None or ctx.after_transplant(when))
+        for c, when, _ in ctx.conditions(test)
+        if condition_active(c) and (when is None or after(when))
     ]
-    cytopenias, any_count = persistent_cytopenias(ctx, ctx.after_transplant)
-    evidence += cytopenias
-    start = ctx.window_start(t.transfusion_lookback_days)
-    transfusions = [
+
+
+def _transfusions(ctx: Context, after: Callable[[date | None], bool]) -> list[Evidence]:
+    start = ctx.window_start(ctx.thresholds.transfusion_lookback_days)
+    return [
         Evidence(ref(p), f"Transfusion: {display(p.code)}", when)
-        for p in ctx.record.procedures
-        if procedure_done(p)
-        and (when := procedure_date(p)) is not None
-        and start <= when <= ctx.as_of
-        and ctx.after_transplant(when)
+        for p in ctx.procedures
+        if (when := procedure_date(p)) is not None
+        and start <= when
+        and after(when)
         and any(_is_transfusion(s, c) for s, c in codings(p.code))
     ]
+
+
+def _unsettled(ctx: Context, counts: Counts, supporting: list[Evidence], since: str) -> Fact:
+    """No proof either way: say which count (or which series) would settle it."""
+    t = ctx.thresholds
+    evidence = tuple(e for e, _ in counts.short) + tuple(supporting)
+    if counts.short:
+        on = max(d for _, d in counts.short)
+        return Fact(
+            None,
+            evidence,
+            note=f"not documented: counts are low for less than {t.persistence_days} days; a "
+            f"count on or after {fmt(on)} showing the cytopenia persists would settle it",
+        )
+    series = (
+        f"CBCs covering at least {t.persistence_days} days within the last "
+        f"{t.cytopenia_lookback_days} days, after {since}"
+    )
+    if supporting:
+        return Fact(
+            None,
+            evidence,
+            note=f"not documented: a cytopenia or transfusion is coded but no counts show whether "
+            f"it persists; attach {series}",
+        )
+    return Fact(None, note=f"not documented: no blood counts; attach {series}")
+
+
+def _decide(ctx: Context, after: Callable[[date | None], bool], since: str, dx: CodingTest) -> Fact:
+    t = ctx.thresholds
+    evidence = _conditions(ctx, dx, after)
+    counts = blood_counts(ctx, after)
+    evidence += counts.persistent
+    transfusions = _transfusions(ctx, after)
     if len(transfusions) >= t.min_transfusions:
         evidence += transfusions
     if evidence:
-        return Fact(True, tuple(evidence))
-    gap = ctx.unreadable("Observation", is_count) or ctx.unreadable("Condition", is_failure_dx)
+        return Fact(True, tuple(evidence), note="documented present")
+    gap = ctx.unreadable("Observation", is_count) or ctx.unreadable("Condition", dx)
     if gap:
-        return Fact(None, note=gap)
-    if any_count:
+        return Fact(None, note=f"not documented: {gap}")
+    supporting = _conditions(ctx, is_cytopenia_dx, after) + transfusions
+    if counts.recovered and not counts.short:
         return Fact(
             False,
-            note=f"post-transplant counts in the last {t.cytopenia_lookback_days} days are not persistently low",
+            note=f"documented absent: the newest counts after {since} are not low "
+            f"({'; '.join(counts.recovered)})",
         )
-    return Fact(
-        None,
-        note=f"no blood counts after the transplant in the last {t.cytopenia_lookback_days} days",
-    )
+    return _unsettled(ctx, counts, supporting, since)
+
+
+def poor_graft_function(ctx: Context) -> Fact:
+    """Graft failure / rejection, pancytopenia, a cytopenia persisting >= persistence_days, or
+    transfusion dependence after the index transplant. A short run of low counts, a single
+    severe count or a coded neutropenia / thrombocytopenia is not documented (unknown); only
+    counts that show recovery are a documented absence."""
+    index = ctx.index_transplant
+    if index is None:
+        hsct = transplant.hsct_type(ctx)
+        return Fact(None, hsct.evidence, note=hsct.note or transplant.TRANSPLANT_NOT_DOCUMENTED)
+    return _decide(ctx, ctx.after_transplant, f"the {fmt(index.when)} transplant", is_failure_dx)
 
 
 def cytopenia_after_car_t(ctx: Context) -> Fact:
@@ -153,28 +233,17 @@ def cytopenia_after_car_t(ctx: Context) -> Fact:
         return Fact(given.value, note=given.note)
     dates = [e.when for e in given.evidence if e.when is not None]
     if not dates:
-        return Fact(None, given.evidence, note="CAR T date unknown")
+        return Fact(None, given.evidence, note="not documented: CAR T date unknown")
     car_t_date = max(dates)
 
     def after(when: date | None) -> bool:
         return when is not None and when > car_t_date
 
-    evidence = [
-        Evidence(ref(c), f"Active {display(c.code)}", when)
-        for c, when, _ in ctx.conditions(is_failure_dx)
-        if condition_active(c) and after(when)
-    ]
-    cytopenias, any_count = persistent_cytopenias(ctx, after)
-    evidence += cytopenias
-    if evidence:
-        return Fact(True, tuple(evidence))
-    if gap := ctx.unreadable("Observation", is_count):
-        return Fact(None, note=gap)
-    if any_count:
-        return Fact(
-            False, note=f"counts after the {fmt(car_t_date)} CAR T are not persistently low"
-        )
-    return Fact(None, note=f"no blood counts after the {fmt(car_t_date)} CAR T")
+    return _decide(ctx, after, f"the {fmt(car_t_date)} CAR T", is_failure_dx)
 
 
-READS = {"Observation": is_count, "Condition": is_failure_dx, "Procedure": _is_transfusion}
+READS = {
+    "Observation": is_count,
+    "Condition": lambda s, c: is_failure_dx(s, c) or is_cytopenia_dx(s, c),
+    "Procedure": _is_transfusion,
+}

@@ -6,8 +6,8 @@ from typing import Any
 
 from cds_service.core import codes
 from cds_service.core.facts.context import Context
-from cds_service.core.fhir_util import codings, condition_date, condition_valid, display, fmt, ref
-from cds_service.core.model import UNKNOWN, Evidence, Fact
+from cds_service.core.fhir_util import codings, condition_date, display, fmt, ref
+from cds_service.core.model import Evidence, Fact
 
 HEME, OTHER, NON_MALIGNANT = "hematologic-malignancy", "other-malignancy", "non-malignant"
 _RANK = {HEME: 0, OTHER: 1, NON_MALIGNANT: 2}
@@ -48,7 +48,7 @@ def _indication(ctx: Context) -> tuple[str, list[Any], str] | None:
     """(class, conditions, how found). The transplant's own reason wins over the problem list."""
     index = ctx.index_transplant
     if index is not None:
-        by_id = {c.id: c for c in ctx.record.conditions if condition_valid(c)}
+        by_id = {c.id: c for c in ctx.valid_conditions}
         reasons = [
             by_id[r.reference.split("/")[-1]]
             for r in index.procedure.reasonReference or ()
@@ -87,7 +87,14 @@ def diagnosis_class(ctx: Context) -> Fact:
     found = _indication(ctx)
     gap = ctx.unreadable("Condition", _is_diagnosis)
     if found is None:
-        return Fact(None, note=gap or "no diagnosis that classifies the transplant indication")
+        return Fact(
+            None,
+            note=f"not documented: {gap}"
+            if gap
+            else "not documented: no diagnosis that classifies the transplant indication; "
+            "document the disease the transplant treated (the transplant's reason or the "
+            "malignancy on the problem list)",
+        )
     cls, conditions, how = found
     if gap and cls != HEME:
         return Fact(None, _evidence(conditions), note=gap)
@@ -95,14 +102,17 @@ def diagnosis_class(ctx: Context) -> Fact:
     if how == "transplant reasonCode" and ctx.index_transplant:
         index = ctx.index_transplant
         evidence = (Evidence(index.reference, f"Transplant reason: {cls}", index.when),)
-    note = f"from the {how}; dated {fmt(evidence[0].when)}" if evidence else f"from the {how}"
+    # a hematologic malignancy is what the criteria ask for; another class is its documented absence
+    state = "documented present" if cls == HEME else "documented absent"
+    dated = f"; dated {fmt(evidence[0].when)}" if evidence else ""
+    note = f"{state}: {cls} from the {how}{dated}"
     return Fact(cls, evidence, note=note)
 
 
 def indication_icd10cm(ctx: Context) -> Fact:
     found = _indication(ctx)
     if found is None:
-        return UNKNOWN
+        return Fact(None, note="not documented: no diagnosis that classifies the indication")
     _, conditions, _ = found
     icd = tuple(
         sorted({c for cond in conditions for s, c in codings(cond.code) if s == codes.ICD10CM})

@@ -7,16 +7,20 @@ from cds_service.core.facts.context import Context
 from cds_service.core.model import Evidence, Fact, Order
 
 _SOURCES = ("original-donor", "different-donor")
-_PRODUCTS = ("unmanipulated-product", "genetically-modified-product", "ex-vivo-manipulated-product")
+_PRODUCTS = ("genetically-modified-product", "ex-vivo-manipulated-product", "unmanipulated-product")
 
 
 def _pick(order: Order, options: tuple[str, ...]) -> Fact:
     stated = [o for o in options if o in order.details]
     if len(stated) != 1:
         why = "not stated on the order" if not stated else "conflicting details on the order"
-        return Fact(None, note=why)
+        return Fact(None, note=f"not documented: {why}")
+    # the first option is what the criteria ask for; another stated option is its absence
+    state = "documented present" if stated[0] == options[0] else "documented absent"
     return Fact(
-        stated[0], (Evidence(order.reference, f"Order detail: {stated[0]}", order.authored_on),)
+        stated[0],
+        (Evidence(order.reference, f"Order detail: {stated[0]}", order.authored_on),),
+        note=f"{state}: stated on the order",
     )
 
 
@@ -35,16 +39,58 @@ def product_manipulation(ctx: Context) -> Fact:
     if not any(o in ctx.order.details for o in _PRODUCTS):
         summary = f"Order code {ctx.order.billing_code} with no product modification stated"
         evidence = (Evidence(ctx.order.reference, summary, ctx.order.authored_on),)
-        return Fact("unmanipulated-product", evidence, note="inferred from the order code")
+        return Fact(
+            "unmanipulated-product",
+            evidence,
+            note="documented absent: no modification stated; inferred from the order code",
+        )
     return _pick(ctx.order, _PRODUCTS)
 
 
+_HIGH_RISK = "high-relapse-risk"
+_NOT_HIGH_RISK = "not-high-relapse-risk"
+
+
 def high_relapse_risk_attested(ctx: Context) -> Fact:
+    """The clinician's high-relapse-risk attestation. A missing order detail is not documented,
+    never "no": Molina ("member considered high risk") and Centene I.A leave the judgement to
+    the treating team, so the card asks for it."""
     if ctx.order is None:
-        return Fact(None, note="no order")
-    if "high-relapse-risk" in ctx.order.details:
+        return Fact(None, note="not documented: no order")
+    if _HIGH_RISK in ctx.order.details:
         evidence = (
             Evidence(ctx.order.reference, "Order detail: high-relapse-risk", ctx.order.authored_on),
         )
-        return Fact(True, evidence)
-    return Fact(False, note="the order carries no high-relapse-risk attestation")
+        return Fact(True, evidence, note="documented present: attested on the order")
+    if _NOT_HIGH_RISK in ctx.order.details:  # the clinician answered "no"
+        evidence = (
+            Evidence(
+                ctx.order.reference, "Order detail: not-high-relapse-risk", ctx.order.authored_on
+            ),
+        )
+        return Fact(False, evidence, note="documented absent: the order answers 'not at high risk'")
+    return Fact(
+        None,
+        note="not documented: the order does not say whether the patient is at high risk of "
+        "relapse; record the high-risk assessment on the order (order detail high-relapse-risk)",
+    )
+
+
+def other_high_risk_setting(ctx: Context) -> Fact:
+    """BCBSMS: "Settings considered high risk for relapse *include*" TCD grafts and RIC/NMA, a
+    list that is not exhaustive. A high-risk attestation in another setting (e.g. after
+    myeloablative conditioning) cannot be judged from the record: medical director review
+    (unknown). Without an attestation no other setting is claimed (documented absent)."""
+    if ctx.order is None:
+        return Fact(None, note="not documented: no order")
+    if _HIGH_RISK in ctx.order.details:
+        evidence = (
+            Evidence(ctx.order.reference, "Order detail: high-relapse-risk", ctx.order.authored_on),
+        )
+        return Fact(
+            None,
+            evidence,
+            note="not documented: high relapse risk is attested in a setting the policy does not "
+            "name; medical director review",
+        )
+    return Fact(False, note="documented absent: the order claims no other high-risk setting")

@@ -12,7 +12,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from cds_service.core import codes
-from cds_service.core.fhir_util import codings, display, fmt, procedure_date, procedure_done, ref
+from cds_service.core.fhir_util import codings, display, fmt, procedure_date, ref
 from cds_service.core.model import Evidence, Fact
 
 if TYPE_CHECKING:  # Context builds its transplants with classify() below
@@ -34,9 +34,8 @@ class Transplant:
 
 
 def classify(procedure: Any) -> Transplant | None:
-    """The transplant a Procedure records, or None if it is not an HSCT."""
-    if not procedure_done(procedure):
-        return None
+    """The transplant a Procedure records, or None if it is not an HSCT (the caller passes only
+    Procedures that happened: Context.procedures)."""
     kind: Kind | None = None
     found = False
     for system, code in codings(procedure.code):
@@ -100,31 +99,42 @@ def _any_hsct_evidence(system: str, code: str) -> bool:
     )
 
 
+TRANSPLANT_NOT_DOCUMENTED = (
+    "not documented: no stem cell transplant, transplant history or GVHD on record; attach the "
+    "transplant summary (date, donor type, conditioning, graft processing)"
+)
+
+
 def hsct_type(ctx: Context) -> Fact:
-    """allogeneic / autologous from procedures or history; `none` when the record (complete for
-    Procedures and Conditions) shows no transplant at all: no HSCT procedure, no transplant
-    history or status code (Z94.81/Z94.84), no GVHD. A transplant of uncoded type is unknown."""
+    """allogeneic / autologous from procedures or history. No HSCT procedure, no transplant
+    history or status code (Z94.81/Z94.84) and no GVHD is *not documented*, never "no
+    transplant": outside and note-only transplants are common. A transplant of uncoded type is
+    unknown too. Only a documented autologous-only transplant is a documented absence of an
+    allogeneic one."""
     allo = [t.as_evidence() for t in ctx.transplants if t.kind == "allogeneic"]
     allo += _conditions(ctx, _history("allogeneic"))
     allo += _conditions(ctx, _is_gvhd, " (implies an allogeneic graft)")
     if allo:
-        return Fact("allogeneic", tuple(allo))
+        return Fact("allogeneic", tuple(allo), note="documented present: allogeneic transplant")
     gap = ctx.unreadable("Procedure", is_hsct_coding) or ctx.unreadable(
         "Condition", lambda s, c: _any_hsct_evidence(s, c) or _is_gvhd(s, c)
     )
     auto = [t.as_evidence() for t in ctx.transplants if t.kind == "autologous"]
     auto += _conditions(ctx, _history("autologous"))
     if auto and not gap:
-        return Fact("autologous", tuple(auto))
+        return Fact(
+            "autologous", tuple(auto), note="documented absent: autologous-only transplant(s)"
+        )
     untyped = [t.as_evidence() for t in ctx.transplants if t.kind is None]
     untyped += _conditions(ctx, _history(None))
     if untyped:
         return Fact(
-            None, tuple(untyped), note="a transplant is documented but its type is not coded"
+            None,
+            tuple(untyped),
+            note="not documented: a transplant is on record but not its donor type; attach the "
+            "transplant summary (donor type: allogeneic or autologous)",
         )
-    if gap:
-        return Fact(None, note=gap)
-    return Fact("none", note="no stem cell transplant, transplant history or GVHD on record")
+    return Fact(None, note=f"not documented: {gap}" if gap else TRANSPLANT_NOT_DOCUMENTED)
 
 
 def conditioning_intensity(ctx: Context) -> Fact:
@@ -145,9 +155,7 @@ def conditioning_intensity(ctx: Context) -> Fact:
             if code in ("MAC", "RIC", "NMA"):
                 return Fact(code, (Evidence(index.reference, f"Conditioning: {code}", index.when),))
     limit = ctx.thresholds.conditioning_max_days_before
-    for procedure in ctx.record.procedures:
-        if not procedure_done(procedure):
-            continue
+    for procedure in ctx.procedures:
         part_of = {r.reference.split("/")[-1] for r in procedure.partOf or () if r.reference}
         when = procedure_date(procedure)
         near = (
