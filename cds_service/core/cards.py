@@ -226,6 +226,15 @@ def unretrieved_note(unretrieved: tuple[str, ...]) -> str:
     )
 
 
+def coverage_note(coverage: Any, active: int) -> str:
+    """Which of several active Coverages decided the payer (issue 12: say so on the card)."""
+    order = f", Coverage.order {coverage.order}" if coverage.order is not None else ""
+    return (
+        f"**Coverage:** the payer is the one on {md(f'Coverage/{coverage.id}')}{order}, the "
+        f"first of the {active} active Coverages (primary first) whose payer has a policy here."
+    )
+
+
 def build_cards(
     evaluations: list[Evaluation],
     options: CardOptions,
