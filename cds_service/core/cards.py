@@ -63,9 +63,10 @@ class CardOptions:
 
     coverage_info: bool = True
     max_cards: int = 10
-    # CRD 2.2 `indeterminate` / reason `technical`; False for a client that asked for CRD 2.0.x
-    # (davinci-crd.requestedVersion), whose coverage-information has neither.
-    indeterminate: bool = True
+    # CRD 2.2 `indeterminate` / reason `technical`, only for a client that asked for CRD 2.1+
+    # (davinci-crd.requestedVersion): a 2.0.1 client cannot ask, and its coverage-information
+    # has neither (cds-hooks-and-crd.md items 124, 131, 163).
+    indeterminate: bool = False
 
 
 def md(text: str) -> str:
@@ -311,7 +312,7 @@ def coverage_information(
     today: date,
     assertion_id: str,
     technical: str = "",
-    indeterminate: bool = True,
+    indeterminate: bool = False,
 ) -> dict[str, Any]:
     """One ext-coverage-information for one (order, coverage), valid for CRD 2.0.1 and 2.2.
 
@@ -368,7 +369,7 @@ def coverage_action(
     today: date,
     assertion_id: str,
     technical: str = "",
-    indeterminate: bool = True,
+    indeterminate: bool = False,
 ) -> dict[str, Any]:
     """An `update` systemAction: the whole draft order, plus the coverage information."""
     resource = dict(evaluation.order.resource)  # only `extension` is replaced, never mutated
