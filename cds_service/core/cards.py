@@ -199,8 +199,11 @@ def _card(
             ],
         },
     }
+    payers = sorted({e.policy.payer.name for e in evaluations})
     if len({e.policy.id for e in evaluations}) > 1:
-        card["source"]["label"] = "Payer policy comparison"
+        # A card over several payers names them (CRD resp-4: the label is the insurer a reader
+        # recognises, reference item 101); "comparison" alone did not say whose policies.
+        card["source"]["label"] = "Payer policy comparison: " + ", ".join(payers)
     addressed = [e for e in evaluations if e.determination is not Determination.NOT_ADDRESSED]
     links = [
         {
