@@ -133,3 +133,16 @@ def test_two_coverages_the_card_says_which_decided() -> None:
     assert all("Coverage/tcv-cov, Coverage.order 1" in card["detail"] for card in body["cards"])
     coverage = body["systemActions"][0]["resource"]["extension"][-1]["extension"]
     assert {"url": "coverage", "valueReference": {"reference": "Coverage/tcv-cov"}} in coverage
+
+
+def test_a_payor_id_that_is_not_a_fhir_id_is_never_put_in_a_url() -> None:
+    request = build_request(BARE)
+    coverage = request["prefetch"]["coverage"]
+    coverage["entry"] = coverage["entry"][:1]
+    coverage["entry"][0]["resource"]["payor"] = [{"reference": "Organization/x?_format=xml"}]
+    point_at_fhir_server(request, SERVER, TOKEN)
+    ehr = fixture_ehr()
+    response = app_client(ehr).post(SIGN, json=request)
+    assert response.status_code == 200, response.text
+    assert ehr.requests == []
+    assert len(_routed(response.json())) == 5

@@ -244,6 +244,8 @@ async def _read_payers(
         for i in payers
         if _FHIR_ID.fullmatch(i)
     ]
+    if not jobs:
+        return None
     await fetch_all(server, token, jobs, limits, transport)
     log.info(
         "fhir payer read hookInstance=%s organizations=%d ok=%d",
