@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse
 from cds_service.api.errors import error_response
 from cds_service.scenarios import FIXTURES_DIR, load_scenarios, resources
 
-SEARCH_PARAMETERS = frozenset({"patient", "status", "code", "_count", "_offset"})
+SEARCH_PARAMETERS = frozenset({"patient", "status", "code", "_count", "_offset", "_include"})
+INCLUDES = {"Coverage:payor": ("payor", "Organization")}  # _include value -> (element, type)
 PATIENT_REFERENCES = ("subject", "patient", "beneficiary")  # Coverage.beneficiary is `patient`
 MAX_COUNT = 100
 FHIR_JSON = "application/fhir+json"
@@ -66,6 +67,28 @@ def _matches(resource: dict[str, Any], name: str, value: str) -> bool:
         for system, code in _tokens(value)
         for c in codings
     )
+
+
+def _entry(base: str, resource: dict[str, Any], mode: str) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+        "resource": resource,
+        "search": {"mode": mode},
+    }
+
+
+def _included(
+    store: dict[str, dict[str, dict[str, Any]]], page: list[dict[str, Any]], include: str
+) -> list[dict[str, Any]]:
+    """The resources `include` names from the page's resources (relative references only)."""
+    element, target = INCLUDES[include]
+    found: dict[str, dict[str, Any]] = {}
+    for resource in page:
+        for ref in resource.get(element) or ():
+            kind, _, ident = str((ref or {}).get("reference") or "").partition("/")
+            if kind == target and ident in store.get(target, {}):
+                found[ident] = store[target][ident]
+    return list(found.values())
 
 
 def create_fixture_server(
@@ -108,8 +131,13 @@ def create_fixture_server(
         try:
             count = min(int(params.pop("_count", page_size)), MAX_COUNT)
             offset = int(params.pop("_offset", 0))
+            include = params.pop("_include", None)
         except ValueError:
             return error_response(400, "_count and _offset must be integers")
+        if include is not None and (
+            include not in INCLUDES or not resource_type.startswith(include.split(":")[0])
+        ):
+            return error_response(400, f"unsupported _include: {include}")
         if count < 1 or offset < 0:
             return error_response(400, "_count must be positive and _offset not negative")
         found = [
@@ -125,19 +153,16 @@ def create_fixture_server(
         links = [{"relation": "self", "url": page_url(offset)}]
         if offset + count < len(found):
             links.append({"relation": "next", "url": page_url(offset + count)})
+        page = found[offset : offset + count]
+        entries = [_entry(base, r, "match") for r in page]
+        if include is not None:
+            entries += [_entry(base, r, "include") for r in _included(store(), page, include)]
         bundle = {
             "resourceType": "Bundle",
             "type": "searchset",
             "total": len(found),
             "link": links,
-            "entry": [
-                {
-                    "fullUrl": f"{base}/{resource_type}/{r['id']}",
-                    "resource": r,
-                    "search": {"mode": "match"},
-                }
-                for r in found[offset : offset + count]
-            ],
+            "entry": entries,
         }
         return JSONResponse(bundle, media_type=FHIR_JSON)
 

@@ -160,6 +160,19 @@ def _has_code(resource: dict[str, Any], wanted: set[tuple[str, str]]) -> bool:
     return any((c.get("system"), c.get("code")) in wanted for c in codings)
 
 
+def _coverage_with_payors(by_type: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The active Coverages and, as `_include=Coverage:payor` asks, the Organizations they name."""
+    coverages = [c for c in by_type.get("Coverage", []) if c.get("status") == "active"]
+    organizations = {o.get("id"): o for o in by_type.get("Organization", [])}
+    named = {
+        ref.get("reference", "").partition("/")[2]
+        for c in coverages
+        for ref in c.get("payor") or ()
+        if isinstance(ref, dict) and str(ref.get("reference", "")).startswith("Organization/")
+    }
+    return _searchset(coverages + [o for i, o in organizations.items() if i in named])
+
+
 def prefetch_for(bundle: dict[str, Any]) -> dict[str, Any]:
     """What an EHR would send for each of our prefetch templates, from a scenario bundle."""
     items = resources(bundle)
@@ -170,9 +183,7 @@ def prefetch_for(bundle: dict[str, Any]) -> dict[str, Any]:
     wanted = _observation_codes()
     return {
         "patient": patients[0] if patients else None,
-        "coverage": _searchset(
-            [c for c in by_type.get("Coverage", []) if c.get("status") == "active"]
-        ),
+        "coverage": _coverage_with_payors(by_type),
         "conditions": _searchset(by_type.get("Condition", [])),
         "procedures": _searchset(by_type.get("Procedure", [])),
         "observations": _searchset(
@@ -266,6 +277,6 @@ def point_at_fhir_server(request: dict[str, Any], fhir_server: str, token: str) 
         "token_type": "Bearer",
         "expires_in": 300,
         "scope": "patient/Coverage.read patient/Condition.read patient/Procedure.read "
-        "patient/Observation.read",
+        "patient/Observation.read patient/Organization.read",
         "subject": "dli-hpc-cds",
     }

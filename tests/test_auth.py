@@ -224,3 +224,16 @@ def test_replay_cache_forgets_expired_entries_and_is_bounded() -> None:
         cache.first_use("iss", "b", expires=1010)
     clock.now = 1011
     assert cache.first_use("iss", "b", expires=1100)  # the expired ones made room
+
+
+def test_a_wrong_aud_logs_the_expected_audience_not_the_token(
+    secured: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a proxy the commonest 401 is aud: the log says what was expected and what came."""
+    wrong = "https://proxy.example.org/cds/dli-hpc-order-sign"
+    token = signed(aud=wrong)
+    with caplog.at_level(logging.WARNING, "cds_service.auth"):
+        assert call(secured, token).status_code == 401
+    reason = caplog.records[0].fields["reason"]  # type: ignore[attr-defined]
+    assert wrong in reason and BASE_URL + "/cds-services/dli-hpc-order-sign" in reason
+    assert token not in caplog.text

@@ -239,10 +239,13 @@ FAILURES: list[tuple[str, Handler, str]] = [
 def test_a_failing_server_leaves_its_criteria_unknown_and_says_so(
     why: str, handler: Handler, reason: str
 ) -> None:
-    """Observations could not be fetched, the rest came in prefetch: 200, CRD 2.2 technical."""
+    """Observations could not be fetched, the rest came in prefetch: 200, CRD 2.2 technical
+    (the client asked for CRD 2.2)."""
     ehr = mock_ehr(handler)
     client = app_client(ehr, CDS_FHIR_QUERY_TIMEOUT_SECONDS=0.2)
-    response = client.post(SIGN, json=hook(only_missing("observations")))
+    request = hook(only_missing("observations"))
+    request["extension"] = {"davinci-crd.requestedVersion": "2.2"}
+    response = client.post(SIGN, json=request)
     assert response.status_code == 200, response.text
     body = response.json()
     assert [str(r.url.host) for r in ehr.requests] == ["ehr.test"]  # no redirect followed
@@ -285,13 +288,18 @@ def test_a_determination_the_record_settles_despite_a_gap_stands() -> None:
     assert all("Coverage data (coverage)" in c["detail"] for c in body["cards"])
 
 
-def test_a_crd_2_0_client_gets_conditional_not_indeterminate() -> None:
+@pytest.mark.parametrize("version", [None, "2.0.1", "2.0"])
+def test_a_crd_2_0_client_gets_conditional_not_indeterminate(version: str | None) -> None:
+    """A 2.0.1 client cannot send requestedVersion: without a request for 2.1+, the fetch
+    failure is told in codes both versions accept (conditional, doc-needed, info-needed OTH)."""
     body = hook(only_missing("observations"))
-    body["extension"] = {"davinci-crd.requestedVersion": "2.0.1"}
+    if version is not None:
+        body["extension"] = {"davinci-crd.requestedVersion": version}
     result = app_client(mock_ehr(lambda _: _answer(503))).post(SIGN, json=body).json()
     info = coverage_info(result)
     assert info["covered"]["valueCode"] == "conditional"
     assert info["doc-needed"]["valueCode"] == "clinical"
+    assert info["info-needed"]["valueCode"] == "OTH"
     assert any("HTTP 503" in r["text"] and "coding" not in r for r in info["reason"])
     assert problems(result, "order-sign") == []
 

@@ -8,7 +8,7 @@ import pytest
 
 from cds_service.core.model import PatientRecord, Service
 from cds_service.core.orders import recognise
-from cds_service.core.payer import route
+from cds_service.core.payer import payer_organizations_to_read, route
 from cds_service.core.record import add_resource
 from cds_service.policy_store import load
 
@@ -68,3 +68,56 @@ def test_payer_routing(
 def test_payer_organization_in_the_record() -> None:
     org = {**ORG, "name": "Molina Healthcare of Texas"}
     assert routed(org, coverage({"reference": "Organization/org"})) == ("molina-mcp-210",)
+
+
+NAMED = {"system": "http://dli-hpc-cds.org/fhir/sid/payer"}
+
+
+def test_primary_coverage_decides_whatever_the_listing_order() -> None:
+    """Coverage.order 1 is primary: it decides even when the EHR lists the secondary first."""
+    secondary = {**coverage({"display": "Molina Healthcare"}), "id": "sec", "order": 2}
+    primary = {**coverage({"identifier": {**NAMED, "value": "anthem"}}), "id": "pri", "order": 1}
+    record = PatientRecord()
+    for resource in (secondary, primary):
+        add_resource(record, resource)
+    result = route(record, POLICIES)
+    assert [p.id for p in result.policies] == ["anthem-cg-trans-03"]
+    assert result.coverage is not None and result.coverage.id == "pri"
+
+
+def test_coverage_without_order_comes_after_those_with_one() -> None:
+    unordered = {**coverage({"display": "Molina Healthcare"}), "id": "a"}
+    ordered = {**coverage({"display": "Wellmark"}), "id": "b", "order": 1}
+    assert routed(unordered, ordered) == ("wellmark-07.03.13",)
+
+
+def test_plan_name_in_coverage_class_routes_when_the_payor_does_not() -> None:
+    resource = coverage({"reference": "Organization/unknown-org"})
+    resource["class"] = [
+        {"type": {"text": "plan"}, "value": "AMB-5", "name": "Ambetter Balanced Care 5"}
+    ]
+    assert routed(resource) == ("centene-cp.mp.101",)
+
+
+def test_which_payer_organizations_the_api_must_read() -> None:
+    record = PatientRecord()
+    add_resource(record, coverage({"reference": "Organization/org-1"}))
+    assert payer_organizations_to_read(record, POLICIES) == ("org-1",)
+    add_resource(record, {**ORG, "id": "org-1", "name": "Molina Healthcare"})
+    assert payer_organizations_to_read(record, POLICIES) == ()  # held, and recognised
+
+
+def test_no_read_when_the_payor_identifier_already_routes() -> None:
+    record = PatientRecord()
+    payor = {"reference": "Organization/org-2", "identifier": {**NAMED, "value": "molina"}}
+    add_resource(record, coverage(payor))
+    assert payer_organizations_to_read(record, POLICIES) == ()
+
+
+def test_contained_and_absolute_references_are_not_read() -> None:
+    record = PatientRecord()
+    add_resource(record, coverage({"reference": "#org"}))
+    add_resource(
+        record, {**coverage({"reference": "https://other.example/fhir/Organization/9"}), "id": "c2"}
+    )
+    assert payer_organizations_to_read(record, POLICIES) == ()

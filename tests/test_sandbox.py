@@ -18,6 +18,7 @@ from cds_service.fixture_server import serve_in_thread
 from cds_service.policy_store import Knowledge
 from cds_service.sandbox import SandboxFhir, mount_sandbox
 from cds_service.sandbox.router import STATIC_DIR
+from cds_service.scenarios import FIXTURES_DIR
 from cds_service.settings import Settings
 
 BUILD = "/sandbox/api/request"
@@ -64,7 +65,7 @@ def test_the_catalogue_lists_scenarios_policies_and_prefetch_modes(
 ) -> None:
     body = client.get("/sandbox/api/scenarios").json()
     scenarios = {s["id"]: s for s in body["scenarios"]}
-    assert len(scenarios) == 40
+    assert sorted(scenarios) == sorted(p.stem for p in FIXTURES_DIR.glob("*.yaml"))
     aml = scenarios["relapsed-aml-allo-mac"]
     assert aml["payer"] == "molina-mcp-210" and aml["services"] == ["dli", "hpc-boost"]
     assert aml["expected"]["dli"]["centene-cp.mp.101"] == "meets-criteria"

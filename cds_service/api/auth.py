@@ -116,6 +116,11 @@ class JwtVerifier:
                 leeway=LEEWAY_SECONDS,
                 options={"require": REQUIRED_CLAIMS, "verify_nbf": True},
             )
+        except jwt.InvalidAudienceError as error:
+            # The commonest integration mistake (a proxy or a path in front of the service): the
+            # log says what aud was expected and what came (a URL, not a secret; never the token).
+            given = str(unverified.get("aud"))[:200]
+            raise AuthFailed(f"aud {given!r} is not the URL invoked, {audience!r}") from error
         except (jwt.PyJWTError, TypeError, ValueError) as error:  # PyJWT raises all three
             raise AuthFailed(type(error).__name__) from error  # e.g. ExpiredSignatureError
         jti = claims["jti"]

@@ -14,7 +14,10 @@ _OBS_CODES = ",".join(f"{codes.LOINC}|{c}" for c in sorted(OBSERVATION_LOINC))
 # CDS Hooks 2.0-legal templates: {{context.patientId}} only, type-level search with token params.
 PREFETCH: dict[str, str] = {
     "patient": "Patient/{{context.patientId}}",
-    "coverage": "Coverage?patient={{context.patientId}}&status=active",
+    # The payer Organization along with the Coverage: EHRs mostly record the payor as a bare
+    # reference (CRD found-27: prefetch what the service will need; _include is a plain search
+    # parameter, so the template stays 2.0-legal).
+    "coverage": "Coverage?patient={{context.patientId}}&status=active&_include=Coverage:payor",
     "conditions": "Condition?patient={{context.patientId}}",
     "procedures": "Procedure?patient={{context.patientId}}",
     "observations": "Observation?patient={{context.patientId}}&code=" + _OBS_CODES,

@@ -7,13 +7,20 @@ All queries run at once, each page with its own timeout, all under one budget; B
 links are followed (only within `fhirServer`) up to a page limit. A key the server could not
 supply marks its resource type unavailable, so the facts resting on it become unknown, and is
 reported so the cards can say so. 412 only when nothing usable could be had at all.
+
+The payer: when the Coverage names it only as `Organization/{id}` and neither prefetch (through
+`_include=Coverage:payor`) nor the Coverage itself holds it, `Organization/{id}` is read from
+`fhirServer` the same way (same client, token, redirect and failure rules, within what is left of
+the budget). Failing that, the payer is unrecognised and every policy is compared, saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -25,9 +32,22 @@ from cds_service.api.allowlist import within
 from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import ParsedHook
-from cds_service.core import Keep, PatientRecord, add_prefetch_value, is_operation_outcome
+from cds_service.core import (
+    Keep,
+    PatientRecord,
+    Policy,
+    add_prefetch_value,
+    add_resource,
+    is_operation_outcome,
+    payer_organizations_to_read,
+)
 
 log = logging.getLogger("cds_service.gather")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+PAYER_KEY = "payer"  # the Organization read for an unresolved payor reference
+# What each fetched key carries, for the "could not be retrieved" notes.
+FETCHED_TYPES: dict[str, str] = {**REQUIRED_PREFETCH, PAYER_KEY: "Organization"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,7 @@ class KeyFetch:
     url: str
     pages: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
+    expect: str = "Bundle"  # a search answers a Bundle; a read, the resource itself
 
 
 @dataclass(frozen=True)
@@ -81,8 +102,11 @@ def _next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
-async def _read_page(client: httpx.AsyncClient, url: str, timeout: float) -> dict[str, Any]:
-    """One searchset page; any failure is a ValueError whose message holds no patient data."""
+async def _read_page(
+    client: httpx.AsyncClient, url: str, timeout: float, expect: str = "Bundle"
+) -> dict[str, Any]:
+    """One searchset page (or read resource of type `expect`); any failure is a ValueError whose
+    message holds no patient data."""
     try:
         response = await asyncio.wait_for(client.get(url), timeout)
     except (TimeoutError, httpx.TimeoutException):
@@ -95,8 +119,8 @@ async def _read_page(client: httpx.AsyncClient, url: str, timeout: float) -> dic
         body = response.json()
     except ValueError:
         raise ValueError("answered with something that is not JSON") from None
-    if not isinstance(body, dict) or body.get("resourceType") not in ("Bundle", "OperationOutcome"):
-        raise ValueError("answered with something that is not a FHIR Bundle")
+    if not isinstance(body, dict) or body.get("resourceType") not in (expect, "OperationOutcome"):
+        raise ValueError(f"answered with something that is not a FHIR {expect}")
     if is_operation_outcome(body):
         raise ValueError("answered with an OperationOutcome")
     return body
@@ -111,13 +135,13 @@ async def _fetch(client: httpx.AsyncClient, base: str, job: KeyFetch, limits: Fe
     url: str | None = job.url
     while url is not None:
         try:
-            page = await _read_page(client, url, limits.query_timeout)
+            page = await _read_page(client, url, limits.query_timeout, job.expect)
         except ValueError as error:
             where = f" (page {len(job.pages) + 1})" if job.pages else ""
             job.problem = f"the EHR's FHIR server {error}{where}"
             return
         job.pages.append(page)
-        url = _next_link(page)
+        url = _next_link(page) if job.expect == "Bundle" else None
         if url is not None and not within(base, url):
             job.problem = "the EHR's FHIR server linked its next page outside fhirServer"
             return
@@ -176,15 +200,77 @@ async def gather(
     limits: FetchLimits,
     transport: httpx.AsyncBaseTransport | None = None,
     keep: Keep | None = None,
+    policies: tuple[Policy, ...] = (),
 ) -> Gathered:
-    """The record from prefetch plus, for the missing keys, from `fhirServer` (see module doc).
+    """The record from prefetch plus, for the missing keys, from `fhirServer` (see module doc);
+    then the payer's Organization when only the server has it and `policies` are given.
 
     Raises HookError(412) when required data can be had neither from prefetch nor the server.
     """
-    request = parsed.request
+    started = time.perf_counter()
     record, missing = from_prefetch(parsed, keep)
+    unretrieved = await _fetch_missing(parsed, record, missing, limits, transport, keep)
+    payers = payer_organizations_to_read(record, policies) if policies else ()
+    request = parsed.request
+    if payers and request.fhirServer is not None and request.fhirAuthorization is not None:
+        left = limits.budget - (time.perf_counter() - started)
+        limits = dataclasses.replace(limits, budget=left)
+        where = (request.fhirServer, request.fhirAuthorization.access_token)
+        problem = await _read_payers(
+            where, str(request.hookInstance), record, payers, limits, transport
+        )
+        if problem is not None:
+            unretrieved[PAYER_KEY] = problem
+    return Gathered(record, unretrieved, tuple(missing))
+
+
+async def _read_payers(
+    where: tuple[str, str],
+    hook_instance: str,
+    record: PatientRecord,
+    payers: tuple[str, ...],
+    limits: FetchLimits,
+    transport: httpx.AsyncBaseTransport | None,
+) -> str | None:
+    """Read `Organization/{id}` for each payor id from `where` (fhirServer, token) into the
+    record, within `limits.budget` (what the call has left); the first problem, if any."""
+    server, token = where
+    if limits.budget <= 0:
+        return "the EHR's FHIR server did not finish within the fetch budget"
+    base = server.rstrip("/")
+    # Payor ids come from the Coverage: only FHIR ids (no '/', '?', '#') are put in a URL.
+    jobs = [
+        KeyFetch(PAYER_KEY, f"{base}/Organization/{i}", expect="Organization")
+        for i in payers
+        if _FHIR_ID.fullmatch(i)
+    ]
+    if not jobs:
+        return None
+    await fetch_all(server, token, jobs, limits, transport)
+    log.info(
+        "fhir payer read hookInstance=%s organizations=%d ok=%d",
+        hook_instance,
+        len(jobs),
+        sum(j.problem is None for j in jobs),
+    )
+    for job in jobs:
+        for page in job.pages:
+            add_resource(record, page, "Organization")
+    return next((j.problem for j in jobs if j.problem is not None), None)
+
+
+async def _fetch_missing(
+    parsed: ParsedHook,
+    record: PatientRecord,
+    missing: list[str],
+    limits: FetchLimits,
+    transport: httpx.AsyncBaseTransport | None,
+    keep: Keep | None,
+) -> dict[str, str]:
+    """Fetch the missing required keys into `record`; key -> why it could not be (fully) had."""
+    request = parsed.request
     if not missing:
-        return Gathered(record, {})
+        return {}
     if request.fhirServer is None or request.fhirAuthorization is None:
         lacking = "fhirServer" if request.fhirServer is None else "fhirAuthorization"
         raise HookError(
@@ -226,4 +312,4 @@ async def gather(
         if job.problem is not None:
             record.unavailable.add(resource_type)
             unretrieved[job.key] = job.problem
-    return Gathered(record, unretrieved, tuple(missing))
+    return unretrieved

@@ -119,10 +119,22 @@ def _entries(draft_orders: dict[str, Any]) -> list[dict[str, Any]]:
     return resources
 
 
+def _at_least_2_1(version: str) -> bool:
+    major, _, minor = version.partition(".")
+    return (
+        major.isdigit()
+        and minor.split(".")[0].isdigit()
+        and (int(major), int(minor.split(".")[0])) >= (2, 1)
+    )
+
+
 def _options(extension: dict[str, Any] | None) -> CardOptions:
     """Honour the davinci-crd.configuration options we advertise; ignore anything else."""
+    # A CRD 2.0.1 client cannot send requestedVersion (new in 2.2, reference items 12, 124), and
+    # 2.0.1 has no `indeterminate` (item 131): without a request for 2.1 or later the answer
+    # uses only codes both versions accept (item 163).
     version = (extension or {}).get("davinci-crd.requestedVersion")
-    indeterminate = not (isinstance(version, str) and version.startswith("2.0"))
+    indeterminate = isinstance(version, str) and _at_least_2_1(version)
     config = (extension or {}).get("davinci-crd.configuration")
     if not isinstance(config, dict):
         return CardOptions(indeterminate=indeterminate)

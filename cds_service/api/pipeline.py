@@ -16,9 +16,9 @@ import httpx
 import orjson
 
 from cds_service.api.allowlist import server_allowed
-from cds_service.api.discovery import REQUIRED_PREFETCH, ServiceDef
+from cds_service.api.discovery import ServiceDef
 from cds_service.api.errors import HookError
-from cds_service.api.gather import FetchLimits, Gathered, gather
+from cds_service.api.gather import FETCHED_TYPES, FetchLimits, Gathered, gather
 from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.audit.record import decision_record
 from cds_service.audit.writer import AuditWriter
@@ -72,7 +72,7 @@ async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer
         return Answer(b'{"cards":[]}', parsed, None, None, _since(started))
     today = deps.clock().date()
     keep = relevant_resources(parsed.orders, today, deps.knowledge.thresholds)
-    gathered = await gather(parsed, deps.limits, deps.fhir_transport, keep)
+    gathered = await gather(parsed, deps.limits, deps.fhir_transport, keep, deps.knowledge.policies)
     decision = decide(
         DecisionInputs(
             hook=service.hook,
@@ -84,7 +84,7 @@ async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer
             today=today,
             new_uuid=deps.new_uuid,
             unretrieved=tuple(
-                f"{REQUIRED_PREFETCH[key]} data ({key}): {why}"
+                f"{FETCHED_TYPES[key]} data ({key}): {why}"
                 for key, why in gathered.unretrieved.items()
             ),
         )

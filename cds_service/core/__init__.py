@@ -11,8 +11,9 @@ from cds_service.core.facts import OBSERVATION_LOINC, Thresholds
 from cds_service.core.facts.relevance import relevant_resources
 from cds_service.core.model import Determination, Order, PatientRecord, Service
 from cds_service.core.orders import recognise
+from cds_service.core.payer import payer_organizations_to_read
 from cds_service.core.policy import Policy
-from cds_service.core.record import Keep, add_prefetch_value, is_operation_outcome
+from cds_service.core.record import Keep, add_prefetch_value, add_resource, is_operation_outcome
 
 __all__ = [
     "OBSERVATION_LOINC",
@@ -27,9 +28,11 @@ __all__ = [
     "Service",
     "Thresholds",
     "add_prefetch_value",
+    "add_resource",
     "codes",
     "decide",
     "is_operation_outcome",
+    "payer_organizations_to_read",
     "recognise",
     "relevant_resources",
 ]

@@ -63,9 +63,10 @@ class CardOptions:
 
     coverage_info: bool = True
     max_cards: int = 10
-    # CRD 2.2 `indeterminate` / reason `technical`; False for a client that asked for CRD 2.0.x
-    # (davinci-crd.requestedVersion), whose coverage-information has neither.
-    indeterminate: bool = True
+    # CRD 2.2 `indeterminate` / reason `technical`, only for a client that asked for CRD 2.1+
+    # (davinci-crd.requestedVersion): a 2.0.1 client cannot ask, and its coverage-information
+    # has neither (cds-hooks-and-crd.md items 124, 131, 163).
+    indeterminate: bool = False
 
 
 def md(text: str) -> str:
@@ -198,8 +199,11 @@ def _card(
             ],
         },
     }
+    payers = sorted({e.policy.payer.name for e in evaluations})
     if len({e.policy.id for e in evaluations}) > 1:
-        card["source"]["label"] = "Payer policy comparison"
+        # A card over several payers names them (CRD resp-4: the label is the insurer a reader
+        # recognises, reference item 101); "comparison" alone did not say whose policies.
+        card["source"]["label"] = "Payer policy comparison: " + ", ".join(payers)
     addressed = [e for e in evaluations if e.determination is not Determination.NOT_ADDRESSED]
     links = [
         {
@@ -223,6 +227,15 @@ def unretrieved_note(unretrieved: tuple[str, ...]) -> str:
     return (
         "**Could not be retrieved from the EHR** (criteria that depend on it are unknown): "
         + "; ".join(md(u) for u in unretrieved)
+    )
+
+
+def coverage_note(coverage: Any, active: int) -> str:
+    """Which of several active Coverages decided the payer (issue 12: say so on the card)."""
+    order = f", Coverage.order {coverage.order}" if coverage.order is not None else ""
+    return (
+        f"**Coverage:** the payer is the one on {md(f'Coverage/{coverage.id}')}{order}, the "
+        f"first of the {active} active Coverages (primary first) whose payer has a policy here."
     )
 
 
@@ -302,7 +315,7 @@ def coverage_information(
     today: date,
     assertion_id: str,
     technical: str = "",
-    indeterminate: bool = True,
+    indeterminate: bool = False,
 ) -> dict[str, Any]:
     """One ext-coverage-information for one (order, coverage), valid for CRD 2.0.1 and 2.2.
 
@@ -359,7 +372,7 @@ def coverage_action(
     today: date,
     assertion_id: str,
     technical: str = "",
-    indeterminate: bool = True,
+    indeterminate: bool = False,
 ) -> dict[str, Any]:
     """An `update` systemAction: the whole draft order, plus the coverage information."""
     resource = dict(evaluation.order.resource)  # only `extension` is replaced, never mutated

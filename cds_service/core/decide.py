@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.core.cards import EVALUATIONS_EXT, CardOptions, build_cards, coverage_action
+from cds_service.core.cards import (
+    EVALUATIONS_EXT,
+    CardOptions,
+    build_cards,
+    coverage_action,
+    coverage_note,
+)
 from cds_service.core.evaluate import Evaluation, evaluate
 from cds_service.core.facts import Facts, Thresholds
 from cds_service.core.model import Order, PatientRecord
-from cds_service.core.payer import Route, route
+from cds_service.core.payer import Route, active_coverages, route
 from cds_service.core.policy import Policy
 
 
@@ -54,6 +60,10 @@ def decide(inputs: DecisionInputs) -> Decision:
         facts = Facts(inputs.record, order, order.authored_on or inputs.today, inputs.thresholds)
         evaluations += [evaluate(p, order.service, order, facts) for p in routed.policies]
     cards = build_cards(evaluations, inputs.options, inputs.new_uuid, inputs.unretrieved)
+    active = len(active_coverages(inputs.record))
+    if routed.coverage is not None and active > 1:
+        for card in cards:
+            card["detail"] += "\n\n" + coverage_note(routed.coverage, active)
     body: dict[str, Any] = {"cards": cards}
     card_uuids = {
         (item["order"], item["policyId"]): card["uuid"]

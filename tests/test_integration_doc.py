@@ -1,0 +1,26 @@
+"""docs/integration.md, the integrator's data contract, stays true to the service."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cds_service.api.discovery import PREFETCH
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
+
+
+def test_the_prefetch_table_is_the_discovery_prefetch() -> None:
+    """Every documented template is the advertised one (the observation codes are elided)."""
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)`", DOC, flags=re.MULTILINE))
+    assert set(rows) == set(PREFETCH)
+    for key, template in rows.items():
+        assert PREFETCH[key] == template or (
+            key == "observations" and PREFETCH[key].startswith(template)
+        ), key
+
+
+def test_the_readme_links_the_contract_from_the_top() -> None:
+    top = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## ", 1)[0]
+    assert "(docs/integration.md)" in top
