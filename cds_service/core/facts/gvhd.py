@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cds_service.core import codes
@@ -60,29 +61,24 @@ def acute_gvhd_grade(ctx: Context) -> Fact:
 
 def acute_gvhd_active(ctx: Context) -> Fact:
     """Any active acute GVHD, graded or not (a missing grade does not make it unknown)."""
-    active = [
-        Evidence(ref(c), f"Active {display(c.code)}", when)
-        for c, when, _ in ctx.conditions(_acute)
-        if condition_active(c)
-    ]
-    if active:
-        return Fact(True, tuple(active))
-    if gap := ctx.unreadable("Condition", _acute):
-        return Fact(None, note=gap)
-    return Fact(False, note="no active acute GVHD on record")
+    return _active(ctx, _acute, "acute")
 
 
 def chronic_gvhd_active(ctx: Context) -> Fact:
+    return _active(ctx, _chronic, "chronic")
+
+
+def _active(ctx: Context, is_kind: Callable[[str, str], bool], kind: str) -> Fact:
     active = [
         Evidence(ref(c), f"Active {display(c.code)}", when)
-        for c, when, _ in ctx.conditions(_chronic)
+        for c, when, _ in ctx.conditions(is_kind)
         if condition_active(c)
     ]
     if active:
         return Fact(True, tuple(active))
-    if gap := ctx.unreadable("Condition", _chronic):
+    if gap := ctx.unreadable("Condition", is_kind):
         return Fact(None, note=gap)
-    return Fact(False, note="no active chronic GVHD on record")
+    return Fact(False, note=f"no active {kind} GVHD on record")
 
 
 READS = {"Condition": lambda s, c: _acute(s, c) or _chronic(s, c)}
