@@ -13,8 +13,10 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -606,3 +608,19 @@ def test_no_phi_reaches_the_database(store: AuditStore, app: FastAPI) -> None:
     assert leaked == []
     # no card text either (its detail quotes clinical values)
     assert not any(card["summary"] in database for card in cards)
+
+
+def test_migrations_of_different_databases_in_one_process_do_not_interfere(
+    tmp_path: Path,
+) -> None:
+    """Alembic's migration context is process-global: writers starting together (several apps,
+    a store and its spool's neighbours) must each migrate their own database."""
+    urls = [URL.create("sqlite", database=str(tmp_path / f"audit-{i}.sqlite3")) for i in range(8)]
+    stores = [AuditStore(url) for url in urls]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda store: store.migrate(), stores))
+    for store in stores:
+        with store.engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+        assert {t.name for t in Base.metadata.sorted_tables} <= tables
+        store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,10 @@ _WHOLE_DECISION = (
 )
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x0CD5A0D1  # arbitrary, fixed: pg_advisory_xact_lock id of this schema
+# Alembic keeps the running migration's context in module globals (alembic.context, alembic.op),
+# so two migrations in one process, even of different databases, must not overlap: one thread's
+# env.py would run against the other's connection ("table already exists", KeyError 'script').
+_ALEMBIC_IN_THIS_PROCESS = threading.Lock()
 CONNECT_TIMEOUT_S = 5
 
 
@@ -134,7 +139,7 @@ class AuditStore:
         """Create or upgrade the tables to the newest migration; safe to run concurrently."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self._file_lock(), self.engine.begin() as connection:
+        with _ALEMBIC_IN_THIS_PROCESS, self._file_lock(), self.engine.begin() as connection:
             if self.backend == "postgresql":
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             config.attributes["connection"] = connection
