@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -18,11 +18,6 @@ def codings(concept: Any) -> Iterator[Coding]:
     for coding in concept.coding or ():
         if coding.system and coding.code:
             yield coding.system, coding.code
-
-
-def concept_codings(concepts: Iterable[Any] | None) -> Iterator[Coding]:
-    for concept in concepts or ():
-        yield from codings(concept)
 
 
 def first_code(concept: Any, system: str) -> str | None:
