@@ -85,7 +85,8 @@ print(f"{CHECKS} checks each, fresh jti every time (one row inserted per check)"
 measure("memory", None)
 with tempfile.TemporaryDirectory() as folder:
     measure(
-        "SQLite (WAL, audit.sqlite3)", URL.create("sqlite", database=str(Path(folder) / "a.db"))
+        "SQLite (audit file, journal PERSIST)",
+        URL.create("sqlite", database=str(Path(folder) / "a.db")),
     )
 with contextlib.contextmanager(postgres_database)() as postgres:
     measure("PostgreSQL, synchronous_commit=off", postgres)

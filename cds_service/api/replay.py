@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Engine, Table, create_engine, delete, event
+from sqlalchemy import Engine, Table, create_engine, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -95,15 +95,14 @@ def digest(issuer: str, jti: str) -> str:
 
 
 def replay_engine(url: URL) -> Engine:
-    """Autocommit (one round trip per check), its own small pool, short timeouts. The commit does
-    not wait for the disk (PostgreSQL synchronous_commit=off, SQLite synchronous=NORMAL): the row
-    is visible to every session at once, and only a crash of the database server (the machine,
-    for SQLite) could forget the last fraction of a second of jtis; the cost per check drops by
-    about half on PostgreSQL and more on SQLite (tools/replay_cache.py)."""
+    """Autocommit (one round trip per check), its own small pool, short timeouts. On PostgreSQL
+    the commit does not wait for the WAL flush (synchronous_commit=off): the row is visible to
+    every session at once, and only a crash of the database server itself could forget the last
+    fraction of a second of jtis; a check costs a fraction of a flushed commit
+    (tools/replay_cache.py). SQLite keeps its full fsync: the table shares the audit file, which
+    a weaker mode could corrupt on a power loss with a rollback journal."""
     if url.get_backend_name() == "sqlite":
-        engine = make_engine(url)
-        event.listen(engine, "connect", _no_fsync_per_commit)
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
+        return make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
     return create_engine(
         url,
         isolation_level="AUTOCOMMIT",
@@ -115,12 +114,6 @@ def replay_engine(url: URL) -> Engine:
             "options": f"-c synchronous_commit=off -c statement_timeout={int(CHECK_TIMEOUT_S * 1000)}",
         },
     )
-
-
-def _no_fsync_per_commit(dbapi_connection: Any, _: Any) -> None:
-    """WAL with synchronous=NORMAL: a commit survives the process, only an OS crash or power
-    loss may forget the newest jtis (the audit tables' own connections keep FULL)."""
-    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 class DatabaseReplayCache:
