@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import logging
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from cds_service.audit.record import CardRecord, CriterionRecord, DecisionRecord
 
 log = logging.getLogger("cds_service.audit")
 HELD_MAX = 20_000  # records waiting in memory when neither database nor spool file takes them
+FILE_RETRY_S = 1.0
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS spooled (seq INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS refused (seq INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL, why TEXT NOT NULL)",
@@ -80,6 +82,7 @@ class AuditSpool:
         self._in_file = 0
         self.refused = 0
         self.lost = 0  # over HELD_MAX while nothing could be written: logged and counted
+        self._file_retry_at = 0.0  # monotonic; after a failed write, the file waits till then
 
     @property
     def pending(self) -> int:
@@ -101,6 +104,7 @@ class AuditSpool:
             )
             db.execute("PRAGMA journal_mode=DELETE")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA mmap_size=0")  # no memory map at all: a fault is an error
             for statement in _SCHEMA:
                 db.execute(statement)
             self._in_file = db.execute("SELECT count(*) FROM spooled").fetchone()[0]
@@ -113,8 +117,10 @@ class AuditSpool:
 
     def add(self, records: list[DecisionRecord]) -> None:
         """Never raises: what the file cannot take waits in memory, in order, up to HELD_MAX
-        (beyond that the newest are lost, logged by hookInstance and counted)."""
-        if self._db is not None and self._held:
+        (beyond that the newest are lost, logged by hookInstance and counted). A file that
+        failed is tried again after FILE_RETRY_S, not on every batch: each try serialises
+        everything held, on the interpreter lock the answers need."""
+        if self._db is not None and self._held and time.monotonic() >= self._file_retry_at:
             self._held = self._to_file(self._held)
         if self._held:
             self._hold(records)
@@ -145,6 +151,7 @@ class AuditSpool:
                     "INSERT INTO spooled (record) VALUES (?)", [(dump(r),) for r in records]
                 )
         except sqlite3.Error as error:
+            self._file_retry_at = time.monotonic() + FILE_RETRY_S
             log.error(
                 "audit spool write failed, %d records held in memory: %s", len(records), error
             )
