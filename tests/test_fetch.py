@@ -84,7 +84,8 @@ def app_client(transport: httpx.AsyncBaseTransport | None, **settings: Any) -> T
 def hook(states: dict[str, str], server: str | None = SERVER, token: bool = True) -> dict[str, Any]:
     """An order-sign request whose prefetch keys are present / null / absent / outcome."""
     request = build_request(BUNDLE)
-    request["prefetch"] = {"patient": FULL["patient"]}
+    # No worksheet answers (the optional key, null = none): these tests are about the record.
+    request["prefetch"] = {"patient": FULL["patient"], "questionnaireResponses": None}
     for key, state in states.items():
         if state != "absent":
             request["prefetch"][key] = {"present": FULL[key], "null": None, "outcome": OUTCOME}[
