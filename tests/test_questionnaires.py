@@ -56,7 +56,9 @@ def test_every_policy_and_service_with_criteria_has_a_valid_questionnaire() -> N
 def test_every_leaf_has_a_question_and_every_item_maps_to_a_criterion(sheet: Worksheet) -> None:
     items = _items(sheet.questionnaire["item"])
     nodes = {n.id: n for n in sheet.root.walk()}
-    questions = {i["linkId"]: i for i in items if i["type"] not in ("group", "display", "attachment")}
+    questions = {
+        i["linkId"]: i for i in items if i["type"] not in ("group", "display", "attachment")
+    }
     # Every fact can be unknown (CATALOGUE: a value of None is "not documented"), so every leaf
     # criterion needs a question; and each question is exactly one leaf.
     assert set(questions) == {n.id for n in _leaves(sheet.root)}
@@ -118,7 +120,9 @@ def test_read_and_search_by_canonical_url(client: TestClient) -> None:
     found = client.get("/fhir/Questionnaire", params={"url": url}).json()
     assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == "molina-hpc"
     version = found["entry"][0]["resource"]["version"]
-    assert client.get("/fhir/Questionnaire", params={"url": f"{url}|{version}"}).json()["total"] == 1
+    assert (
+        client.get("/fhir/Questionnaire", params={"url": f"{url}|{version}"}).json()["total"] == 1
+    )
     stale = client.get("/fhir/Questionnaire", params={"url": f"{url}|1999-01"}).json()
     assert stale == {"resourceType": "Bundle", "type": "searchset", "total": 0}
     assert client.get("/fhir/Questionnaire").json()["total"] == len(SHEETS)
@@ -192,7 +196,11 @@ def _expected_answer(sheet: Worksheet, link: str, status: str) -> bool | None:
     """Whether the criterion's own test holds (met) on its pre-filled value, as the hook saw it;
     None when the hook's status is not the leaf's own test alone (not applicable, reviewer)."""
     node = sheet.leaves[link].node
-    if status in ("not-applicable",) or node.review_if is not None or node.when_unknown != "unknown":
+    if (
+        status in ("not-applicable",)
+        or node.review_if is not None
+        or node.when_unknown != "unknown"
+    ):
         return None
     return {"met": True, "not-met": False}.get(status)
 

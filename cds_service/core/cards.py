@@ -109,6 +109,8 @@ def _criterion_line(c: CriterionResult) -> str:
     elif c.note and c.status is not Status.MET:
         line += f". ({md(c.note)})"
     line += f". *{md_policy(c.citation)}*"
+    if c.conflict:  # a worksheet answer the record contradicts: the record was used
+        line += f"\n{indent}  - ⚠️ {md(c.conflict)}"
     if c.reading and c.status in (Status.NOT_MET, Status.UNKNOWN):
         line += f"\n{indent}  - Reading: {md_policy(c.reading)}"
     return line

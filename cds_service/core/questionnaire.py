@@ -37,7 +37,19 @@ ENABLED_BY: dict[str, tuple[str, dict[Any, str]]] = {
     "donor_chimerism_applicable": ("hsct_type", {True: "allogeneic"}),
     "hsct_type": ("hsct_type", {"allogeneic": "allogeneic", "autologous": "autologous"}),
 }
-_DISPLAY = {"MAC": "Myeloablative", "RIC": "Reduced intensity", "NMA": "Non-myeloablative"}
+_DISPLAY = {
+    "MAC": "Myeloablative",
+    "RIC": "Reduced intensity",
+    "NMA": "Non-myeloablative",
+    "none": "No stem cell transplant",
+}
+# Answers a person can give that the record has no code for: "no transplant" is a statement
+# (documented absence), where the record's silence is only "not documented".
+EXTRA_OPTIONS: dict[str, tuple[str, ...]] = {"hsct_type": ("none",)}
+
+
+def options(fact: str) -> tuple[str, ...]:
+    return (*(CATALOGUE[fact].values or ()), *EXTRA_OPTIONS.get(fact, ()))
 
 
 @dataclass(frozen=True)
@@ -118,11 +130,10 @@ def _question(leaf: Leaf) -> dict[str, Any]:
         "text": node.text,
         "type": item_type(test),
     }
-    spec = CATALOGUE[test.fact]
-    if item["type"] == "choice" and spec.values is not None:
+    if item["type"] == "choice":
         item["answerOption"] = [
             {"valueCoding": {"system": value_system(test.fact), "code": v, "display": display(v)}}
-            for v in spec.values
+            for v in options(test.fact)
         ]
     elif item["type"] == "decimal":
         unit = {"system": "http://unitsofmeasure.org", "code": "%", "display": "% donor cells"}
@@ -237,8 +248,7 @@ def fact_value(leaf: Leaf, answer: Any) -> FactValue | None:
     if kind == "boolean" and isinstance(answer, bool):
         # the question asks whether the statement holds; the fact may be its negation
         return answer ^ (test.equals is False) ^ leaf.exclusion
-    values = CATALOGUE[test.fact].values
-    if kind == "category" and isinstance(answer, str) and values and answer in values:
+    if kind == "category" and isinstance(answer, str) and answer in options(test.fact):
         return answer
     if kind == "number" and isinstance(answer, int | float) and not isinstance(answer, bool):
         return float(answer)
