@@ -110,7 +110,9 @@ def test_the_fixture_server_stores_a_worksheet_and_finds_it_by_subject(fhir_serv
         assert ehr.post("/QuestionnaireResponse", json={"resourceType": "Nope"}).status_code == 400
         created = ehr.post("/QuestionnaireResponse", json=answers)
         assert created.status_code == 201 and created.json()["id"].startswith("ws-")
-        assert created.headers["location"].endswith("/QuestionnaireResponse/" + created.json()["id"])
+        assert created.headers["location"].endswith(
+            "/QuestionnaireResponse/" + created.json()["id"]
+        )
         query = PREFETCH["questionnaireResponses"].replace(
             "{{context.patientId}}", "worksheet-only"
         )

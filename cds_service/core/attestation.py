@@ -7,8 +7,8 @@ contradicts it wins (the card shows the conflict). The evidence line names the Q
 
 Read: status completed or amended, `questionnaire` one of ours at the current policy version,
 `subject` the hook's patient. Ignored, each with a reason for the log (ids only, never values):
-another patient, a stale or missing version, an unknown Questionnaire of ours, an unknown
-linkId, an answer of the wrong type. A QR of another canonical (e.g. the order questions) is
+another patient, a stale or missing version, an unknown Questionnaire of ours, no id (an answer
+must be citable), an unknown linkId, an answer of the wrong type. A QR of another canonical (e.g. the order questions) is
 not ours to read and is passed over without a word. Of several QRs, the latest authored wins
 per question.
 """
@@ -123,6 +123,8 @@ def _check(qr: Any, patient_id: str, sheets: dict[str, Worksheet]) -> Worksheet 
     sheet = sheets.get(url)
     if sheet is None:
         return "unknown questionnaire"
+    if not qr.id:  # the evidence line must be able to cite it
+        return "no id"
     if qr.status not in READ_STATUSES:
         return f"status {qr.status}"
     if version != sheet.version:
@@ -166,7 +168,7 @@ def read_attestations(
     for qr in ordered:
         checked = _check(qr, patient_id, by_url)
         if isinstance(checked, str):
-            ignored.append(Ignored(f"QuestionnaireResponse/{qr.id}", checked))
+            ignored.append(Ignored(f"QuestionnaireResponse/{qr.id or '(no id)'}", checked))
         elif checked is not None:
             _read_one(qr, checked, found.setdefault(checked.id, Attestations()), ignored)
     for sheet in sheets:  # per fact, the first question's answer decides applicability
