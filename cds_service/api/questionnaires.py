@@ -24,6 +24,12 @@ from cds_service.api.deps import Pipeline
 from cds_service.api.errors import HookError, operation_outcome
 from cds_service.api.hooks import explain
 from cds_service.api.limits import check_fhir_text, check_json_shape
+from cds_service.api.openapi import (
+    PACKAGE_BODY,
+    PACKAGE_RESPONSES,
+    QUESTIONNAIRE_READ,
+    QUESTIONNAIRE_SEARCH,
+)
 from cds_service.core import (
     PatientRecord,
     Worksheet,
@@ -53,7 +59,7 @@ def _searchset(sheets: list[Worksheet]) -> dict[str, Any]:
     }
 
 
-@router.get("")
+@router.get("", responses=QUESTIONNAIRE_SEARCH)
 async def search(
     deps: Pipeline,
     url: Annotated[str | None, Query()] = None,
@@ -70,7 +76,7 @@ async def search(
     return _fhir(_searchset(found))
 
 
-@router.get("/{questionnaire_id}")
+@router.get("/{questionnaire_id}", responses=QUESTIONNAIRE_READ)
 async def read(questionnaire_id: str, deps: Pipeline) -> Response:
     for sheet in worksheets(deps.knowledge.policies):
         if sheet.id == questionnaire_id:
@@ -121,7 +127,7 @@ def _inputs(parameters: list[dict[str, Any]]) -> tuple[PatientRecord, list[Any],
     return record, orders, patient.removeprefix("Patient/")
 
 
-@router.post("/$questionnaire-package")
+@router.post("/$questionnaire-package", responses=PACKAGE_RESPONSES, openapi_extra=PACKAGE_BODY)
 async def package(request: Request, deps: Pipeline) -> Response:
     """DTR: the worksheets for the Coverage's payer and the orders, each pre-filled."""
     record, orders, patient_id = _inputs(_parameters(await request.body()))

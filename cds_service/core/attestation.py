@@ -7,10 +7,10 @@ contradicts it wins (the card shows the conflict). The evidence line names the Q
 
 Read: status completed or amended, `questionnaire` one of ours at the current policy version,
 `subject` the hook's patient. Ignored, each with a reason for the log (ids only, never values):
-another patient, a stale or missing version, an unknown Questionnaire of ours, no id (an answer
-must be citable), an unknown linkId, an answer of the wrong type. A QR of another canonical (e.g. the order questions) is
-not ours to read and is passed over without a word. Of several QRs, the latest authored wins
-per question.
+another patient, a stale or missing version, an unknown Questionnaire of ours, no id (an
+answer must be citable), an unknown linkId, an answer of the wrong type. A QR of another
+canonical (e.g. the order questions) is not ours to read and is passed over without a word.
+Of several QRs, the latest authored wins per question.
 """
 
 from __future__ import annotations
