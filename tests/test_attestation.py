@@ -337,3 +337,34 @@ def test_needs_information_points_to_the_worksheet(client: TestClient) -> None:
     ]
     assert task["for"] == {"reference": f"Patient/{scenario.id}"}
     assert task["basedOn"] == [{"reference": "ServiceRequest/pric-dli"}]
+
+
+def test_a_documented_transplant_wins_over_a_contradicting_answer(client: TestClient) -> None:
+    scenario, sheet = SCENARIOS["relapsed-aml-allo-mac"], SHEETS["molina-mcp-210", Service.DLI]
+    answers = worksheet_answers(sheet, scenario.id, {"molina-dli-allogeneic-hsct": "autologous"})
+    result, body = fire(client, scenario, Service.DLI, [answers])
+    assert result["molina-mcp-210"]["determination"] == "meets-criteria"  # the record decides
+    hsct = next(
+        c for c in result["molina-mcp-210"]["criteria"] if c["id"] == "molina-dli-allogeneic-hsct"
+    )
+    assert hsct["status"] == "met" and "QuestionnaireResponse/molina-dli-ws" not in hsct["evidence"]
+    [card] = [c for c in body["cards"] if "Molina" in c["source"]["label"]]
+    line = next(x for x in card["detail"].splitlines() if "Conflict" in x)
+    assert "QuestionnaireResponse/molina-dli-ws (2026-11-20)" in line and "Autologous" in line
+
+
+def test_of_two_worksheets_the_latest_answer_counts(client: TestClient) -> None:
+    scenario, sheet = SCENARIOS["prophylactic-dli-ric"], SHEETS["molina-mcp-210", Service.DLI]
+    older = worksheet_answers(
+        sheet, scenario.id, {"molina-dli-planned-prevention": True}, id="old", authored="2026-11-01"
+    )
+    newer = worksheet_answers(
+        sheet,
+        scenario.id,
+        {"molina-dli-planned-prevention": False},
+        id="new",
+        authored="2026-11-19",
+    )
+    for order in ([older, newer], [newer, older]):  # whatever order the EHR sends them in
+        result, _ = fire(client, scenario, Service.DLI, order)
+        assert result["molina-mcp-210"]["determination"] == "does-not-meet-criteria"
