@@ -163,8 +163,8 @@ class _Builder:
         self.leaves: dict[str, Leaf] = {}
         self.by_fact: dict[str, str] = {}  # fact -> linkId of the first question on it
         for node, exclusion in _leaves(root):
-            self.leaves[node.id] = Leaf(node, exclusion)
-            self.by_fact.setdefault(node.test.fact if node.test else "", node.id)
+            leaf = self.leaves[node.id] = Leaf(node, exclusion)
+            self.by_fact.setdefault(leaf.test.fact, node.id)
 
     def items(self, node: Node) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
