@@ -2,9 +2,11 @@
 
 It stands in for an EHR's FHIR API so the fallback path (fetching what prefetch lacks) can be
 run end to end without an EHR: `GET /{type}/{id}` reads, `GET /{type}?...` searches on the
-parameters our prefetch templates use (`patient`, `status`, `code` as comma-separated
-`system|code` tokens) with `_count` / `_offset` paging and `next` links. Every request needs
-`Authorization: Bearer <token>`. Synthetic data only; not a general FHIR server.
+parameters our prefetch templates use (`patient` / `subject`, `status`, `code` as comma-separated
+`system|code` tokens) with `_count` / `_offset` paging and `next` links, and
+`POST /QuestionnaireResponse` stores a completed worksheet (validated with fhir.resources) for
+this process's lifetime. Every request needs `Authorization: Bearer <token>`. Synthetic data
+only; not a general FHIR server.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from urllib.parse import urlencode
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+from pydantic import ValidationError
 
 from cds_service.api.errors import error_response
 from cds_service.scenarios import FIXTURES_DIR, load_scenarios, resources
 
-SEARCH_PARAMETERS = frozenset({"patient", "status", "code", "_count", "_offset", "_include"})
+SEARCH_PARAMETERS = frozenset(
+    {"patient", "subject", "status", "code", "_count", "_offset", "_include"}
+)
 INCLUDES = {"Coverage:payor": ("payor", "Organization")}  # _include value -> (element, type)
 PATIENT_REFERENCES = ("subject", "patient", "beneficiary")  # Coverage.beneficiary is `patient`
 MAX_COUNT = 100
@@ -36,7 +42,7 @@ FHIR_JSON = "application/fhir+json"
 
 def load_resources(folder: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
     """Resource type -> id -> resource, over every scenario bundle."""
-    store: dict[str, dict[str, dict[str, Any]]] = {}
+    store: dict[str, dict[str, dict[str, Any]]] = {"QuestionnaireResponse": {}}
     for scenario in load_scenarios(folder):
         for resource in resources(scenario.bundle(folder or FIXTURES_DIR)):
             store.setdefault(resource["resourceType"], {})[resource["id"]] = resource
@@ -53,7 +59,7 @@ def _tokens(value: str) -> list[tuple[str | None, str]]:
 
 
 def _matches(resource: dict[str, Any], name: str, value: str) -> bool:
-    if name == "patient":
+    if name in ("patient", "subject"):
         wanted = value if "/" in value else f"Patient/{value}"
         return any(
             isinstance(resource.get(f), dict) and resource[f].get("reference") == wanted
@@ -110,6 +116,24 @@ def create_fixture_server(
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
         return await call_next(request)
+
+    app.state.store = store  # the sandbox reads the worksheets it stored
+
+    @app.post("/QuestionnaireResponse")
+    async def create(request: Request) -> JSONResponse:
+        """FHIR create: the server assigns the id (a sequence), as a FHIR server does."""
+        try:
+            resource = await request.json()
+            QuestionnaireResponse.model_validate(resource)
+        except (ValueError, ValidationError):
+            return error_response(400, "the body is not a valid FHIR R4 QuestionnaireResponse")
+        stored = store()["QuestionnaireResponse"]
+        resource = {**resource, "id": f"ws-{len(stored) + 1}"}
+        stored[resource["id"]] = resource
+        headers = {
+            "Location": f"{str(request.base_url).rstrip('/')}/QuestionnaireResponse/{resource['id']}"
+        }
+        return JSONResponse(resource, status_code=201, media_type=FHIR_JSON, headers=headers)
 
     @app.get("/{resource_type}/{resource_id}")
     async def read(resource_type: str, resource_id: str) -> JSONResponse:

@@ -46,6 +46,7 @@ def test_discovery(client: TestClient) -> None:
             "conditions",
             "procedures",
             "observations",
+            "questionnaireResponses",
         }
         for template in service["prefetch"].values():
             # CDS Hooks 2.0 prefetch tokens: only first-level context fields

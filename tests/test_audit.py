@@ -624,3 +624,34 @@ def test_migrations_of_different_databases_in_one_process_do_not_interfere(
             tables = set(inspect(connection).get_table_names())
         assert {t.name for t in Base.metadata.sorted_tables} <= tables
         store.close()
+
+
+def test_the_record_says_which_criteria_rested_on_a_worksheet(
+    store: AuditStore, app: FastAPI
+) -> None:
+    """Issue 13: criterion ids and the QuestionnaireResponse reference, never the answers."""
+    from tests.test_attestation import SHEETS, worksheet_answers
+
+    scenario = next(s for s in SCENARIOS if s.id == "prophylactic-dli-ric")
+    sheet = SHEETS["molina-mcp-210", Service.DLI]
+    answers = worksheet_answers(sheet, scenario.id, {"molina-dli-planned-prevention": True})
+    request = build_request(scenario.bundle(), "order-sign", (Service.DLI,))
+    request["prefetch"]["coverage"] = None
+    request["prefetch"]["questionnaireResponses"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": answers}],
+    }
+    assert TestClient(app).post(SIGN, json=request).status_code == 200
+    assert app.state.audit.flush()
+    shown = audit_cli(store, "show", request["hookInstance"]).stdout
+    record = json.loads(shown)
+    molina = next(e for e in record["evaluations"] if e["policyId"] == "molina-mcp-210")
+    assert molina["determination"] == "meets-criteria"
+    attested = [
+        c["id"]
+        for c in molina["criteria"]
+        if "QuestionnaireResponse/molina-dli-ws" in c["evidence"]
+    ]
+    assert attested == ["molina-dli-planned-prevention"]
+    assert "Attester" not in shown  # who answered is on the card, not in the audit log

@@ -226,3 +226,31 @@ def test_card_preview_says_what_is_wrong_with_bad_input(page: Page) -> None:
     page.fill("#preview-input", '{"cards": "none"}')
     page.click("#preview-render")
     assert 'needs a "cards" array' in page.locator("#preview-result .error").inner_text()
+
+
+def test_the_worksheet_loop_turns_needs_information_into_a_determination(page: Page) -> None:
+    """Issue 13: fire, open the pre-filled worksheet, answer the open item, submit (the sandbox
+    FHIR server stores the QuestionnaireResponse), fire again, read the new determination."""
+    fire(page, "prophylactic-dli-ric", payer="molina-mcp-210")
+    assert page.locator("td.determination").inner_text() == "Needs information"
+    page.click(".cds-card .open-worksheet")
+    page.wait_for_selector('form.worksheet[data-questionnaire="molina-dli"]')
+    # what the record settles is pre-filled and read-only; the open question is not
+    settled = page.locator('[data-link-id="molina-dli-allogeneic-hsct"] select')
+    assert settled.is_disabled() and settled.input_value() == "allogeneic"
+    assert page.locator('[data-link-id="molina-dli-allogeneic-hsct"] .ws-origin').count() == 1
+    open_item = page.locator('[data-link-id="molina-dli-planned-prevention"] select')
+    assert open_item.is_enabled() and open_item.input_value() == ""
+    shot(page, "worksheet-molina-dli", "#worksheet")
+    open_item.select_option("true")
+    page.click('form.worksheet button[type="submit"]')
+    page.wait_for_selector('form.worksheet[data-submitted="true"]')
+    status = page.locator(".ws-status").inner_text()
+    assert status.startswith("Stored as QuestionnaireResponse/ws-"), status
+    page.click("#fire")
+    page.wait_for_selector('#fire-result[data-fired="prophylactic-dli-ric"]:not([aria-busy])')
+    assert page.locator("td.determination").inner_text() == "Meets criteria"
+    detail = page.locator(".cds-card .card-detail").inner_text()
+    assert "Attested by" in detail and "QuestionnaireResponse/ws-" in detail
+    assert page.locator(".cds-card .open-worksheet").count() == 0  # nothing left to complete
+    shot(page, "worksheet-after", "#fire-result")

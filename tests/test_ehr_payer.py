@@ -54,6 +54,7 @@ def test_prefetch_without_the_organization_reads_it_from_the_server() -> None:
     request = build_request(BARE)
     coverage = request["prefetch"]["coverage"]
     coverage["entry"] = coverage["entry"][:1]  # an EHR that ignored _include
+    request["prefetch"]["questionnaireResponses"] = None  # no worksheets: nothing else to fetch
     point_at_fhir_server(request, SERVER, TOKEN)
     ehr = fixture_ehr()
     response = app_client(ehr).post(SIGN, json=request)
@@ -140,6 +141,7 @@ def test_a_payor_id_that_is_not_a_fhir_id_is_never_put_in_a_url() -> None:
     coverage = request["prefetch"]["coverage"]
     coverage["entry"] = coverage["entry"][:1]
     coverage["entry"][0]["resource"]["payor"] = [{"reference": "Organization/x?_format=xml"}]
+    request["prefetch"]["questionnaireResponses"] = None
     point_at_fhir_server(request, SERVER, TOKEN)
     ehr = fixture_ehr()
     response = app_client(ehr).post(SIGN, json=request)

@@ -96,6 +96,32 @@ def test_fetched_data_gives_the_declared_determinations(
         assert got == scenario.expected[service.value]
 
 
+def test_the_fixture_server_stores_a_worksheet_and_finds_it_by_subject(fhir_server: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    answers = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "completed",
+        "questionnaire": "http://dli-hpc-cds.org/fhir/Questionnaire/molina-dli|2026-02-11",
+        # no scenario patient: the other tests here fetch their patients' worksheets
+        "subject": {"reference": "Patient/worksheet-only"},
+        "item": [{"linkId": "molina-dli-planned-prevention", "answer": [{"valueBoolean": True}]}],
+    }
+    with httpx.Client(base_url=fhir_server, headers=auth) as ehr:
+        assert ehr.post("/QuestionnaireResponse", json={"resourceType": "Nope"}).status_code == 400
+        created = ehr.post("/QuestionnaireResponse", json=answers)
+        assert created.status_code == 201 and created.json()["id"].startswith("ws-")
+        assert created.headers["location"].endswith(
+            "/QuestionnaireResponse/" + created.json()["id"]
+        )
+        query = PREFETCH["questionnaireResponses"].replace(
+            "{{context.patientId}}", "worksheet-only"
+        )
+        found = ehr.get("/" + query).json()
+        assert [e["resource"]["id"] for e in found["entry"]] == [created.json()["id"]]
+        other = ehr.get("/" + query.replace("worksheet-only", "relapsed-aml-allo-mac"))
+        assert other.json()["total"] == 0
+
+
 def test_fixture_server_rest(fhir_server: str) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=fhir_server, headers=auth) as ehr:
@@ -106,7 +132,7 @@ def test_fixture_server_rest(fhir_server: str) -> None:
         assert wrong.status_code == 401 and wrong.json()["resourceType"] == "OperationOutcome"
         assert ehr.get("/Patient/relapsed-aml-allo-mac").json()["id"] == "relapsed-aml-allo-mac"
         assert ehr.get("/Patient/nobody").status_code == 404
-        assert ehr.get("/Condition", params={"subject": "x"}).status_code == 400
+        assert ehr.get("/Condition", params={"category": "x"}).status_code == 400
         assert ehr.get("/Condition", params={"patient": "x", "_count": "many"}).status_code == 400
         query = PREFETCH["observations"].replace("{{context.patientId}}", "relapsed-aml-allo-mac")
         seen, pages = [], 0

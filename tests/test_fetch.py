@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -84,7 +85,8 @@ def app_client(transport: httpx.AsyncBaseTransport | None, **settings: Any) -> T
 def hook(states: dict[str, str], server: str | None = SERVER, token: bool = True) -> dict[str, Any]:
     """An order-sign request whose prefetch keys are present / null / absent / outcome."""
     request = build_request(BUNDLE)
-    request["prefetch"] = {"patient": FULL["patient"]}
+    # No worksheet answers (the optional key, null = none): these tests are about the record.
+    request["prefetch"] = {"patient": FULL["patient"], "questionnaireResponses": None}
     for key, state in states.items():
         if state != "absent":
             request["prefetch"][key] = {"present": FULL[key], "null": None, "outcome": OUTCOME}[
@@ -440,3 +442,25 @@ def test_the_token_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     app_client(mock_ehr(lambda _: _answer(401))).post(SIGN, json=hook(ALL_MISSING))
     assert "fhir fetch" in caplog.text  # the fetch is logged, by key and outcome
     assert TOKEN not in caplog.text
+
+
+def test_worksheets_absent_from_prefetch_are_fetched_and_a_failure_costs_nothing() -> None:
+    """The optional questionnaireResponses key: fetched with fhirServer when absent; when the
+    server fails it, no worksheet is read and nothing is reported missing from the record."""
+    request = hook(dict.fromkeys(KEYS, "present"))
+    del request["prefetch"]["questionnaireResponses"]
+    ehr = fixture_ehr()
+    body = app_client(ehr).post(SIGN, json=request).json()
+    assert ehr.types() == ["QuestionnaireResponse"]
+    query = ehr.requests[0].url
+    assert query.params["subject"] == "relapsed-aml-allo-mac"
+    assert query.params["status"] == "completed"
+
+    async def failing(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500)
+
+    failed = app_client(mock_ehr(failing)).post(SIGN, json=request).json()
+    assert [e["determination"] for e in evaluations(failed)] == [
+        e["determination"] for e in evaluations(body)
+    ]
+    assert "Could not be retrieved" not in json.dumps(failed)

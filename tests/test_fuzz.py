@@ -88,6 +88,9 @@ def test_openapi_fuzz_at_least_1000_requests() -> None:
         "GET /healthz",
         "POST /cds-services/{service_id}",
         "POST /cds-services/{service_id}/feedback",
+        "GET /fhir/Questionnaire",
+        "GET /fhir/Questionnaire/{questionnaire_id}",
+        "POST /fhir/Questionnaire/$questionnaire-package",
     }
 
 

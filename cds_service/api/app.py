@@ -24,6 +24,7 @@ from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.gather import FetchLimits
 from cds_service.api.pipeline import PipelineDeps
+from cds_service.api.questionnaires import router as questionnaire_router
 from cds_service.api.routes import router
 from cds_service.api.security import harden
 from cds_service.audit.writer import AuditWriter
@@ -64,6 +65,7 @@ def create_app(
     harden(app, settings, jwks_transport, audit)
     _add_error_handlers(app)
     app.include_router(router)
+    app.include_router(questionnaire_router)
     add_feedback_route(app, audit, clock)
     return app
 

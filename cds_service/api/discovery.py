@@ -21,6 +21,8 @@ PREFETCH: dict[str, str] = {
     "conditions": "Condition?patient={{context.patientId}}",
     "procedures": "Procedure?patient={{context.patientId}}",
     "observations": "Observation?patient={{context.patientId}}&code=" + _OBS_CODES,
+    # Completed worksheets (our per-policy Questionnaires), read back as attested answers.
+    "questionnaireResponses": "QuestionnaireResponse?subject={{context.patientId}}&status=completed",
 }
 # Prefetch key -> the resource type it carries; the evaluation needs these four.
 REQUIRED_PREFETCH: dict[str, str] = {
@@ -29,6 +31,9 @@ REQUIRED_PREFETCH: dict[str, str] = {
     "procedures": "Procedure",
     "observations": "Observation",
 }
+# Keys the evaluation can do without: absent, they are fetched when fhirServer allows it, and a
+# failure only means no worksheet answers are read (the record itself is complete).
+OPTIONAL_PREFETCH: dict[str, str] = {"questionnaireResponses": "QuestionnaireResponse"}
 
 # CRD dev-5: one boolean per card type returned, coded from cardType; `false` turns that type off.
 CONFIGURATION_OPTIONS: list[dict[str, Any]] = [

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from cds_service.api.allowlist import within
-from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH
+from cds_service.api.discovery import OPTIONAL_PREFETCH, PREFETCH, REQUIRED_PREFETCH
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import ParsedHook
 from cds_service.core import (
@@ -192,7 +192,19 @@ def from_prefetch(parsed: ParsedHook, keep: Keep | None = None) -> tuple[Patient
     for key, resource_type in REQUIRED_PREFETCH.items():
         if key not in missing:
             add_prefetch_value(record, prefetch[key], resource_type, keep)
+    for key, resource_type in OPTIONAL_PREFETCH.items():
+        value = prefetch.get(key)
+        if value is not None and not is_operation_outcome(value):
+            add_prefetch_value(record, value, resource_type, keep)
     return record, missing
+
+
+def optional_missing(parsed: ParsedHook) -> list[str]:
+    """Optional keys to fetch: absent (or failed) in prefetch, and a server to ask."""
+    request, prefetch = parsed.request, parsed.request.prefetch or {}
+    if request.fhirServer is None or request.fhirAuthorization is None:
+        return []
+    return [k for k in OPTIONAL_PREFETCH if k not in prefetch or is_operation_outcome(prefetch[k])]
 
 
 async def gather(
@@ -267,9 +279,9 @@ async def _fetch_missing(
     transport: httpx.AsyncBaseTransport | None,
     keep: Keep | None,
 ) -> dict[str, str]:
-    """Fetch the missing required keys into `record`; key -> why it could not be (fully) had."""
-    request = parsed.request
-    if not missing:
+    """Fetch the missing keys into `record`; required key -> why it could not be (fully) had."""
+    request, optional = parsed.request, optional_missing(parsed)
+    if not missing and not optional:
         return {}
     if request.fhirServer is None or request.fhirAuthorization is None:
         lacking = "fhirServer" if request.fhirServer is None else "fhirAuthorization"
@@ -279,7 +291,8 @@ async def _fetch_missing(
             + ", ".join(f"{k} ({PREFETCH[k]})" for k in missing),
         )
     jobs = [
-        KeyFetch(k, query_url(request.fhirServer, k, parsed.context.patientId)) for k in missing
+        KeyFetch(k, query_url(request.fhirServer, k, parsed.context.patientId))
+        for k in [*missing, *optional]
     ]
     started = time.perf_counter()
     await fetch_all(
@@ -298,14 +311,19 @@ async def _fetch_missing(
         ),
         (time.perf_counter() - started) * 1000,
     )
-    if len(missing) == len(REQUIRED_PREFETCH) and not any(j.pages for j in jobs):
+    required = [j for j in jobs if j.key in REQUIRED_PREFETCH]
+    if len(missing) == len(REQUIRED_PREFETCH) and not any(j.pages for j in required):
         raise HookError(
             412,
             "required prefetch not provided and the EHR's FHIR server supplied none of it: "
-            + "; ".join(f"{j.key}: {j.problem}" for j in jobs),
+            + "; ".join(f"{j.key}: {j.problem}" for j in required),
         )
     unretrieved = {}
     for job in jobs:
+        if job.key in OPTIONAL_PREFETCH:  # no worksheet answers is not a gap in the record
+            for page in job.pages if job.problem is None else ():
+                add_prefetch_value(record, page, OPTIONAL_PREFETCH[job.key], keep)
+            continue
         resource_type = REQUIRED_PREFETCH[job.key]
         for page in job.pages:
             add_prefetch_value(record, page, resource_type, keep)

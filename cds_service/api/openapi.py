@@ -203,3 +203,61 @@ FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: REQUEST_ERRORS[413],
     503: _error("The audit storage (or the JWT replay check) is unavailable; nothing was stored"),
 }
+
+
+# --- worksheets (api/questionnaires.py): FHIR JSON in and out --------------------------------
+def _fhir_resource(description: str, resource_type: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"const": resource_type}},
+    }
+    return {"description": description, "content": {"application/fhir+json": {"schema": schema}}}
+
+
+QUESTIONNAIRE_READ: dict[int | str, dict[str, Any]] = {
+    200: _fhir_resource("The worksheet of one (policy, service)", "Questionnaire"),
+    **UNAUTHORIZED,
+    404: _error("No such Questionnaire"),
+}
+QUESTIONNAIRE_SEARCH: dict[int | str, dict[str, Any]] = {
+    200: _fhir_resource("The worksheets matching url (and version)", "Bundle"),
+    **UNAUTHORIZED,
+    400: _error("Bad search parameters"),
+}
+PACKAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _fhir_resource(
+        "One PackageBundle (Questionnaire + pre-filled response) per worksheet", "Parameters"
+    ),
+    400: _error("Not a Parameters resource, no coverage, or no DLI / HPC boost order"),
+    **UNAUTHORIZED,
+    408: REQUEST_ERRORS[408],
+    413: REQUEST_ERRORS[413],
+}
+_PARAMETERS = {
+    "type": "object",
+    "required": ["resourceType", "parameter"],
+    "properties": {
+        "resourceType": {"const": "Parameters"},
+        "parameter": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"enum": ["coverage", "order", "patientRecord"]},
+                    "resource": {"type": "object"},
+                },
+            },
+        },
+    },
+}
+PACKAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/fhir+json": {"schema": _PARAMETERS},
+            "application/json": {"schema": _PARAMETERS},
+        },
+    }
+}

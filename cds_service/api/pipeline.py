@@ -87,6 +87,7 @@ async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer
                 f"{FETCHED_TYPES[key]} data ({key}): {why}"
                 for key, why in gathered.unretrieved.items()
             ),
+            patient_id=parsed.context.patientId,
         )
     )
     return Answer(orjson.dumps(decision.body), parsed, decision, gathered, _since(started))
@@ -145,6 +146,12 @@ def log_decision(service_id: str, result: Answer) -> None:
         },
         "unreadable_resources": len(result.gathered.record.problems),
         "payer_recognised": decision.route.recognised,
+        # which criteria rested on a worksheet answer, and which answers were not read (ids only)
+        "attested": sorted({c.id for e in decision.evaluations for c in e.criteria if c.attested}),
+        "ignored_answers": [
+            f"{i.response} {i.link_id} {i.reason}".replace("  ", " ")
+            for i in decision.ignored_answers
+        ],
         "ms": round(result.latency_ms, 1),
     }
     log.info("hook evaluated", extra={"fields": fields})

@@ -13,6 +13,8 @@ from cds_service.core.model import Determination, Order, PatientRecord, Service
 from cds_service.core.orders import recognise
 from cds_service.core.payer import payer_organizations_to_read
 from cds_service.core.policy import Policy
+from cds_service.core.prefill import questionnaire_package
+from cds_service.core.questionnaire import Worksheet, worksheets
 from cds_service.core.record import Keep, add_prefetch_value, add_resource, is_operation_outcome
 
 __all__ = [
@@ -27,12 +29,15 @@ __all__ = [
     "Policy",
     "Service",
     "Thresholds",
+    "Worksheet",
     "add_prefetch_value",
     "add_resource",
     "codes",
     "decide",
     "is_operation_outcome",
     "payer_organizations_to_read",
+    "questionnaire_package",
     "recognise",
     "relevant_resources",
+    "worksheets",
 ]

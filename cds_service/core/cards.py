@@ -21,6 +21,7 @@ from typing import Any
 from cds_service.core.evaluate import CriterionResult, Evaluation
 from cds_service.core.fhir_util import system_name
 from cds_service.core.model import Determination, Status
+from cds_service.core.questionnaire import worksheet_for
 
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
 # CRD cardType (CodeSystem cdshooks-card-type; CRD 2.0.1 CodeSystem temp, same code):
@@ -117,6 +118,8 @@ def _criterion_line(c: CriterionResult) -> str:
     elif c.note and c.status is not Status.MET:
         line += f". ({md(c.note)})"
     line += f". *{md_policy(c.citation)}*"
+    if c.conflict:  # a worksheet answer the record contradicts: the record was used
+        line += f"\n{indent}  - ⚠️ {md(c.conflict)}"
     if c.reading and c.status in (Status.NOT_MET, Status.UNKNOWN):
         line += f"\n{indent}  - Reading: {md_policy(c.reading)}"
     return line
@@ -229,12 +232,80 @@ def _card(
     ]
     if links:
         card["links"] = links
+    suggestions = [form_completion(e, new_uuid) for e in evaluations]
+    if any(suggestions):
+        card["suggestions"] = [s for s in suggestions if s is not None]
+        card["selectionBehavior"] = "any"
     if any(e.determination is Determination.DOES_NOT_MEET for e in evaluations):
         card["overrideReasons"] = [
             {"code": code, "system": OVERRIDE_SYSTEM, "display": text}
             for code, text in OVERRIDE_REASONS
         ]
     return card
+
+
+# --- Worksheets (issue 13): the CRD "Request form completion" suggestion ---------------------
+SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
+TASK_PROFILE = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-taskquestionnaire"
+
+
+def worksheet_canonical(evaluation: Evaluation) -> str | None:
+    """The canonical (url|version) of the worksheet that settles a needs-information answer."""
+    if evaluation.determination is not Determination.NEEDS_INFORMATION:
+        return None
+    sheet = worksheet_for(evaluation.policy, evaluation.service)
+    return sheet.canonical if sheet is not None else None
+
+
+def form_completion(evaluation: Evaluation, new_uuid: Callable[[], str]) -> dict[str, Any] | None:
+    """A suggestion creating a CRD task-questionnaire Task (cds-hooks-and-crd.md item 119):
+    complete the worksheet for the criteria the record leaves open."""
+    canonical = worksheet_canonical(evaluation)
+    if canonical is None:
+        return None
+    order, p = evaluation.order, evaluation.policy
+    payer: dict[str, Any] = {"display": p.payer.name}
+    if p.payer.identifiers:
+        ident = p.payer.identifiers[0]
+        payer["identifier"] = {"system": ident.system, "value": ident.value}
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "meta": {"profile": [TASK_PROFILE]},
+        "basedOn": [{"reference": order.reference}],
+        "status": "ready",
+        "intent": "order",
+        "code": {"coding": [{"system": SDC_TEMP, "code": "complete-questionnaire"}]},
+        "description": clip(f"Complete the {p.payer.name} {p.policy.number} worksheet", 200),
+        "requester": payer,
+        "input": [
+            {
+                "type": {
+                    "coding": [{"system": SDC_TEMP, "code": "questionnaire"}],
+                    "text": "questionnaire",
+                },
+                "valueCanonical": canonical,
+            }
+        ],
+    }
+    subject = order.resource.get("subject")
+    if isinstance(subject, dict) and isinstance(subject.get("reference"), str):
+        task["for"] = {"reference": subject["reference"]}
+    if order.authored_on is not None:
+        task["authoredOn"] = order.authored_on.isoformat()
+    label = f"Complete the {p.payer.name} {p.policy.number} worksheet ({evaluation.service.short})"
+    return {
+        "label": clip(label, 120),
+        "uuid": new_uuid(),
+        "actions": [
+            {
+                "type": "create",
+                "description": clip(
+                    f"Ask for the {p.policy.number} worksheet to be completed", 200
+                ),
+                "resource": task,
+            }
+        ],
+    }
 
 
 def unretrieved_note(unretrieved: tuple[str, ...]) -> str:
@@ -364,8 +435,8 @@ def _what_is_needed(
     """The one rule for `doc-needed`, `info-needed` and `detail`.
 
     - `doc-needed` wherever documentation would settle the answer: a needs-information
-      determination (its unknown criteria say what to attach); `indeterminate` with the CRD 2.2
-      technical form.
+      determination (its unknown criteria say what to attach), with the worksheet's
+      `questionnaire` canonical; `indeterminate` with the CRD 2.2 technical form.
     - `info-needed` = `OTH` exactly when something is `conditional` (CRD 2.0.1 crd-ci-q3 allows it
       only then, CRD 2.2 q3 requires it then), always with a `detail` per thing needed (CRD 2.2:
       "If this element is set to OTH, then there must be at least one detail element that
@@ -375,10 +446,18 @@ def _what_is_needed(
     if evaluation.determination is Determination.NEEDS_INFORMATION:
         doc = "indeterminate" if covered == "indeterminate" else "clinical"
         parts.append({"url": "doc-needed", "valueCode": doc})
+        parts += questionnaire_parts(evaluation)
     if "conditional" in (covered, pa):
         parts.append({"url": "info-needed", "valueCode": "OTH"})
         parts += [_detail(t, crd_2_2) for t in _needed(evaluation, pa, technical)]
     return parts
+
+
+def questionnaire_parts(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """CRD resp-38: doc-needed carries the worksheet's canonical (invariant q1 holds: only
+    alongside doc-needed)."""
+    canonical = worksheet_canonical(evaluation)
+    return [{"url": "questionnaire", "valueCanonical": canonical}] if canonical else []
 
 
 def coverage_information(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from cds_service.core.attestation import Attestations, Ignored, read_attestations
 from cds_service.core.cards import (
     EVALUATIONS_EXT,
     CardOptions,
@@ -19,6 +20,8 @@ from cds_service.core.facts import Facts, Thresholds
 from cds_service.core.model import Order, PatientRecord
 from cds_service.core.payer import Route, active_coverages, route
 from cds_service.core.policy import Policy
+from cds_service.core.questionnaire import worksheet_for, worksheets
+from cds_service.core.record import supporting_responses
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class DecisionInputs:
     today: date
     new_uuid: Callable[[], str]
     unretrieved: tuple[str, ...] = ()
+    patient_id: str = ""  # the hook's patient: a worksheet for anyone else is not read
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Decision:
     card_uuids: dict[tuple[str, str], str] = field(default_factory=dict)
     # order reference -> CRD coverage-assertion-id of its coverage-information systemAction
     assertion_ids: dict[str, str] = field(default_factory=dict)
+    # Worksheet answers (or whole QuestionnaireResponses) not read, and why: ids only, for the log
+    ignored_answers: tuple[Ignored, ...] = ()
 
 
 def decide(inputs: DecisionInputs) -> Decision:
@@ -55,10 +61,14 @@ def decide(inputs: DecisionInputs) -> Decision:
     marks those types unavailable, so their facts are unknown).
     """
     routed = route(inputs.record, inputs.policies)
+    attested, ignored = _attestations(inputs, routed.policies)
     evaluations: list[Evaluation] = []
     for order in inputs.orders:
         facts = Facts(inputs.record, order, order.authored_on or inputs.today, inputs.thresholds)
-        evaluations += [evaluate(p, order.service, order, facts) for p in routed.policies]
+        for p in routed.policies:
+            sheet = worksheet_for(p, order.service)
+            answers = attested.get(sheet.id) if sheet is not None else None
+            evaluations.append(evaluate(p, order.service, order, facts, answers))
     cards = build_cards(
         evaluations,
         inputs.options,
@@ -80,7 +90,19 @@ def decide(inputs: DecisionInputs) -> Decision:
     actions = _coverage_actions(inputs, routed, evaluations, assertion_ids)
     if actions:
         body["systemActions"] = actions
-    return Decision(body, evaluations, routed, card_uuids, assertion_ids)
+    return Decision(body, evaluations, routed, card_uuids, assertion_ids, tuple(ignored))
+
+
+def _attestations(
+    inputs: DecisionInputs, policies: tuple[Policy, ...]
+) -> tuple[dict[str, Attestations], list[Ignored]]:
+    """The worksheet answers in the record and in the orders' supportingInfo."""
+    responses = list(inputs.record.questionnaire_responses)
+    for order in inputs.orders:
+        responses += supporting_responses(order.resource)
+    if not responses:
+        return {}, []
+    return read_attestations(responses, inputs.patient_id, worksheets(policies))
 
 
 def _coverage_actions(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from cds_service.core.attestation import Attestations
 from cds_service.core.facts import Facts
 from cds_service.core.model import Determination, Evidence, Fact, Order, Service, Status
 from cds_service.core.policy import FactTest, Node, Policy
@@ -28,6 +29,13 @@ class CriterionResult:
     # In an any_of another branch of which is met (or inside such a branch): it cannot change
     # the answer, so the card does not present it as a requirement.
     superseded: bool = False
+    # A worksheet answer the record contradicts (the record wins): what to show the clinician.
+    conflict: str = ""
+
+    @property
+    def attested(self) -> bool:
+        """Whether the status rests on a worksheet answer (core/attestation.py)."""
+        return self.note.startswith("attested")
 
 
 @dataclass(frozen=True)
@@ -95,23 +103,46 @@ _NEGATE = {Status.MET: Status.NOT_MET, Status.NOT_MET: Status.MET}
 
 
 class _Walker:
-    def __init__(self, facts: Facts) -> None:
+    def __init__(self, facts: Facts, attested: Attestations | None = None) -> None:
         self.facts = facts
+        self.attested = attested or Attestations()
         self.results: list[CriterionResult] = []
+
+    def fact(self, name: str) -> Fact:
+        """The record's fact; when the record is silent, what the worksheet answers for it."""
+        fact = self.facts[name]
+        return fact if fact.known else self.attested.for_fact(name) or fact
+
+    def leaf_fact(self, node: Node, test: FactTest) -> tuple[Fact, str]:
+        """The fact a leaf is evaluated on, and a conflict note: an attested answer counts only
+        where the record leaves the fact unknown; a documented value that disagrees wins."""
+        fact, answer = self.facts[test.fact], self.attested.for_criterion(node.id)
+        if answer is None:
+            return fact, ""
+        if not fact.known:
+            return answer, ""
+        if check(test, fact) is check(test, answer):
+            return fact, ""
+        where = answer.evidence[0]
+        when = where.when.isoformat() if where.when else "undated"
+        return fact, (
+            f'Conflict: {where.reference} ({when}) says "{where.summary}", but the record '
+            "documents otherwise; the record is used"
+        )
 
     def node(self, node: Node, depth: int, exclusion: bool = False) -> Status:
         slot = len(self.results)
         evidence: tuple[Evidence, ...] = ()
-        note = ""
+        note = conflict = ""
         if node.test is not None:
-            fact = self.facts[node.test.fact]
+            fact, conflict = self.leaf_fact(node, node.test)
             status, evidence, note = check(node.test, fact), fact.evidence, fact.note
             if exclusion:
                 status = _NEGATE.get(status, status)
             if status is Status.UNKNOWN and node.when_unknown == "not-met":
                 status = Status.NOT_MET
             if node.review_if is not None and status is Status.NOT_MET:
-                review = check(node.review_if, self.facts[node.review_if.fact])
+                review = check(node.review_if, self.fact(node.review_if.fact))
                 status = Status.NOT_MET if review is Status.NOT_MET else Status.UNKNOWN
             if node.applies_if is not None:
                 status = self._applicability(node.applies_if, status)
@@ -133,6 +164,7 @@ class _Walker:
             node.to_settle,
             node.reading,
             exclusion,
+            conflict=conflict,
         )
         self.results.insert(slot, result)  # a group precedes its children
         return status
@@ -151,7 +183,7 @@ class _Walker:
             index = end
 
     def _applicability(self, applies_if: FactTest, status: Status) -> Status:
-        applies = check(applies_if, self.facts[applies_if.fact])
+        applies = check(applies_if, self.fact(applies_if.fact))
         if applies is Status.NOT_MET:
             return Status.NOT_APPLICABLE
         if applies is Status.UNKNOWN and status is not Status.MET:
@@ -167,11 +199,18 @@ _DETERMINATION = {
 }
 
 
-def evaluate(policy: Policy, service: Service, order: Order, facts: Facts) -> Evaluation:
+def evaluate(
+    policy: Policy,
+    service: Service,
+    order: Order,
+    facts: Facts,
+    attested: Attestations | None = None,
+) -> Evaluation:
+    """`attested`: the answers to this (policy, service) worksheet (core/attestation.py)."""
     rule = policy.rule(service)
     if rule is None:
         return Evaluation(policy, service, order, Determination.NOT_ADDRESSED, ())
-    walker = _Walker(facts)
+    walker = _Walker(facts, attested)
     status = walker.node(rule, 0)
     advisories = tuple(
         f"{a.text} ({a.citation})"

@@ -108,6 +108,8 @@ class PatientRecord:
     observations: list[Any] = field(default_factory=list)
     coverages: list[Any] = field(default_factory=list)
     organizations: dict[str, Any] = field(default_factory=dict)
+    # Completed worksheets (core/attestation.py reads the ones that answer our questionnaires)
+    questionnaire_responses: list[Any] = field(default_factory=list)
     problems: list[ParseProblem] = field(default_factory=list)
     unavailable: set[str] = field(default_factory=set)
 

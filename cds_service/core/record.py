@@ -13,6 +13,7 @@ from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from pydantic import ValidationError
 
 from cds_service.core.fhir_util import to_date
@@ -25,12 +26,14 @@ MODELS: dict[str, Any] = {
     "Observation": Observation,
     "Coverage": Coverage,
     "Organization": Organization,
+    "QuestionnaireResponse": QuestionnaireResponse,
 }
 _LISTS = {
     "Condition": "conditions",
     "Procedure": "procedures",
     "Observation": "observations",
     "Coverage": "coverages",
+    "QuestionnaireResponse": "questionnaire_responses",
 }
 
 
@@ -183,3 +186,22 @@ def add_prefetch_value(
             add_resource(record, resource, expected_type, keep)
         return
     add_resource(record, value, expected_type, keep)
+
+
+def supporting_responses(order_resource: dict[str, Any]) -> list[Any]:
+    """QuestionnaireResponses contained in a draft order and named in its supportingInfo (a
+    worksheet sent along with the order), validated; an invalid one is passed over."""
+    contained = order_resource.get("contained")
+    by_id = {
+        f"#{r.get('id')}": r
+        for r in (contained if isinstance(contained, list) else ())
+        if isinstance(r, dict) and r.get("resourceType") == "QuestionnaireResponse"
+    }
+    scratch, found = PatientRecord(), []
+    supporting = order_resource.get("supportingInfo")
+    for ref in supporting if isinstance(supporting, list) else ():
+        raw = by_id.get(str(ref.get("reference"))) if isinstance(ref, dict) else None
+        model = _validate(scratch, raw, QuestionnaireResponse) if raw is not None else None
+        if model is not None:
+            found.append(model)
+    return found

@@ -1,6 +1,13 @@
 """Sandbox routes: the page, its static files, and a JSON API that builds hook requests from the
 scenario patients (cds_service.scenarios). The page then POSTs each request to
-/cds-services/{id} itself, exactly as an EHR would, so the sandbox adds no path around the API."""
+/cds-services/{id} itself, exactly as an EHR would, so the sandbox adds no path around the API.
+
+The worksheet loop (issue 13): /sandbox/api/package builds the DTR $questionnaire-package input
+for a scenario (the page POSTs it to /fhir/Questionnaire/$questionnaire-package itself);
+/sandbox/api/worksheet stores the completed QuestionnaireResponse in the sandbox FHIR server,
+as the EHR's DTR client would; and the next /sandbox/api/request puts the patient's stored
+worksheets into the optional prefetch key, as the EHR would (without prefetch the service
+fetches them from the FHIR server itself)."""
 
 from __future__ import annotations
 
@@ -9,8 +16,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -22,8 +30,10 @@ from cds_service.policy_store import Knowledge
 from cds_service.scenarios import (
     Scenario,
     build_request,
+    draft_orders,
     load_scenarios,
     point_at_fhir_server,
+    resources,
     service_id,
     set_payer,
 )
@@ -91,6 +101,45 @@ def _scenario_summary(scenario: Scenario) -> dict[str, Any]:
     }
 
 
+class PackageSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scenario: str
+    services: Literal["dli", "hpc-boost", "both"] = "dli"
+    payer: str = "fixture"
+
+
+def package_parameters(
+    scenario: Scenario, services: tuple[Service, ...], prefetch: dict[str, Any]
+) -> dict[str, Any]:
+    """DTR $questionnaire-package input: the Coverage (as the hook's prefetch has it, else one
+    naming no payer, so every policy's worksheet comes back), the orders and the record."""
+    found = resources(scenario.bundle())
+    patient = next(r["id"] for r in found if r["resourceType"] == "Patient")
+    coverage = next(
+        (e["resource"] for e in (prefetch.get("coverage") or {}).get("entry", [])), None
+    )
+    coverage = coverage or {
+        "resourceType": "Coverage",
+        "id": f"{patient}-coverage",
+        "status": "active",
+        "beneficiary": {"reference": f"Patient/{patient}"},
+        "payor": [{"display": "No payer on record"}],
+    }
+    kinds = ("Condition", "Procedure", "Observation", "Organization")
+    record = [{"resource": r} for r in found if r["resourceType"] in kinds]
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "coverage", "resource": coverage},
+            *({"name": "order", "resource": o} for o in draft_orders(scenario.bundle(), services)),
+            {
+                "name": "patientRecord",
+                "resource": {"resourceType": "Bundle", "type": "collection", "entry": record},
+            },
+        ],
+    }
+
+
 def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None = None) -> None:
     """Add /sandbox (page), /sandbox/static (assets), /sandbox/api/* and, for a self-hosted
     SandboxFhir, the fixture FHIR server at /sandbox/fhir to `app`."""
@@ -101,6 +150,28 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
 
     policies = {p.id: p for p in knowledge.policies}
     router = APIRouter(prefix="/sandbox", include_in_schema=False)
+    fixture = create_fixture_server(fhir.token) if fhir is not None and fhir.url is None else None
+
+    def fhir_client() -> httpx.AsyncClient | None:
+        """The sandbox FHIR server, with its token (the page never holds it)."""
+        if fhir is None:
+            return None
+        transport = httpx.ASGITransport(app=fixture) if fixture is not None else None
+        return httpx.AsyncClient(
+            transport=transport,
+            base_url=fhir.url or "http://sandbox-fhir",
+            headers={"Authorization": f"Bearer {fhir.token}"},
+            timeout=10,
+        )
+
+    async def stored_worksheets(patient_id: str) -> dict[str, Any] | None:
+        client = fhir_client()
+        if client is None:
+            return None
+        async with client:
+            query = {"subject": f"Patient/{patient_id}", "status": "completed"}
+            response = await client.get("/QuestionnaireResponse", params=query)
+        return response.json() if response.status_code == 200 else None
 
     @router.get("")
     async def page() -> FileResponse:
@@ -137,11 +208,44 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
             del request["prefetch"]
             own = str(http_request.base_url).rstrip("/") + "/sandbox/fhir"
             point_at_fhir_server(request, fhir.url or own, fhir.token)
-        elif spec.payer != "fixture":
-            set_payer(request["prefetch"], policies.get(spec.payer))
+        else:
+            if spec.payer != "fixture":
+                set_payer(request["prefetch"], policies.get(spec.payer))
+            patient = request["context"]["patientId"]
+            request["prefetch"]["questionnaireResponses"] = await stored_worksheets(patient)
         return {"service": f"/cds-services/{service_id(spec.hook)}", "request": request}
 
+    @router.post("/api/package")
+    async def make_package(http_request: Request) -> dict[str, Any]:
+        try:
+            spec = PackageSpec.model_validate_json(await http_request.body())
+        except ValidationError as error:
+            raise HookError(400, explain(error)) from error
+        scenario = scenarios().get(spec.scenario)
+        if scenario is None:
+            raise HookError(404, f"no scenario {spec.scenario!r}; see GET /sandbox/api/scenarios")
+        services = SERVICE_CHOICES[spec.services]
+        prefetch = build_request(scenario.bundle(), "order-sign", services)["prefetch"]
+        if spec.payer != "fixture":
+            set_payer(prefetch, policies.get(spec.payer))
+        parameters = package_parameters(scenario, services, prefetch)
+        return {"url": "/fhir/Questionnaire/$questionnaire-package", "parameters": parameters}
+
+    @router.post("/api/worksheet")
+    async def store_worksheet(http_request: Request) -> JSONResponse:
+        """Store a completed worksheet in the sandbox FHIR server (FHIR create)."""
+        client = fhir_client()
+        if client is None:
+            raise HookError(400, "no sandbox FHIR server is configured to store the worksheet")
+        async with client:
+            response = await client.post(
+                "/QuestionnaireResponse",
+                content=await http_request.body(),
+                headers={"Content-Type": "application/fhir+json"},
+            )
+        return JSONResponse(response.json(), status_code=response.status_code)
+
     app.include_router(router)
-    if fhir is not None and fhir.url is None:
-        app.mount("/sandbox/fhir", create_fixture_server(fhir.token), name="sandbox-fhir")
+    if fixture is not None:
+        app.mount("/sandbox/fhir", fixture, name="sandbox-fhir")
     app.mount("/sandbox/static", StaticFiles(directory=STATIC_DIR), name="sandbox-static")

@@ -3,6 +3,7 @@
 // and then POSTed by this page to /cds-services/{id} unchanged.
 
 import { el, renderExchange } from "./render.js";
+import { renderWorksheet } from "./worksheet.js";
 
 const $ = (id) => document.getElementById(id);
 let catalogue = null;
@@ -88,12 +89,61 @@ async function fire(event) {
       const { service, request } = built.body;
       const answer = await post(service, request);
       renderExchange(result, { status: answer.status, response: answer.body, request, url: service });
+      if (answer.status === 200) offerWorksheets(result, answer.body, spec, request);
     }
   } catch (error) {
     result.replaceChildren(el("div", "error", `Could not reach the service: ${error.message}`));
   }
   result.dataset.fired = spec.scenario;
   result.removeAttribute("aria-busy");
+}
+
+// --- the worksheet loop (issue 13) ------------------------------------------------------------
+/** The worksheet canonical a card's "Request form completion" suggestion asks for, if any. */
+function worksheetCanonical(card) {
+  for (const suggestion of card.suggestions ?? []) {
+    for (const action of suggestion.actions ?? []) {
+      const input = action.resource?.resourceType === "Task" ? action.resource.input ?? [] : [];
+      const canonical = input.find((i) => i.type?.text === "questionnaire")?.valueCanonical;
+      if (canonical) return canonical;
+    }
+  }
+  return null;
+}
+
+function offerWorksheets(result, response, spec, request) {
+  const nodes = result.querySelectorAll(".cds-card");
+  (response.cards ?? []).forEach((card, index) => {
+    const canonical = worksheetCanonical(card);
+    if (!canonical || !nodes[index]) return;
+    const button = el("button", "open-worksheet", "Open the worksheet");
+    button.type = "button";
+    button.dataset.canonical = canonical;
+    button.addEventListener("click", () => openWorksheet(canonical, spec, request.context.userId));
+    nodes[index].append(button);
+  });
+}
+
+async function openWorksheet(canonical, spec, author) {
+  const box = $("worksheet");
+  box.hidden = false;
+  box.replaceChildren(el("p", "hint", "Loading the pre-filled worksheet…"));
+  const built = await post("/sandbox/api/package", { scenario: spec.scenario, services: spec.services, payer: spec.payer });
+  const packaged = built.status === 200 ? await post(built.body.url, built.body.parameters) : built;
+  const bundles = (packaged.body.parameter ?? []).filter((p) => p.name === "PackageBundle").map((p) => p.resource.entry);
+  const found = bundles.find(([q]) => `${q.resource.url}|${q.resource.version}` === canonical);
+  if (packaged.status !== 200 || !found) {
+    box.replaceChildren(el("div", "error", `No worksheet ${canonical} (HTTP ${packaged.status})`));
+    return;
+  }
+  const [questionnaire, prefilled] = found.map((e) => e.resource);
+  const response = { ...prefilled, author: { reference: author } };
+  renderWorksheet(box, questionnaire, response, async (qr) => {
+    const stored = await post("/sandbox/api/worksheet", qr);
+    if (stored.status !== 201) return `Not stored (HTTP ${stored.status}): ${stored.body.issue?.[0]?.diagnostics ?? ""}`;
+    return `Stored as QuestionnaireResponse/${stored.body.id}. Fire again to see the new determination.`;
+  });
+  box.scrollIntoView({ block: "start" });
 }
 
 function preview() {
