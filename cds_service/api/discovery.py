@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.core import OBSERVATION_LOINC, codes
+from cds_service.core import OBSERVATION_CODES, codes
 
 # Observation codes the facts read, declared once in the fact modules, so the client sends only
 # those (CRD found-27/28).
-_OBS_CODES = ",".join(f"{codes.LOINC}|{c}" for c in sorted(OBSERVATION_LOINC))
+_OBS_CODES = ",".join(f"{s}|{c}" for s, c in sorted(OBSERVATION_CODES))
+# The conditioning regimen's drugs (RxNorm, codes.REGIMEN_RXNORM): the service infers the
+# intensity from them when none is recorded (core/facts/conditioning.py).
+_REGIMEN_CODES = ",".join(
+    f"{codes.RXNORM}|{c}" for c in sorted(set().union(*codes.REGIMEN_RXNORM.values()))
+)
 
 # CDS Hooks 2.0-legal templates: {{context.patientId}} only, type-level search with token params.
 PREFETCH: dict[str, str] = {
@@ -21,6 +26,11 @@ PREFETCH: dict[str, str] = {
     "conditions": "Condition?patient={{context.patientId}}",
     "procedures": "Procedure?patient={{context.patientId}}",
     "observations": "Observation?patient={{context.patientId}}&code=" + _OBS_CODES,
+    # Optional: read when the client sends them, never fetched (a missing regimen can only leave
+    # the inferred intensity unknown, which it is without them).
+    "medication-administrations": "MedicationAdministration?patient={{context.patientId}}&code="
+    + _REGIMEN_CODES,
+    "medication-requests": "MedicationRequest?patient={{context.patientId}}&code=" + _REGIMEN_CODES,
 }
 # Prefetch key -> the resource type it carries; the evaluation needs these four.
 REQUIRED_PREFETCH: dict[str, str] = {
@@ -28,6 +38,11 @@ REQUIRED_PREFETCH: dict[str, str] = {
     "conditions": "Condition",
     "procedures": "Procedure",
     "observations": "Observation",
+}
+# Prefetch key -> resource type, read when present and never fetched from fhirServer.
+OPTIONAL_PREFETCH: dict[str, str] = {
+    "medication-administrations": "MedicationAdministration",
+    "medication-requests": "MedicationRequest",
 }
 
 CONFIGURATION_OPTIONS: list[dict[str, Any]] = [

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from cds_service.api.allowlist import within
-from cds_service.api.discovery import PREFETCH, REQUIRED_PREFETCH
+from cds_service.api.discovery import OPTIONAL_PREFETCH, PREFETCH, REQUIRED_PREFETCH
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import ParsedHook
 from cds_service.core import (
@@ -191,6 +191,9 @@ def from_prefetch(parsed: ParsedHook, keep: Keep | None = None) -> tuple[Patient
     record = PatientRecord()
     for key, resource_type in REQUIRED_PREFETCH.items():
         if key not in missing:
+            add_prefetch_value(record, prefetch[key], resource_type, keep)
+    for key, resource_type in OPTIONAL_PREFETCH.items():
+        if key in prefetch and not is_operation_outcome(prefetch[key]):
             add_prefetch_value(record, prefetch[key], resource_type, keep)
     return record, missing
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.coverage import Coverage
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.procedure import Procedure
@@ -25,12 +27,16 @@ MODELS: dict[str, Any] = {
     "Observation": Observation,
     "Coverage": Coverage,
     "Organization": Organization,
+    "MedicationAdministration": MedicationAdministration,
+    "MedicationRequest": MedicationRequest,
 }
 _LISTS = {
     "Condition": "conditions",
     "Procedure": "procedures",
     "Observation": "observations",
     "Coverage": "coverages",
+    "MedicationAdministration": "medication_administrations",
+    "MedicationRequest": "medication_requests",
 }
 
 
@@ -52,7 +58,7 @@ def is_operation_outcome(value: Any) -> bool:
 def sniff_codings(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     """(system, code) pairs of `code.coding` read straight from the JSON, without validation.
     A plain loop: it runs for every prefetched resource (hundreds per call)."""
-    code = raw.get("code")
+    code = raw.get("code") or raw.get("medicationCodeableConcept")  # medications: the drug
     codings = code.get("coding") if isinstance(code, dict) else None
     if not isinstance(codings, list):
         return ()

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from cds_service.core import codes
 from cds_service.core.facts import (
     car_t,
     chimerism,
+    conditioning,
     contraindications,
     cytopenia,
     diagnosis,
@@ -55,6 +57,7 @@ class FactSpec:
 RECORD_READERS = (
     car_t,
     chimerism,
+    conditioning,
     contraindications,
     cytopenia,
     diagnosis,
@@ -67,6 +70,12 @@ RECORD_READERS = (
 # (and tests it in READS), and the observations prefetch template asks for exactly these.
 OBSERVATION_LOINC: frozenset[str] = frozenset(
     code for module in RECORD_READERS for code in getattr(module, "OBSERVATION_LOINC", ())
+)
+# (system, code) of every Observation a fact reads: the LOINC codes above and the codes of
+# other systems a reader declares in OBSERVATION_CODES (e.g. the GVHD grade, terminology §5.5).
+OBSERVATION_CODES: frozenset[tuple[str, str]] = frozenset(
+    {(codes.LOINC, code) for code in OBSERVATION_LOINC}
+    | {pair for module in RECORD_READERS for pair in getattr(module, "OBSERVATION_CODES", ())}
 )
 
 CATALOGUE: dict[str, FactSpec] = {
@@ -267,6 +276,7 @@ class Facts:
 
 __all__ = [
     "CATALOGUE",
+    "OBSERVATION_CODES",
     "OBSERVATION_LOINC",
     "RECORD_READERS",
     "Context",

@@ -44,6 +44,10 @@ class Thresholds(BaseModel):
     min_transfusions: int = _from("transfusion_dependence", "min_transfusions", gt=0)
     transfusion_lookback_days: int = _from("transfusion_dependence", "lookback_days", gt=0)
     conditioning_max_days_before: int = _from("conditioning", "max_days_before_transplant", ge=0)
+    busulfan_iv_mac_mg_per_kg: float = _from(
+        "conditioning", "busulfan_iv_mac_total_mg_per_kg", gt=0
+    )
+    melphalan_mac_mg_per_m2: float = _from("conditioning", "melphalan_mac_total_mg_per_m2", gt=0)
 
     @model_validator(mode="before")
     @classmethod
