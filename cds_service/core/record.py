@@ -30,6 +30,9 @@ MODELS: dict[str, Any] = {
     "MedicationAdministration": MedicationAdministration,
     "MedicationRequest": MedicationRequest,
 }
+# Kept as JSON and validated only when a fact reads them (`validated`): the regimen decides only
+# when no conditioning intensity is recorded, so most calls never read it.
+_LAZY = frozenset({"MedicationAdministration", "MedicationRequest"})
 _LISTS = {
     "Condition": "conditions",
     "Procedure": "procedures",
@@ -156,6 +159,9 @@ def add_resource(
     when = observation_date(raw) if resource_type == "Observation" else None
     if keep is not None and not keep(str(resource_type), codings, when):
         return
+    if resource_type in _LAZY:
+        getattr(record, _LISTS[str(resource_type)]).append(raw)
+        return
     if resource_type == "Observation" and codings:
         status = raw.get("status")
         status = status if isinstance(status, str) else None
@@ -170,6 +176,17 @@ def add_resource(
         record.observations.append(LazyObservation(raw, (), when, resource.status, resource, True))
     else:
         getattr(record, _LISTS[str(resource_type)]).append(resource)
+
+
+def validated(record: PatientRecord, raws: list[Any]) -> list[Any]:
+    """The valid models of resources kept as JSON (see `_LAZY`); each invalid one is recorded as
+    a ParseProblem on `record` and left out."""
+    models = []
+    for raw in raws:
+        model = _validate(record, raw, MODELS[str(raw.get("resourceType"))])
+        if model is not None:
+            models.append(model)
+    return models
 
 
 def add_prefetch_value(

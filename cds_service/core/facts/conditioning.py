@@ -112,7 +112,7 @@ def _courses(ctx: Context, index: Transplant) -> dict[str, Course]:
     limit = ctx.thresholds.conditioning_max_days_before
     courses: dict[str, Course] = {}
     weight: float | None = None
-    for administration in ctx.record.medication_administrations:
+    for administration in ctx.medication_administrations:
         when = _when(administration)
         if administration.status != "completed" or when is None or index.when is None:
             continue
@@ -187,7 +187,7 @@ def inferred_intensity(ctx: Context, index: Transplant) -> Fact:
 
 def _ordered(ctx: Context, index: Transplant) -> str:
     drugs = set()
-    for request in ctx.record.medication_requests:
+    for request in ctx.medication_requests:
         for system, code in codings(request.medicationCodeableConcept):
             drug = regimen_drug(system, code)
             when = to_date(request.authoredOn)

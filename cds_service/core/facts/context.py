@@ -20,6 +20,7 @@ from cds_service.core.fhir_util import (
     procedure_done,
 )
 from cds_service.core.model import Order, PatientRecord
+from cds_service.core.record import validated
 
 CodingTest = Callable[[str, str], bool]
 _OBS_OK = frozenset({"final", "amended", "corrected", "preliminary"})
@@ -143,6 +144,15 @@ class Context:
                 if match is None:
                     continue
             yield observation, observation_date(observation), match
+
+    # --- the conditioning regimen (validated on first read) ------------------------------
+    @cached_property
+    def medication_administrations(self) -> list[Any]:
+        return validated(self.record, self.record.medication_administrations)
+
+    @cached_property
+    def medication_requests(self) -> list[Any]:
+        return validated(self.record, self.record.medication_requests)
 
     # --- transplants ----------------------------------------------------------------------
     @cached_property
