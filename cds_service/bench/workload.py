@@ -70,8 +70,7 @@ def order_sign_request(size: int, seed: int = 7) -> dict[str, Any]:
     extra = max(0, size - existing)
     # Roughly 77 % labs, 12 % conditions, 8 % procedures, 3 % regimen drugs (a long oncology record).
     n_obs, n_cond, n_med = int(extra * 0.77), int(extra * 0.12), int(extra * 0.03)
-    n_proc = extra - n_obs - n_cond - n_med
-    _regimen(entries, n_med, patient, as_of)
+    n_proc = extra - n_obs - n_cond - _regimen(entries, n_med, patient, as_of)
     for i in range(n_obs):
         code, low, high, unit = _COUNTS[i % 3]
         when = as_of - timedelta(days=7 * (i // 3) + 14)  # weekly CBC going back in time
@@ -98,10 +97,12 @@ def order_sign_request(size: int, seed: int = 7) -> dict[str, Any]:
     return copy.deepcopy(request)
 
 
-def _regimen(entries: Any, count: int, patient: str, as_of: date) -> None:
-    """`count` administrations of regimen drugs, daily, going back from 40 days before `as_of`
-    (busulfan and fludarabine), and one order per drug."""
+def _regimen(entries: Any, count: int, patient: str, as_of: date) -> int:
+    """`count` resources: one order per drug (busulfan, fludarabine) and their administrations,
+    daily, going back from 40 days before `as_of`; how many it added (none below three)."""
     drugs = (("1729351", 3.2, "mg/kg"), ("24698", 40, "mg/m2"))
+    if count < len(drugs) + 1:
+        return 0
     for drug, _, _ in drugs:
         entries("medication-requests").append({"resource": {
             "resourceType": "MedicationRequest", "id": f"bench-rx{drug}", "status": "completed",
@@ -109,7 +110,7 @@ def _regimen(entries: Any, count: int, patient: str, as_of: date) -> None:
             "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": drug}]},
             "authoredOn": (as_of - timedelta(days=45)).isoformat(),
         }})  # fmt: skip
-    for i in range(count):
+    for i in range(count - len(drugs)):
         drug, dose, unit = drugs[i % 2]
         when = as_of - timedelta(days=40 + i // 2)
         entries("medication-administrations").append({"resource": {
@@ -119,6 +120,7 @@ def _regimen(entries: Any, count: int, patient: str, as_of: date) -> None:
             "effectiveDateTime": f"{when.isoformat()}T09:00:00-05:00",
             "dosage": {"dose": {"value": dose, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}},
         }})  # fmt: skip
+    return count
 
 
 def resource_count(request: dict[str, Any]) -> int:

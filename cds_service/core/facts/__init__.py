@@ -116,9 +116,10 @@ CATALOGUE: dict[str, FactSpec] = {
         transplant.conditioning_intensity,
         ("MAC", "RIC", "NMA"),
         "category",
-        "Conditioning intensity of the index transplant.",
-        "a recorded intensity (MAC is the documented absence of RIC / NMA); none recorded is not "
-        "documented",
+        "Conditioning intensity of the index transplant: recorded, else MAC inferred from a "
+        "myeloablative dose in the regimen given before it (core/facts/conditioning.py).",
+        "a recorded or inferred intensity (MAC is the documented absence of RIC / NMA); none "
+        "recorded and none inferable is not documented (RIC / NMA are never inferred)",
     ),
     "disease_status": FactSpec(
         disease.disease_status,
@@ -150,7 +151,8 @@ CATALOGUE: dict[str, FactSpec] = {
         gvhd.acute_gvhd_grade,
         None,
         "number",
-        "Highest grade (0-4) of active acute GVHD; 0 when none is active.",
+        "Highest grade (0-4) of active acute GVHD (stage summary, else a grade Observation on the "
+        "Condition: its value or its MAGIC organ stages); 0 when none is active.",
         "no active acute GVHD on a completely read problem list (grade 0); active acute GVHD "
         "without a grade is not documented",
     ),
