@@ -8,10 +8,12 @@ mg/kg (busulfan) or mg/m² (melphalan); a dose in mg is divided by the latest bo
 (LOINC 29463-7, kg) for busulfan; melphalan in mg needs a body surface area, which is not read.
 
 Only myeloablative (MAC) is ever inferred: when a course reaches the total dose of a published
-myeloablative regimen (clinical_thresholds.yaml, `conditioning`, with its source). Reduced
-intensity and non-myeloablative are never inferred: the dose limits of Bacigalupo et al. 2009
-could not be verified (terminology.md §6.2 marks them UNVERIFIED), so a lower course is not
-documented. Oral busulfan is not converted to an IV equivalent (no verified factor); a dose
+myeloablative regimen (clinical_thresholds.yaml, `conditioning`, with its source); one drug at a
+myeloablative dose makes the regimen myeloablative whatever else it holds. Reduced intensity and
+non-myeloablative are never inferred: the dose limits of Bacigalupo et al. 2009 could not be
+verified (terminology.md §6.2 marks them UNVERIFIED), and the CIBMTR workshop's RIC bounds
+(Giralt et al. 2009) need the whole regimen, TBI included, which is not read; a lower course is
+not documented. Oral busulfan is not converted to an IV equivalent (no verified factor); a dose
 without a usable unit, weight or route leaves the inference unknown, never a guess.
 MedicationRequests only say that the regimen was ordered: they are named, never totalled.
 """
@@ -167,10 +169,9 @@ def inferred_intensity(ctx: Context, index: Transplant) -> Fact:
                 )
                 for c in courses.values()
             )
+            why = f"{_summary(course)}: a myeloablative dose"
             return Fact(
-                "MAC",
-                evidence,
-                note=f"documented present: inferred from the regimen ({_summary(course)}: a myeloablative dose)",
+                "MAC", evidence, note=f"documented present: inferred from the regimen ({why})"
             )
     problems = [f"{c.drug}: {c.problem}" for c in courses.values() if c.problem]
     regimen = ", ".join(_summary(c) for c in courses.values())
@@ -179,10 +180,8 @@ def inferred_intensity(ctx: Context, index: Transplant) -> Fact:
         if problems
         else "no course reaches a myeloablative dose, and reduced intensity is not inferred"
     )
-    return Fact(
-        None,
-        note=f"not documented: conditioning intensity not recorded for {where}; regimen on record: {regimen}; {why}",
-    )
+    note = f"conditioning intensity not recorded for {where}; regimen on record: {regimen}; {why}"
+    return Fact(None, note=f"not documented: {note}")
 
 
 def _ordered(ctx: Context, index: Transplant) -> str:

@@ -73,7 +73,11 @@ def magic_grade(stages: dict[str, int]) -> int | None:
     Transplant 2016;22:4-10, overall grade table): IV = stage 4 skin, liver or lower GI;
     III = stage 2-3 liver or lower GI; II = stage 3 skin or stage 1 liver, upper GI or lower GI;
     I = stage 1-2 skin only; 0 = no organ involved. Upper GI has stages 0-1 only. All four
-    organs must be staged, else the grade cannot be told (None)."""
+    organs must be staged, else the grade cannot be told (None).
+
+    The paper's table itself could not be read here; the rules are checked against two
+    independent reproductions of it (a MAGIC grading tool's spec and code, public GitHub source
+    files) and the NCI PDQ staging table adapted from Harris et al. (stages, cancer.gov)."""
     if set(stages) != {"skin", "liver", "upper-gi", "lower-gi"}:
         return None
     skin, liver, upper, lower = (stages[k] for k in ("skin", "liver", "upper-gi", "lower-gi"))
