@@ -46,6 +46,8 @@ def test_discovery(client: TestClient) -> None:
             "conditions",
             "procedures",
             "observations",
+            "medication-administrations",
+            "medication-requests",
         }
         for template in service["prefetch"].values():
             # CDS Hooks 2.0 prefetch tokens: only first-level context fields

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from cds_service.core import Service
-from cds_service.scenarios import build_request, find_scenario, set_payer
-from tests.test_fetch import SIGN, app_client, evaluations
+from cds_service.scenarios import build_request, find_scenario, point_at_fhir_server, set_payer
+from tests.test_fetch import SERVER, SIGN, TOKEN, app_client, evaluations, fixture_ehr, mock_ehr
 
 # EHR-shaped scenario -> its recommended-form twin
 TWINS = {
@@ -59,3 +60,45 @@ def test_every_ehr_shaped_scenario_has_a_twin() -> None:
 
     shaped = {s.id for s in load_scenarios() if s.id.startswith("ehr-")}
     assert shaped == set(TWINS)
+
+
+MEDICATION_KEYS = ("medication-administrations", "medication-requests")
+
+
+def _without_medications() -> dict[str, Any]:
+    """The conditioning scenario, every payer compared (the RIC / NMA criteria are shown)."""
+    request = build_request(find_scenario("ehr-conditioning-medications").bundle())
+    set_payer(request["prefetch"], None)
+    for key in MEDICATION_KEYS:
+        del request["prefetch"][key]
+    return request
+
+
+def test_absent_medication_keys_are_fetched_from_the_server() -> None:
+    request = _without_medications()
+    point_at_fhir_server(request, SERVER, TOKEN)
+    ehr = fixture_ehr()
+    body = app_client(ehr).post(SIGN, json=request).json()
+    paths = sorted(r.url.path for r in ehr.requests)
+    assert paths == ["/MedicationAdministration", "/MedicationRequest"]
+    assert all("rxnorm" in str(r.url.params["code"]) for r in ehr.requests)
+    assert "MedicationAdministration/cmd-bu1" in repr(evaluations(body))  # MAC, inferred
+
+
+def test_without_a_server_absent_medication_keys_are_skipped_not_412() -> None:
+    response = app_client(None).post(SIGN, json=_without_medications())
+    assert response.status_code == 200, response.text
+    assert "inferred from the regimen" not in response.text
+    assert "could not be retrieved" not in response.text
+
+
+def test_a_failed_medication_fetch_is_reported_and_is_never_412() -> None:
+    request = _without_medications()
+    point_at_fhir_server(request, SERVER, TOKEN)
+
+    async def failing(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    response = app_client(mock_ehr(failing)).post(SIGN, json=request)
+    assert response.status_code == 200, response.text
+    assert "MedicationAdministration data (medication-administrations)" in response.text

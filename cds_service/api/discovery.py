@@ -26,8 +26,9 @@ PREFETCH: dict[str, str] = {
     "conditions": "Condition?patient={{context.patientId}}",
     "procedures": "Procedure?patient={{context.patientId}}",
     "observations": "Observation?patient={{context.patientId}}&code=" + _OBS_CODES,
-    # Optional: read when the client sends them, never fetched (a missing regimen can only leave
-    # the inferred intensity unknown, which it is without them).
+    # Optional: fetched like the others when absent, but only from a fhirServer the call names:
+    # without one they are skipped, never a 412 (a missing regimen can only leave the inferred
+    # intensity unknown, which it is without them).
     "medication-administrations": "MedicationAdministration?patient={{context.patientId}}&code="
     + _REGIMEN_CODES,
     "medication-requests": "MedicationRequest?patient={{context.patientId}}&code=" + _REGIMEN_CODES,
@@ -39,7 +40,7 @@ REQUIRED_PREFETCH: dict[str, str] = {
     "procedures": "Procedure",
     "observations": "Observation",
 }
-# Prefetch key -> resource type, read when present and never fetched from fhirServer.
+# Prefetch key -> resource type: fetched when absent only if the call names a fhirServer.
 OPTIONAL_PREFETCH: dict[str, str] = {
     "medication-administrations": "MedicationAdministration",
     "medication-requests": "MedicationRequest",

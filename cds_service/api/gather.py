@@ -47,7 +47,11 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 PAYER_KEY = "payer"  # the Organization read for an unresolved payor reference
 # What each fetched key carries, for the "could not be retrieved" notes.
-FETCHED_TYPES: dict[str, str] = {**REQUIRED_PREFETCH, PAYER_KEY: "Organization"}
+FETCHED_TYPES: dict[str, str] = {
+    **REQUIRED_PREFETCH,
+    **OPTIONAL_PREFETCH,
+    PAYER_KEY: "Organization",
+}
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,9 @@ class Gathered:
         return "fetched" if len(self.fetched) == len(REQUIRED_PREFETCH) else "mixed"
 
 
-def missing_keys(prefetch: dict[str, Any]) -> list[str]:
-    """Required keys the client did not satisfy: absent, or an OperationOutcome in their place."""
-    return [k for k in REQUIRED_PREFETCH if k not in prefetch or is_operation_outcome(prefetch[k])]
+def missing_keys(prefetch: dict[str, Any], keys: Any = REQUIRED_PREFETCH) -> list[str]:
+    """Keys (required by default) the client did not satisfy: absent, or an OperationOutcome."""
+    return [k for k in keys if k not in prefetch or is_operation_outcome(prefetch[k])]
 
 
 def query_url(fhir_server: str, key: str, patient_id: str) -> str:
@@ -193,7 +197,7 @@ def from_prefetch(parsed: ParsedHook, keep: Keep | None = None) -> tuple[Patient
         if key not in missing:
             add_prefetch_value(record, prefetch[key], resource_type, keep)
     for key, resource_type in OPTIONAL_PREFETCH.items():
-        if key in prefetch and not is_operation_outcome(prefetch[key]):
+        if key not in missing_keys(prefetch, OPTIONAL_PREFETCH):
             add_prefetch_value(record, prefetch[key], resource_type, keep)
     return record, missing
 
@@ -212,7 +216,8 @@ async def gather(
     """
     started = time.perf_counter()
     record, missing = from_prefetch(parsed, keep)
-    unretrieved = await _fetch_missing(parsed, record, missing, limits, transport, keep)
+    optional = missing_keys(parsed.request.prefetch or {}, OPTIONAL_PREFETCH)
+    unretrieved = await _fetch_missing(parsed, record, (missing, optional), limits, transport, keep)
     payers = payer_organizations_to_read(record, policies) if policies else ()
     request = parsed.request
     if payers and request.fhirServer is not None and request.fhirAuthorization is not None:
@@ -265,14 +270,18 @@ async def _read_payers(
 async def _fetch_missing(
     parsed: ParsedHook,
     record: PatientRecord,
-    missing: list[str],
+    keys: tuple[list[str], list[str]],
     limits: FetchLimits,
     transport: httpx.AsyncBaseTransport | None,
     keep: Keep | None,
 ) -> dict[str, str]:
-    """Fetch the missing required keys into `record`; key -> why it could not be (fully) had."""
+    """Fetch the missing (required, optional) keys into `record`; key -> why it could not be
+    (fully) had. Optional keys are fetched only from a server the call names: without one they
+    are skipped (they are never worth a 412), and only required keys can make the call fail."""
     request = parsed.request
-    if not missing:
+    missing, optional = keys
+    no_server = request.fhirServer is None or request.fhirAuthorization is None
+    if not missing and (not optional or no_server):
         return {}
     if request.fhirServer is None or request.fhirAuthorization is None:
         lacking = "fhirServer" if request.fhirServer is None else "fhirAuthorization"
@@ -282,7 +291,8 @@ async def _fetch_missing(
             + ", ".join(f"{k} ({PREFETCH[k]})" for k in missing),
         )
     jobs = [
-        KeyFetch(k, query_url(request.fhirServer, k, parsed.context.patientId)) for k in missing
+        KeyFetch(k, query_url(request.fhirServer, k, parsed.context.patientId))
+        for k in missing + optional
     ]
     started = time.perf_counter()
     await fetch_all(
@@ -301,15 +311,16 @@ async def _fetch_missing(
         ),
         (time.perf_counter() - started) * 1000,
     )
-    if len(missing) == len(REQUIRED_PREFETCH) and not any(j.pages for j in jobs):
+    required = [j for j in jobs if j.key in REQUIRED_PREFETCH]
+    if len(missing) == len(REQUIRED_PREFETCH) and not any(j.pages for j in required):
         raise HookError(
             412,
             "required prefetch not provided and the EHR's FHIR server supplied none of it: "
-            + "; ".join(f"{j.key}: {j.problem}" for j in jobs),
+            + "; ".join(f"{j.key}: {j.problem}" for j in required),
         )
     unretrieved = {}
     for job in jobs:
-        resource_type = REQUIRED_PREFETCH[job.key]
+        resource_type = FETCHED_TYPES[job.key]
         for page in job.pages:
             add_prefetch_value(record, page, resource_type, keep)
         if job.problem is not None:
