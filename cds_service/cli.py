@@ -159,9 +159,8 @@ def _print_response(body: dict[str, Any]) -> None:
             ),
             {"extension": []},
         )
-        fields = {
-            x["url"]: next(v for k, v in x.items() if k.startswith("value"))
-            for x in info["extension"]
+        fields = {  # the simple parts (a `detail` is itself a complex extension)
+            x["url"]: v for x in info["extension"] for k, v in x.items() if k.startswith("value")
         }
         typer.echo(
             f"systemAction {action['type']} {action['resource']['resourceType']}/{action['resource'].get('id')}:"

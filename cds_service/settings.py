@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), alias="CDS_DATA_DIR")
     database_url: str | None = Field(None, alias="DATABASE_URL")
     audit_retention_days: int = Field(2190, alias="CDS_AUDIT_RETENTION_DAYS", ge=1)
+    # JWT jtis seen (api/replay.py); None: in the audit database when DATABASE_URL is set.
+    replay_cache: Literal["memory", "database"] | None = Field(None, alias="CDS_REPLAY_CACHE")
+
+    @property
+    def replay_cache_backend(self) -> Literal["memory", "database"]:
+        if self.replay_cache is not None:
+            return self.replay_cache
+        return "database" if self.database_url else "memory"
 
     # Client trust and input limits (README "Security").
     auth: bool | None = Field(None, alias="CDS_AUTH")  # None: on unless CDS_ENV=development

@@ -1,13 +1,74 @@
-"""Check a response body against CDS Hooks 2.0 and the CRD rules Inferno's server suite checks
-(../shared/reference/cds-hooks-and-crd.md §1.8, §2.8, §3.3 items 142-148)."""
+"""Our CDS Hooks / CRD checker: a response body (or the discovery document) against CDS Hooks 2.0,
+the CRD rules, and the checks of Inferno's CRD server suite that can run without a FHIR
+validator (../shared/reference/cds-hooks-and-crd.md §1.8, §2.8-2.11, §3).
+
+Inferno (inferno-framework/davinci-crd-test-kit, lib/davinci_crd_test_kit/, read at commit
+1d1f2c43) validates against CRD 2.0.1. Each check below names the Inferno test id it mirrors:
+- `crd_discovery_services_validation` (server_tests/discovery_services_validation_test.rb)
+- `crd_service_response_validation` (service_response_validation_test.rb, cards_validation.rb,
+  suggestion_actions_validation.rb)
+- `crd_card_optional_fields_validation` (card_optional_fields_validation_test.rb)
+- `crd_coverage_info_system_action_received` / `crd_coverage_info_system_action_validation`
+  (coverage_information_system_action_{received,validation}_test.rb). Inferno's
+  `assert_valid_resource` runs the HL7 validator with the CRD 2.0.1 package; here the
+  ServiceRequest profile's and ext-coverage-information's 2.0.1 rules (cardinalities, required
+  value sets, crd-ci-q1..q5) are encoded by hand, and tests/test_conformance.py validates the
+  resources with fhir.resources.
+- `crd_external_reference_card_validation`, `crd_valid_instructions_card_received` and the
+  "required card response" group: `card_types`.
+Not applicable to a server test without Inferno: TLS (`crd_server_tls_version_stu2`) and the
+tester's own request checks (`crd_service_request_*`, run on our requests in
+tests/test_conformance.py instead).
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlparse
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 COVERAGE_INFO = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+REQUEST_TYPES = (
+    "DeviceRequest",
+    "MedicationRequest",
+    "NutritionOrder",
+    "ServiceRequest",
+    "VisionPrescription",
+)
+# Required value sets of ext-coverage-information, CRD 2.0.1 (package davinci-crd-2.0.1 that
+# Inferno loads) and 2.2.1 (HL7/davinci-crd input/fsh @2.2.1).
+CODES = {
+    "2.0.1": {
+        "covered": {"covered", "not-covered", "conditional"},
+        "pa-needed": {"no-auth", "auth-needed", "satisfied", "performpa", "conditional"},
+        "doc-needed": {"clinical", "admin", "both", "conditional"},
+        "doc-purpose": {"withpa", "withclaim", "withorder", "retain-doc", "OTH"},
+        "info-needed": {"performer", "location", "timeframe", "contract-window", "OTH"},
+    },
+    "2.2": {
+        "covered": {"covered", "not-covered", "conditional", "indeterminate"},
+        "pa-needed": {
+            *("no-auth", "auth-needed", "satisfied", "performpa", "conditional"),
+            "indeterminate",
+        },
+        "doc-needed": {"clinical", "admin", "patient", "conditional", "indeterminate"},
+        "doc-purpose": {"withpa", "withclaim", "withorder", "retain-doc", "OTH"},
+        "info-needed": {
+            *("performer", "location", "timeframe", "contract-window", "detail-code"),
+            "OTH",
+        },
+    },
+}
+# Sub-extension cardinalities (min, max); None = unbounded. Same in both versions for these.
+CARDINALITY = {
+    "coverage": (1, 1),
+    "covered": (1, 1),
+    "pa-needed": (0, 1),
+    "date": (1, 1),
+    "coverage-assertion-id": (1, 1),
+    "satisfied-pa-id": (0, 1),
+}
 
 
 def _no_empty(value: Any, path: str, problems: list[str]) -> None:
@@ -22,72 +83,307 @@ def _no_empty(value: Any, path: str, problems: list[str]) -> None:
             _no_empty(item, f"{path}[{i}]", problems)
 
 
-def problems(body: dict[str, Any], hook: str) -> list[str]:
+def discovery_problems(document: dict[str, Any]) -> list[str]:
+    """crd_discovery_services_validation, plus CRD dev-4/5/7/8 on configuration-options."""
+    services = document.get("services")
+    if not isinstance(services, list):
+        return ["services missing or not an array"]
     found: list[str] = []
-    if not isinstance(body.get("cards"), list):
-        return ["cards missing"]
-    for i, card in enumerate(body["cards"]):
-        where = f"cards[{i}]"
-        _no_empty(card, where, found)
-        if not isinstance(card.get("summary"), str) or len(card["summary"]) >= 140:
-            found.append(f"{where}.summary missing or >= 140 characters")
-        if card.get("indicator") not in ("info", "warning", "critical"):
-            found.append(f"{where}.indicator invalid")
-        if not UUID.match(str(card.get("uuid", ""))):
-            found.append(f"{where}.uuid missing")
-        source = card.get("source") or {}
-        if not source.get("label") or not (source.get("topic") or {}).get("system"):
-            found.append(f"{where}.source.label/topic missing")
-        for link in card.get("links", []):
-            if link.get("type") != "absolute" or not str(link.get("url", "")).startswith(
-                "https://"
-            ):
-                found.append(f"{where}.links: absolute https links only")
-            if not link.get("label"):
-                found.append(f"{where}.links.label missing")
-        for reason in card.get("overrideReasons", []):
-            if not all(reason.get(k) for k in ("code", "system", "display")):
-                found.append(f"{where}.overrideReasons need code, system and display")
-        for suggestion in card.get("suggestions", []):
-            if not UUID.match(str(suggestion.get("uuid", ""))):
-                found.append(f"{where}.suggestions.uuid missing")
-        if card.get("suggestions") and "selectionBehavior" not in card:
-            found.append(f"{where}.selectionBehavior missing")
-    actions = body.get("systemActions", [])
-    if "systemActions" in body:
-        _no_empty(actions, "systemActions", found)
+    for i, service in enumerate(services):
+        for field in ("hook", "description", "id"):
+            if not isinstance(service.get(field), str):
+                found.append(f"services[{i}].{field} missing or not a string")
+        options = (service.get("extension") or {}).get("davinci-crd.configuration-options", [])
+        for key in ("code", "name", "description"):  # dev-8: unique per service
+            values = [o.get(key) for o in options]
+            if len(set(values)) != len(values):
+                found.append(f"services[{i}]: configuration-options {key}s repeat")
+        for option in options:
+            if not {"code", "type", "name", "description", "default"} <= set(option):  # dev-4
+                found.append(f"services[{i}]: option {option.get('code')} lacks a field")
+            if not re.fullmatch(r"[A-Za-z_$][\w$-]*", str(option.get("code"))):  # dev-7
+                found.append(f"services[{i}]: option code {option.get('code')!r} not a name")
+            if option.get("type") not in ("boolean", "integer"):
+                found.append(f"services[{i}]: option {option.get('code')} type invalid")
+    return found
+
+
+def _card_problems(card: dict[str, Any], where: str) -> list[str]:
+    """crd_service_response_validation (required fields) and CRD resp-3/5/13/25."""
+    found: list[str] = []
+    _no_empty(card, where, found)
+    if not isinstance(card.get("summary"), str) or len(card["summary"]) >= 140:
+        found.append(f"{where}.summary missing or >= 140 characters")
+    if card.get("indicator") not in ("info", "warning", "critical"):
+        found.append(f"{where}.indicator invalid")
+    if not UUID.match(str(card.get("uuid", ""))):
+        found.append(f"{where}.uuid missing")
+    source = card.get("source")
+    topic = source.get("topic") if isinstance(source, dict) else None
+    if not isinstance(source, dict) or not isinstance(source.get("label"), str):
+        found.append(f"{where}.source.label missing")
+    if not isinstance(topic, dict) or not all(
+        isinstance(topic.get(k), str) for k in ("code", "system")
+    ):
+        found.append(f"{where}.source.topic needs code and system")
+    elif topic["code"] == "coverage-info":
+        # CRD resp-25: coverage information is a systemAction, never a card.
+        found.append(f"{where}.source.topic: a card is not the coverage-info response type")
+    for suggestion in card.get("suggestions", []):
+        if not UUID.match(str(suggestion.get("uuid", ""))):
+            found.append(f"{where}.suggestions.uuid missing")
+    return found + _optional_field_problems(card, where)
+
+
+def _optional_field_problems(card: dict[str, Any], where: str) -> list[str]:
+    """crd_card_optional_fields_validation."""
+    found: list[str] = []
+    types = {
+        "uuid": str,
+        "detail": str,
+        "suggestions": list,
+        "overrideReasons": list,
+        "links": list,
+    }
+    for field, kind in types.items():
+        if field in card and (not isinstance(card[field], kind) or not card[field]):
+            found.append(f"{where}.{field} must be a non-empty {kind.__name__}")
+    if card.get("suggestions") and card.get("selectionBehavior") not in ("at-most-one", "any"):
+        found.append(f"{where}.selectionBehavior missing or invalid")
+    for reason in card.get("overrideReasons", []):
+        if not all(isinstance(reason.get(k), str) for k in ("code", "system", "display")):
+            found.append(f"{where}.overrideReasons need code, system and display")
+    for link in card.get("links", []):
+        url = urlparse(str(link.get("url", "")))
+        if not isinstance(link.get("label"), str) or url.scheme not in ("http", "https"):
+            found.append(f"{where}.links need a label and an http(s) url")
+        elif not url.netloc:
+            found.append(f"{where}.links url has no host")
+        if link.get("type") not in ("absolute", "smart"):
+            found.append(f"{where}.links.type invalid")
+        if link.get("type") == "absolute" and "appContext" in link:
+            found.append(f"{where}.links: appContext on an absolute link")
+    for suggestion in card.get("suggestions", []):
+        if not isinstance(suggestion.get("label"), str):
+            found.append(f"{where}.suggestions.label missing")
+        for i, action in enumerate(suggestion.get("actions", [])):
+            found += _action_problems(action, f"{where}.suggestions.actions[{i}]")
+    return found
+
+
+def _action_problems(action: dict[str, Any], where: str) -> list[str]:
+    """action_fields_validation (suggestion_actions_validation.rb)."""
+    kind = action.get("type")
+    if kind not in ("create", "update", "delete") or not isinstance(action.get("description"), str):
+        return [f"{where}: type and description are required"]
+    if kind == "delete":
+        target = str(action.get("resourceId", ""))
+        return (
+            []
+            if re.fullmatch(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}", target)
+            else [f"{where}: a delete needs resourceId Type/id"]
+        )
+    resource = action.get("resource")
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return [f"{where}: a {kind} needs a FHIR resource"]
+    return []
+
+
+def _service_request_problems(resource: dict[str, Any], where: str) -> list[str]:
+    """What the CRD 2.0.1 profile-servicerequest adds to base R4 (Inferno validates the updated
+    resource against it): status fixed draft; code, authoredOn, requester 1..; requester a
+    Practitioner or PractitionerRole; subject a Patient."""
+    found: list[str] = []
+    if resource.get("status") != "draft":
+        found.append(f"{where}.resource.status must be draft")
+    for field in ("code", "authoredOn", "requester"):
+        if field not in resource:
+            found.append(f"{where}.resource.{field} missing (CRD 2.0.1 profile)")
+    requester = str((resource.get("requester") or {}).get("reference", ""))
+    if requester and not requester.startswith(("Practitioner/", "PractitionerRole/")):
+        found.append(f"{where}.resource.requester must be a Practitioner(Role)")
+    subject = str((resource.get("subject") or {}).get("reference", ""))
+    if not subject.startswith("Patient/"):
+        found.append(f"{where}.resource.subject must be a Patient")
+    return found
+
+
+def coverage_information_problems(ext: dict[str, Any], where: str, crd: str) -> list[str]:
+    """One ext-coverage-information: the version's required value sets and cardinalities, and
+    the invariants of both versions (2.0.1 crd-ci-q1..q5; 2.2 q1..q9), plus the CRD 2.2 note
+    "If this element is set to OTH, then there must be at least one detail element"."""
+    found: list[str] = []
+    by_url: dict[str, list[dict[str, Any]]] = {}
+    for part in ext.get("extension", []):
+        by_url.setdefault(part.get("url", ""), []).append(part)
+    for url, (low, high) in CARDINALITY.items():
+        if not low <= len(by_url.get(url, [])) <= high:
+            found.append(f"{where}: {url} must occur {low}..{high}")
+    if crd == "2.0.1" and len(by_url.get("doc-needed", [])) > 1:
+        found.append(f"{where}: doc-needed is 0..1 in CRD 2.0.1")
+    for url, allowed in CODES[crd].items():
+        for part in by_url.get(url, []):
+            if part.get("valueCode") not in allowed:
+                found.append(f"{where}: {url} {part.get('valueCode')!r} not in CRD {crd}")
+    codes = {u: {p.get("valueCode") for p in parts} for u, parts in by_url.items()}
+    covered = next(iter(codes.get("covered", {None})))
+    conditional = any(
+        "conditional" in codes.get(u, ()) for u in ("covered", "pa-needed", "doc-needed")
+    )
+    if "questionnaire" in by_url and "doc-needed" not in by_url:
+        found.append(f"{where}: questionnaire needs doc-needed (q1)")
+    if (covered == "not-covered") == ("pa-needed" in by_url):
+        # 2.2 q2 forbids pa-needed on not-covered; 2.0.1 crd-ci-q2 requires it otherwise.
+        found.append(f"{where}: pa-needed must be present exactly when not not-covered (q2)")
+    if conditional != ("info-needed" in by_url):
+        # 2.0.1 crd-ci-q3: info-needed only with a conditional; 2.2 q3: always with one.
+        found.append(f"{where}: info-needed exactly when something is conditional (q3)")
+    if ("satisfied" in codes.get("pa-needed", ())) != ("satisfied-pa-id" in by_url):
+        found.append(f"{where}: satisfied-pa-id exactly when pa-needed is satisfied (q5)")
+    if "OTH" in codes.get("info-needed", ()):
+        if "reason" not in by_url:
+            found.append(f"{where}: info-needed OTH needs a reason (q6)")
+        if "detail" not in by_url:
+            found.append(f"{where}: info-needed OTH needs a detail saying what is needed")
+    if any("indeterminate" in values for values in codes.values()) and "reason" not in by_url:
+        found.append(f"{where}: indeterminate needs a reason (q9)")
+    return found + _detail_problems(by_url.get("detail", []), where, crd)
+
+
+def _detail_problems(details: list[dict[str, Any]], where: str, crd: str) -> list[str]:
+    """`detail`: code 1..1 and value 1..1 (both versions); category 1..1 in CRD 2.2 only (2.0.1
+    defines no category)."""
+    found: list[str] = []
+    for detail in details:
+        parts = [p.get("url") for p in detail.get("extension", [])]
+        if parts.count("code") != 1 or parts.count("value") != 1:
+            found.append(f"{where}: a detail needs one code and one value")
+        if parts.count("category") != (1 if crd == "2.2" else 0):
+            found.append(f"{where}: detail.category is 1..1 in CRD 2.2 and undefined in 2.0.1")
+    return found
+
+
+def _system_action_problems(actions: list[Any], hook: str, crd: str) -> list[str]:
+    """crd_service_response_validation (systemActions) and crd_coverage_info_system_action_
+    validation: update only, the CRD 2.0.1 ServiceRequest profile, one coverage-assertion-id per
+    coverage (and distinct across coverages)."""
+    found: list[str] = []
+    _no_empty(actions, "systemActions", found)
     ids_by_coverage: dict[str, set[str]] = {}
     for i, action in enumerate(actions):
         where = f"systemActions[{i}]"
-        if action.get("type") not in ("create", "update", "delete") or not action.get(
-            "description"
-        ):
-            found.append(f"{where}: type and description are required")
+        found += _action_problems(action, where)
         resource = action.get("resource") or {}
-        if resource.get("status") != "draft":
-            found.append(f"{where}.resource must be the draft order")
-        for ext in resource.get("extension", []):
-            if ext.get("url") != COVERAGE_INFO:
-                continue
-            parts = {p["url"]: p for p in ext["extension"]}
-            for required in ("coverage", "covered", "date", "coverage-assertion-id"):
-                if required not in parts:
-                    found.append(f"{where}: coverage-information lacks {required}")
-            covered = parts.get("covered", {}).get("valueCode")
-            if (covered == "not-covered") == ("pa-needed" in parts):
-                found.append(f"{where}: pa-needed must be present exactly when not not-covered")
-            conditional = "conditional" in (covered, parts.get("pa-needed", {}).get("valueCode"))
-            if conditional and "info-needed" not in parts:
-                found.append(f"{where}: conditional needs info-needed (CRD 2.2 q3)")
-            if "info-needed" in parts and "reason" not in parts:
-                found.append(f"{where}: info-needed OTH needs a reason (q6)")
-            coverage = parts["coverage"]["valueReference"]["reference"]
+        infos = [x for x in resource.get("extension", []) if x.get("url") == COVERAGE_INFO]
+        if not infos:
+            continue
+        if action.get("type") != "update" or resource.get("resourceType") not in REQUEST_TYPES:
+            found.append(f"{where}: coverage information is an update of the request")
+        if resource.get("resourceType") == "ServiceRequest":
+            found += _service_request_problems(resource, where)
+        for ext in infos:
+            found += coverage_information_problems(ext, where, crd)
+            if hook == "order-select" and any(
+                p.get("url") == "doc-needed" for p in ext["extension"]
+            ):
+                found.append(f"{where}: no doc-needed on a supporting hook (CRD hook-19)")
+            parts = {p.get("url"): p for p in ext["extension"]}
+            coverage = str(parts.get("coverage", {}).get("valueReference", {}).get("reference"))
             ids_by_coverage.setdefault(coverage, set()).add(
-                parts["coverage-assertion-id"]["valueString"]
+                str(parts.get("coverage-assertion-id", {}).get("valueString"))
             )
     found += [
         f"{c}: one coverage-assertion-id per coverage"
         for c, i in ids_by_coverage.items()
         if len(i) != 1
     ]
+    every = [i for ids in ids_by_coverage.values() for i in ids]
+    if len(every) != len(set(every)):
+        found.append("coverage-assertion-ids repeat across coverages")
+    return found
+
+
+def problems(body: dict[str, Any], hook: str, crd: str = "2.0.1") -> list[str]:
+    """Everything wrong with one 200 response body to `hook`, for a client of CRD version `crd`
+    ("2.0.1": no davinci-crd.requestedVersion sent; "2.2": asked for it)."""
+    if not isinstance(body.get("cards"), list):
+        return ["cards missing or not an array"]
+    found: list[str] = []
+    for i, card in enumerate(body["cards"]):
+        found += _card_problems(card, f"cards[{i}]")
+    if "systemActions" not in body:
+        return found
+    if not isinstance(body["systemActions"], list):
+        return [*found, "systemActions is not an array"]
+    return found + _system_action_problems(body["systemActions"], hook, crd)
+
+
+def card_types(body: dict[str, Any]) -> set[str]:
+    """The CRD response types Inferno identifies in a body (cards_identification.rb), for the
+    "required card response validation" group: CRD 2.0.1 servers SHALL demonstrate Coverage
+    Information, External Reference and Instructions."""
+    found = set()
+    for card in body.get("cards", []):
+        if card.get("links") and all(link.get("type") == "absolute" for link in card["links"]):
+            found.add("external-reference")  # crd_external_reference_card_validation
+        if not card.get("links") and not card.get("suggestions"):
+            found.add("instructions")  # crd_valid_instructions_card_received
+    for action in body.get("systemActions", []):
+        resource = action.get("resource") or {}
+        if resource.get("resourceType") in REQUEST_TYPES and any(
+            x.get("url") == COVERAGE_INFO for x in resource.get("extension", [])
+        ):
+            found.add("coverage-information")  # crd_coverage_info_system_action_received
+    return found
+
+
+def request_problems(request: dict[str, Any]) -> list[str]:
+    """Inferno's checks of the tester's request (hook_request_field_validation.rb):
+    crd_service_request_required_fields_validation, crd_service_request_optional_fields_validation
+    (fhirAuthorization) and crd_service_request_context_validation for order-sign / order-select.
+    """
+    found: list[str] = []
+    for field, kind in (("hook", str), ("hookInstance", str), ("context", dict)):
+        if not isinstance(request.get(field), kind):
+            found.append(f"{field} missing or not a {kind.__name__}")
+    if not UUID.match(str(request.get("hookInstance", "")).lower()):
+        found.append("hookInstance must be a UUID")
+    auth = request.get("fhirAuthorization")
+    if auth is not None:
+        if not isinstance(request.get("fhirServer"), str):
+            found.append("fhirAuthorization needs fhirServer")
+        types = {
+            "access_token": str,
+            "token_type": str,
+            "expires_in": int,
+            "scope": str,
+            "subject": str,
+        }
+        found += [
+            f"fhirAuthorization.{k} missing"
+            for k, t in types.items()
+            if not isinstance(auth.get(k), t)
+        ]
+        if auth.get("token_type") != "Bearer":
+            found.append("fhirAuthorization.token_type must be Bearer")
+    context = request.get("context") or {}
+    if not re.fullmatch(r"(Practitioner|PractitionerRole)/[^/\s]+", str(context.get("userId"))):
+        found.append("context.userId must be Practitioner/… or PractitionerRole/…")
+    if not isinstance(context.get("patientId"), str) or "/" in context["patientId"]:
+        found.append("context.patientId must be a plain id")
+    orders = context.get("draftOrders") or {}
+    if orders.get("resourceType") != "Bundle":
+        found.append("context.draftOrders must be a Bundle")
+    refs = set()
+    for entry in orders.get("entry", []):
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") not in REQUEST_TYPES or not resource.get("id"):
+            found.append("context.draftOrders entries must be request resources with an id")
+        refs.add(f"{resource.get('resourceType')}/{resource.get('id')}")
+    if not refs:
+        found.append("context.draftOrders has no request resource")
+    if request.get("hook") == "order-select":
+        selections = context.get("selections")
+        if not isinstance(selections, list) or not set(selections) <= refs:
+            found.append("context.selections must be draftOrders references")
     return found

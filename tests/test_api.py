@@ -57,10 +57,11 @@ def test_discovery(client: TestClient) -> None:
         ext = service["extension"]
         assert ext["davinci-crd.version"] == ["2.2"]
         options = {o["code"]: o for o in ext["davinci-crd.configuration-options"]}
-        assert (
-            options["coverage-info"]["type"] == "boolean"
-            and options["max-cards"]["type"] == "integer"
-        )
+        assert {c: o["type"] for c, o in options.items()} == {
+            "guideline": "boolean",
+            "coverage-info": "boolean",
+            "max-cards": "integer",
+        }
         assert all(
             {"code", "type", "name", "description", "default"} <= set(o) for o in options.values()
         )
@@ -189,7 +190,8 @@ def test_routing_and_coverage_information(client: TestClient) -> None:
     } == {"molina-mcp-210"}
     cards = body["cards"]
     assert all(c["source"]["label"] == "Molina Healthcare" for c in cards)
-    assert all(c["source"]["topic"]["code"] == "coverage-info" for c in cards)
+    # Criteria cards are CRD guideline cards; coverage information is only the systemAction.
+    assert all(c["source"]["topic"]["code"] == "guideline" for c in cards)
     actions = body["systemActions"]
     assert [a["resource"]["id"] for a in actions] == ["ram-dli", "ram-hpc"]
     draft = {
@@ -224,8 +226,15 @@ def test_configuration_options(client: TestClient) -> None:
     assert problems(capped, "order-sign") == []
     evaluations = [e for c in capped["cards"] for e in c["extension"]["dli-hpc-cds.evaluations"]]
     assert len(evaluations) == 10  # every (order, policy) still appears exactly once
-    body["extension"] = {"davinci-crd.configuration": {"coverage-info": False}}
+    body["extension"] = {"davinci-crd.configuration": {"guideline": False}}
     assert client.post(SIGN, json=body).json() == {"cards": []}
+    body["prefetch"]["coverage"] = request()["prefetch"]["coverage"]  # Molina: system actions
+    answer = client.post(SIGN, json=body).json()
+    assert answer["cards"] == [] and len(answer["systemActions"]) == 2
+    body["extension"] = {"davinci-crd.configuration": {"coverage-info": False}}
+    answer = client.post(SIGN, json=body).json()
+    assert answer["cards"] and "systemActions" not in answer
+    body["prefetch"]["coverage"] = None
     body["extension"] = {"davinci-crd.configuration": {"max-cards": "many"}}
     assert len(client.post(SIGN, json=body).json()["cards"]) == 8  # nonsense ignored
 

@@ -3,6 +3,8 @@ records wait in the local spool and are replayed in order when it is back, each 
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +18,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
 from cds_service.api.app import create_app
+from cds_service.audit import spool as spool_module
 from cds_service.audit.models import DecisionRow
 from cds_service.audit.record import DecisionRecord
 from cds_service.audit.spool import AuditSpool, dump, load
-from cds_service.audit.store import AuditStore
+from cds_service.audit.store import AuditStore, database_url
 from cds_service.audit.writer import AuditWriter
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
@@ -166,3 +169,55 @@ def test_records_spooled_by_a_stopped_process_are_replayed_by_the_next(
     second.close()
     assert second.health()["spooled"] == 0
     assert stored_ids(store) == [r.record_id for r in records]
+
+
+def chattr(flag: str, folder: Path) -> bool:
+    files = [str(p) for p in folder.iterdir()]
+    try:
+        return subprocess.run(["chattr", flag, *files], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def test_immutable_sqlite_files_keep_the_process_answering_and_lose_nothing(
+    knowledge: Knowledge, tmp_path: Path
+) -> None:
+    """`chattr +i` under a running service (an operator, a backup tool): with WAL the next
+    write to its memory-mapped index killed the process (SIGBUS). Now the writes fail with an
+    error, the records wait (spool file immutable too: in memory, counted), and are stored
+    once the files can be written again."""
+    app = create_app(Settings(CDS_DATA_DIR=str(tmp_path)), knowledge)
+    client = TestClient(app)
+    fire(client, 5)
+    assert app.state.audit.flush()
+    if os.geteuid() != 0 or not chattr("+i", tmp_path):
+        app.state.audit.close()
+        pytest.skip("needs root and chattr on this filesystem")
+    try:
+        fire(client, 10)  # the process survives: every call still answered 200
+        assert app.state.audit.flush()
+        health = app.state.audit.health()
+        assert client.get("/healthz").json()["status"] == "degraded"
+    finally:
+        assert chattr("-i", tmp_path)
+    assert health["status"] == "spooling" and health["spooled"] == 10, health
+    assert health["heldInMemory"] == 10 and health["dropped"] == 0
+    health = wait_until_replayed(app)
+    app.state.audit.close()
+    assert health["spooled"] == 0 and health["status"] == "ok", health
+    store = AuditStore(database_url(tmp_path, None))
+    ids = stored_ids(store)
+    store.close()
+    assert len(ids) == 15 and len(set(ids)) == 15
+
+
+def test_records_held_in_memory_are_bounded_and_the_overflow_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(spool_module, "HELD_MAX", 3)
+    spool = AuditSpool(None)  # no file: everything waits in memory
+    records = [decision_record([("A", f"c{i}", "meets-criteria", [])]) for i in range(5)]
+    spool.add(records[:2])
+    spool.add(records[2:])
+    assert (spool.held, spool.pending, spool.lost) == (3, 3, 2)
+    assert [r for _, r in spool.oldest(10)] == records[:3]  # the oldest kept, in order

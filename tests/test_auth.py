@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Request
 from fastapi.testclient import TestClient
 
-from cds_service.api.auth import AuthFailed, ClientAuth, ReplayCache
+from cds_service.api.auth import ClientAuth
 from cds_service.api.jwks import JwksCache, JwksUnavailable
+from cds_service.api.replay import MemoryReplayCache, ReplayCheckUnavailable
 from cds_service.policy_store import Knowledge
 from cds_service.scenarios import build_request, find_scenario
 from cds_service.settings import Settings
@@ -216,14 +217,18 @@ def test_unusable_jwks_is_refused(
 
 def test_replay_cache_forgets_expired_entries_and_is_bounded() -> None:
     clock = Clock()
-    cache = ReplayCache(max_entries=2, clock=clock)
-    assert cache.first_use("iss", "a", expires=1010)
-    assert not cache.first_use("iss", "a", expires=1010)
-    assert cache.first_use("other-iss", "a", expires=1010)  # jti is per issuer
-    with pytest.raises(AuthFailed, match="full"):
-        cache.first_use("iss", "b", expires=1010)
+    cache = MemoryReplayCache(max_entries=2, clock=clock)
+
+    def first_use(issuer: str, jti: str, expires: float) -> bool:
+        return asyncio.run(cache.first_use(issuer, jti, expires))
+
+    assert first_use("iss", "a", expires=1010)
+    assert not first_use("iss", "a", expires=1010)
+    assert first_use("other-iss", "a", expires=1010)  # jti is per issuer
+    with pytest.raises(ReplayCheckUnavailable, match="full"):
+        first_use("iss", "b", expires=1010)
     clock.now = 1011
-    assert cache.first_use("iss", "b", expires=1100)  # the expired ones made room
+    assert first_use("iss", "b", expires=1100)  # the expired ones made room
 
 
 def test_a_wrong_aud_logs_the_expected_audience_not_the_token(

@@ -114,6 +114,7 @@ def coverage_info(body: dict[str, Any]) -> dict[str, Any]:
     parts = body["systemActions"][0]["resource"]["extension"][-1]["extension"]
     info = {p["url"]: p for p in parts}
     info["reason"] = [p["valueCodeableConcept"] for p in parts if p["url"] == "reason"]
+    info["detail"] = [{d["url"]: d for d in p["extension"]} for p in parts if p["url"] == "detail"]
     return info
 
 
@@ -264,7 +265,12 @@ def test_a_failing_server_leaves_its_criteria_unknown_and_says_so(
     technical = [r for r in info["reason"] if "coding" in r]
     assert technical[0]["coding"] == [{"system": CRD_TEMP_SYSTEM, "code": "technical"}]
     assert reason in technical[0]["text"]
-    assert problems(body, "order-sign") == []
+    # info-needed OTH (Molina sets no prior-authorization rule) says what is needed; CRD 2.2
+    # details carry a category.
+    assert info["info-needed"]["valueCode"] == "OTH"
+    assert any(reason in d["value"]["valueString"] for d in info["detail"])
+    assert all(d["category"]["valueCode"] == "cat-limitation" for d in info["detail"])
+    assert problems(body, "order-sign", crd="2.2") == []
 
 
 @pytest.mark.parametrize(("why", "handler", "reason"), FAILURES, ids=[f[0] for f in FAILURES])
@@ -302,6 +308,10 @@ def test_a_crd_2_0_client_gets_conditional_not_indeterminate(version: str | None
     assert info["doc-needed"]["valueCode"] == "clinical"
     assert info["info-needed"]["valueCode"] == "OTH"
     assert any("HTTP 503" in r["text"] and "coding" not in r for r in info["reason"])
+    # What is needed, in a detail a 2.0.1 reader can read (CRD 2.0.1 defines no category).
+    needed = [d["value"]["valueString"] for d in info["detail"]]
+    assert any("could not supply" in n and "HTTP 503" in n for n in needed)
+    assert not any("category" in d for d in info["detail"])
     assert problems(result, "order-sign") == []
 
 

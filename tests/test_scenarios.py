@@ -195,7 +195,8 @@ def test_molina_overview_advisory_never_changes_the_determination(
 ) -> None:
     """Any active acute GVHD shows the overview note, graded or not; none shows nothing."""
     body = all_payer_body(client, scenario_id, Service.DLI)
-    molina = next(c for c in body["cards"] if c["source"]["label"] == "Molina Healthcare")
+    label = "Payer policy comparison: Molina Healthcare"  # all payers: a comparison card
+    molina = next(c for c in body["cards"] if c["source"]["label"] == label)
     note = "Overview (not a coverage criterion): DLI should be avoided with active"
     assert (note in molina["detail"]) is shown
     expected = next(s for s in SCENARIOS if s.id == scenario_id).expected["dli"]

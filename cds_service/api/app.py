@@ -61,7 +61,7 @@ def create_app(
     app.state.pipeline = PipelineDeps(
         settings, knowledge, limits, audit, clock, new_uuid, fhir_transport
     )
-    harden(app, settings, jwks_transport)
+    harden(app, settings, jwks_transport, audit)
     _add_error_handlers(app)
     app.include_router(router)
     add_feedback_route(app, audit, clock)
@@ -70,11 +70,13 @@ def create_app(
 
 def _lifespan(audit: AuditWriter) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Everything loaded so far (policies, models, code sets) lives as long as the process;
         # freezing it keeps the garbage collector from rescanning it during requests (tail latency).
         gc.freeze()
         yield
+        if app.state.verifier is not None:
+            app.state.verifier.replay.close()
         audit.close()
 
     return lifespan

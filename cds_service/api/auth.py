@@ -9,10 +9,8 @@ never the token.
 
 from __future__ import annotations
 
-import heapq
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -23,6 +21,7 @@ from fastapi.responses import JSONResponse
 from cds_service.api.errors import operation_outcome
 from cds_service.api.issuers import Issuer
 from cds_service.api.jwks import JwksCache, JwksUnavailable
+from cds_service.api.replay import MemoryReplayCache, ReplayCache, ReplayCheckUnavailable
 
 log = logging.getLogger("cds_service.auth")
 
@@ -43,32 +42,6 @@ class AuthFailed(Exception):
     """Why a token was refused; for the log, never for the response."""
 
 
-class ReplayCache:
-    """`jti` values seen, per issuer, kept until their token expires (plus leeway). Bounded: when
-    full of unexpired entries it refuses new tokens rather than forgetting (fail closed)."""
-
-    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
-        self._max_entries = max_entries
-        self._clock = clock
-        self._expiry: dict[tuple[str, str], float] = {}
-        self._queue: list[tuple[float, tuple[str, str]]] = []
-
-    def first_use(self, issuer: str, jti: str, expires: float) -> bool:
-        now = self._clock()
-        while self._queue and self._queue[0][0] < now:
-            _, key = heapq.heappop(self._queue)
-            if self._expiry.get(key, now) < now:
-                del self._expiry[key]
-        key = (issuer, jti)
-        if key in self._expiry:
-            return False
-        if len(self._expiry) >= self._max_entries:
-            raise AuthFailed("replay cache full")
-        self._expiry[key] = expires
-        heapq.heappush(self._queue, (expires, key))
-        return True
-
-
 class JwtVerifier:
     def __init__(
         self,
@@ -80,7 +53,7 @@ class JwtVerifier:
         self.issuers = issuers
         self.public_base_url = public_base_url.rstrip("/")
         self._jwks = jwks
-        self._replay = replay or ReplayCache()
+        self.replay: ReplayCache = replay or MemoryReplayCache()
 
     async def verify(self, token: str, audience: str) -> ClientIdentity:
         try:
@@ -128,7 +101,9 @@ class JwtVerifier:
             raise AuthFailed("jti is not a string")
         if int(claims["exp"]) - int(claims["iat"]) > MAX_LIFETIME_SECONDS:
             raise AuthFailed("token lifetime exceeds the maximum")
-        if not self._replay.first_use(issuer.iss, jti, int(claims["exp"]) + LEEWAY_SECONDS):
+        # Last, so only a token that passed every other check is remembered (and an attacker's
+        # garbage never reaches the database).
+        if not await self.replay.first_use(issuer.iss, jti, int(claims["exp"]) + LEEWAY_SECONDS):
             raise AuthFailed("jti replayed")
         return ClientIdentity(issuer.iss, kid, jti)
 
@@ -173,6 +148,12 @@ async def authenticate(request: Request) -> ClientIdentity | None:
                 extra={"fields": {"reason": str(failure), "path": request.url.path}},
             )
             raise Unauthorized from failure
+        except ReplayCheckUnavailable as failure:  # answered 503 (security.py): fail closed
+            log.error(
+                "client token not checked for replay, call refused",
+                extra={"fields": {"reason": str(failure), "path": request.url.path}},
+            )
+            raise
     request.state.client = identity
     return identity
 

@@ -46,13 +46,22 @@ OPTIONAL_PREFETCH: dict[str, str] = {
     "medication-requests": "MedicationRequest",
 }
 
+# CRD dev-5: one boolean per card type returned, coded from cardType; `false` turns that type off.
 CONFIGURATION_OPTIONS: list[dict[str, Any]] = [
+    {
+        "code": "guideline",
+        "type": "boolean",
+        "name": "Policy criteria cards",
+        "description": "Return the cards that show, per payer policy, which medical-necessity "
+        "criteria the record meets, with evidence and a link to the policy.",
+        "default": True,
+    },
     {
         "code": "coverage-info",
         "type": "boolean",
         "name": "Coverage information",
-        "description": "Return the per-policy criteria cards and, on order-sign, the "
-        "coverage-information system action for each DLI / HPC boost order.",
+        "description": "On order-sign, return the coverage-information system action for each "
+        "DLI / HPC boost order.",
         "default": True,
     },
     {

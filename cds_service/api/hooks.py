@@ -129,23 +129,25 @@ def _at_least_2_1(version: str) -> bool:
 
 
 def _options(extension: dict[str, Any] | None) -> CardOptions:
-    """Honour the davinci-crd.configuration options we advertise; ignore anything else."""
+    """Honour the davinci-crd.configuration options we advertise; ignore anything else
+    (CRD dev-14, dev-17), including values of the wrong type (dev-6)."""
     # A CRD 2.0.1 client cannot send requestedVersion (new in 2.2, reference items 12, 124), and
     # 2.0.1 has no `indeterminate` (item 131): without a request for 2.1 or later the answer
     # uses only codes both versions accept (item 163).
     version = (extension or {}).get("davinci-crd.requestedVersion")
-    indeterminate = isinstance(version, str) and _at_least_2_1(version)
+    crd_2_2 = isinstance(version, str) and _at_least_2_1(version)
     config = (extension or {}).get("davinci-crd.configuration")
     if not isinstance(config, dict):
-        return CardOptions(indeterminate=indeterminate)
-    coverage_info = config.get("coverage-info")
+        return CardOptions(crd_2_2=crd_2_2)
+    guideline, coverage_info = config.get("guideline"), config.get("coverage-info")
     max_cards = config.get("max-cards")
     return CardOptions(
+        guideline=guideline if isinstance(guideline, bool) else True,
         coverage_info=coverage_info if isinstance(coverage_info, bool) else True,
         max_cards=max_cards
         if isinstance(max_cards, int) and not isinstance(max_cards, bool) and max_cards > 0
         else 10,
-        indeterminate=indeterminate,
+        crd_2_2=crd_2_2,
     )
 
 

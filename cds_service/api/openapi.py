@@ -140,7 +140,8 @@ def _error(description: str) -> dict[str, Any]:
 
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: _error("Missing or invalid client JWT; the same body whatever the reason")
+    401: _error("Missing or invalid client JWT; the same body whatever the reason"),
+    503: _error("The client JWT could not be checked for replay (the database is unavailable)"),
 }
 REQUEST_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("Not JSON, or a request that breaks CDS Hooks rules"),
@@ -200,5 +201,5 @@ FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("No such CDS service"),
     408: REQUEST_ERRORS[408],
     413: REQUEST_ERRORS[413],
-    503: _error("The audit storage is unavailable; the feedback was not stored"),
+    503: _error("The audit storage (or the JWT replay check) is unavailable; nothing was stored"),
 }

@@ -13,16 +13,32 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from cds_service.api.auth import JwtVerifier, Unauthorized, unauthorized_response
+from cds_service.api.errors import operation_outcome
 from cds_service.api.issuers import ConfigError, Issuer, load_issuers
 from cds_service.api.jwks import JwksCache
 from cds_service.api.limits import BodyLimit
+from cds_service.api.replay import (
+    DatabaseReplayCache,
+    MemoryReplayCache,
+    ReplayCache,
+    ReplayCheckUnavailable,
+)
+from cds_service.audit.writer import AuditWriter
 from cds_service.settings import Settings, secure_url
+
+REPLAY_UNCHECKED = (
+    "the token could not be checked against earlier calls (replay protection: the database "
+    "is unavailable); the call was not evaluated, retry with a new token"
+)
 
 
 def build_verifier(
-    settings: Settings, jwks_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
+    audit: AuditWriter | None = None,
 ) -> JwtVerifier | None:
-    """The JWT verifier, or None when auth is off (development only)."""
+    """The JWT verifier, or None when auth is off (development only). With `audit` and the
+    database replay cache chosen, jtis are remembered in the audit database."""
     production = settings.env == "production"
     if not settings.auth_enabled:
         if production:
@@ -47,7 +63,15 @@ def build_verifier(
                 "service at (each token's aud must match it)"
             )
         base_url = f"http://{settings.host}:{settings.port}"
-    return JwtVerifier(issuers, base_url, JwksCache(jwks_transport))
+    return JwtVerifier(issuers, base_url, JwksCache(jwks_transport), replay_cache(settings, audit))
+
+
+def replay_cache(settings: Settings, audit: AuditWriter | None) -> ReplayCache:
+    """Shared through the audit database when `DATABASE_URL` is set (several workers or
+    replicas), per process otherwise (`CDS_REPLAY_CACHE` overrides)."""
+    if settings.replay_cache_backend == "memory" or audit is None:
+        return MemoryReplayCache()
+    return DatabaseReplayCache(audit.store.url, audit.ready_store)
 
 
 def refuse_cleartext_keys(issuers: Iterable[Issuer]) -> None:
@@ -63,13 +87,26 @@ def refuse_cleartext_keys(issuers: Iterable[Issuer]) -> None:
 
 
 def harden(
-    app: FastAPI, settings: Settings, jwks_transport: httpx.AsyncBaseTransport | None = None
+    app: FastAPI,
+    settings: Settings,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
+    audit: AuditWriter | None = None,
 ) -> None:
-    app.state.verifier = build_verifier(settings, jwks_transport)
+    app.state.verifier = build_verifier(settings, jwks_transport, audit)
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, __: Unauthorized) -> JSONResponse:
         return unauthorized_response()
+
+    @app.exception_handler(ReplayCheckUnavailable)
+    async def _replay_unchecked(_: Request, __: ReplayCheckUnavailable) -> JSONResponse:
+        # The token may well be good: a 503 (try again), not a 401 (fix your credentials).
+        return JSONResponse(
+            operation_outcome(REPLAY_UNCHECKED, "transient"),
+            status_code=503,
+            media_type="application/fhir+json",
+            headers={"Retry-After": "1"},
+        )
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     # Added last, so outermost: error responses from the limits carry CORS headers too.

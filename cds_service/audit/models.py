@@ -125,3 +125,13 @@ class FeedbackRow(Base):
     @property
     def card_known(self) -> bool:
         return self.decision_id is not None
+
+
+class SeenJtiRow(Base):
+    """A client JWT's `jti`, seen once: the replay cache every worker and replica shares
+    (api/replay.py). Keyed by a digest of issuer and jti, so no client-chosen text of any length
+    is stored; kept until the token expires, then purged."""
+
+    __tablename__ = "auth_seen_jti"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # epoch seconds

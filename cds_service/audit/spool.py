@@ -1,11 +1,12 @@
 """The audit spool: a local SQLite file that holds decision records while the audit database is
 unreachable, until the writer replays them, oldest first.
 
-A rollback journal, not WAL: WAL maps its index file into memory, and a full disk then kills the
-process with SIGBUS; a rollback journal only gets an error back. `synchronous=FULL`: a record
+A rollback journal, not WAL: WAL maps its index file into memory, and a write to that map on a
+full disk or an immutable file kills the process with SIGBUS; a rollback journal only gets an
+error back. `synchronous=FULL`: a record
 the spool accepted survives a crash. If the spool file itself cannot be written (the same full
-disk), records wait in memory, still in order, and go to the file or the database first when
-either takes them again. Records the database refuses (not unreachable: the record itself is
+disk), records wait in memory, still in order (at most HELD_MAX, counted), and go to the file or
+the database first when either takes them again. Records the database refuses (not unreachable: the record itself is
 rejected) go to a separate table, kept for an operator, so one bad record cannot block the rest.
 Only the writer thread uses a spool.
 """
@@ -16,6 +17,7 @@ import dataclasses
 import hashlib
 import logging
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from sqlalchemy.engine import URL
 from cds_service.audit.record import CardRecord, CriterionRecord, DecisionRecord, EvaluationRecord
 
 log = logging.getLogger("cds_service.audit")
+HELD_MAX = 20_000  # records waiting in memory when neither database nor spool file takes them
+FILE_RETRY_S = 1.0
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS spooled (seq INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS refused (seq INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL, why TEXT NOT NULL)",
@@ -77,10 +81,16 @@ class AuditSpool:
         self._held: list[DecisionRecord] = []  # in order, after everything in the file
         self._in_file = 0
         self.refused = 0
+        self.lost = 0  # over HELD_MAX while nothing could be written: logged and counted
+        self._file_retry_at = 0.0  # monotonic; after a failed write, the file waits till then
 
     @property
     def pending(self) -> int:
         return self._in_file + len(self._held)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
 
     def open(self) -> None:
         """Open the file; records a previous run left there are pending again."""
@@ -94,6 +104,7 @@ class AuditSpool:
             )
             db.execute("PRAGMA journal_mode=DELETE")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA mmap_size=0")  # no memory map at all: a fault is an error
             for statement in _SCHEMA:
                 db.execute(statement)
             self._in_file = db.execute("SELECT count(*) FROM spooled").fetchone()[0]
@@ -105,13 +116,29 @@ class AuditSpool:
             log.warning("audit spool holds %d records from an earlier run", self._in_file)
 
     def add(self, records: list[DecisionRecord]) -> None:
-        """Never raises: what the file cannot take waits in memory."""
-        if self._db is not None and self._held:
+        """Never raises: what the file cannot take waits in memory, in order, up to HELD_MAX
+        (beyond that the newest are lost, logged by hookInstance and counted). A file that
+        failed is tried again after FILE_RETRY_S, not on every batch: each try serialises
+        everything held, on the interpreter lock the answers need."""
+        if self._db is not None and self._held and time.monotonic() >= self._file_retry_at:
             self._held = self._to_file(self._held)
         if self._held:
-            self._held.extend(records)
+            self._hold(records)
             return
-        self._held = self._to_file(records)
+        self._hold(self._to_file(records))
+
+    def _hold(self, records: list[DecisionRecord]) -> None:
+        room = max(0, HELD_MAX - len(self._held))
+        self._held.extend(records[:room])
+        for record in records[room:]:
+            self.lost += 1
+            log.error(
+                "audit record for hookInstance=%s lost: database, spool file and memory (%d "
+                "records) all full (%d lost so far)",
+                record.hook_instance,
+                HELD_MAX,
+                self.lost,
+            )
 
     def _to_file(self, records: list[DecisionRecord]) -> list[DecisionRecord]:
         """The records the file could not take (all or none)."""
@@ -124,6 +151,7 @@ class AuditSpool:
                     "INSERT INTO spooled (record) VALUES (?)", [(dump(r),) for r in records]
                 )
         except sqlite3.Error as error:
+            self._file_retry_at = time.monotonic() + FILE_RETRY_S
             log.error(
                 "audit spool write failed, %d records held in memory: %s", len(records), error
             )

@@ -74,9 +74,18 @@ def with_driver(configured: str) -> URL:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    """No memory-mapped file: WAL maps its index (`-shm`) into memory, and a write to that map
+    once the file is immutable, read-only or on a full disk kills the process with SIGBUS (no
+    error to catch); a rollback journal only ever gets an error back, which the writer spools.
+    Readers (the CLI, other workers) and the writer take turns, waiting up to the busy timeout."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")  # for ON DELETE CASCADE (purge)
-    cursor.execute("PRAGMA journal_mode=WAL")  # the CLI reads while the service writes
+    # PERSIST: the journal file is kept and its header zeroed, not deleted after each commit (a
+    # commit then costs its fsyncs, not a directory change too: 1 ms instead of 11 ms here).
+    # Also turns the database of an older run out of WAL.
+    cursor.execute("PRAGMA journal_mode=PERSIST")
+    cursor.execute("PRAGMA journal_size_limit=4194304")  # what a big purge leaves is cut back
+    cursor.execute("PRAGMA mmap_size=0")  # the database file itself is read with read() too
     cursor.execute(f"PRAGMA busy_timeout={CONNECT_TIMEOUT_S * 1000}")
     cursor.close()
 

@@ -7,7 +7,8 @@ decision on SQLite instead of 1 ms).
 When the database is unreachable the records go to the local spool (audit/spool.py), and every
 RETRY_SECONDS the writer replays the spool, oldest first, before anything newer; a record the
 database refuses is set aside in the spool (counted) without marking the storage unhealthy.
-Only a full queue loses a record: it is logged (hookInstance only) and counted.
+Only a full queue, or a full memory hold while neither database nor spool file can be written,
+loses a record: it is logged (hookInstance only) and counted.
 The first thing the thread does is create / migrate the database, so a fresh install has
 its audit tables right after start, with no set-up step.
 """
@@ -101,8 +102,10 @@ class AuditWriter:
             "status": self.status,
             "backend": self.store.backend,
             "queued": self._queue.qsize(),
-            **self.counts,
-            "spooled": self.spool.pending,
+            "written": self.counts["written"],
+            "dropped": self.counts["dropped"] + self.spool.lost,
+            "spooled": self.spool.pending,  # in the spool file, or in memory when it is unwritable
+            "heldInMemory": self.spool.held,
             "refused": self.spool.refused,
         }
         if self.last_error:

@@ -2,9 +2,11 @@
 
 Card rules: CDS Hooks 2.0 §card-attributes and CRD 2.2 cards.html (uuid on every card,
 source.topic from the cdshooks-card-type code system, summary < 140 characters, no empty
-arrays or strings). Coverage information: CRD StructureDefinition-ext-coverage-information,
-with codes valid for both CRD 2.0.1 and 2.2 readers (../shared/reference/cds-hooks-and-crd.md
-items 131-132, 160-164).
+arrays or strings). The criteria cards are CRD `guideline` cards: the payer's medical policy,
+with an option to view it. They are not the Coverage Information response type, which CRD
+carries only as a systemAction (resp-25) and whose content a card must not repeat (resp-12).
+Coverage information: CRD StructureDefinition-ext-coverage-information, with codes valid for
+both CRD 2.0.1 and 2.2 readers (../shared/reference/cds-hooks-and-crd.md items 131-132, 160-164).
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ from cds_service.core.fhir_util import system_name
 from cds_service.core.model import Determination, Status
 
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
-TOPIC = {"system": CARD_TYPE_SYSTEM, "code": "coverage-info", "display": "Coverage Information"}
+# CRD cardType (CodeSystem cdshooks-card-type; CRD 2.0.1 CodeSystem temp, same code):
+# "guideline": "Indication that there is a guideline available for the proposed therapy (with an
+# option to view)". Discovery's `guideline` configuration option turns these cards off.
+TOPIC = {"system": CARD_TYPE_SYSTEM, "code": "guideline", "display": "Guideline"}
 COVERAGE_INFO_URL = (
     "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 )
 CRD_TEMP_SYSTEM = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
+# CRD 2.2 detail codes live in THO; `instructions`: "details about information needed".
+COVERAGE_DETAIL_SYSTEM = "http://terminology.hl7.org/CodeSystem/crd-coverage-detail"
 EVALUATIONS_EXT = "dli-hpc-cds.evaluations"
 OVERRIDE_SYSTEM = "http://dli-hpc-cds.org/fhir/CodeSystem/override-reason"
 OVERRIDE_REASONS = (
@@ -61,12 +68,14 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 class CardOptions:
     """The CRD configuration the client asked for (davinci-crd.configuration)."""
 
-    coverage_info: bool = True
+    guideline: bool = True  # the criteria cards
+    coverage_info: bool = True  # the coverage-information systemActions
     max_cards: int = 10
-    # CRD 2.2 `indeterminate` / reason `technical`, only for a client that asked for CRD 2.1+
-    # (davinci-crd.requestedVersion): a 2.0.1 client cannot ask, and its coverage-information
-    # has neither (cds-hooks-and-crd.md items 124, 131, 163).
-    indeterminate: bool = False
+    # The CRD 2.2-only codes and elements (`indeterminate`, reason `technical`, a detail's
+    # `category`), only for a client that asked for CRD 2.1+ (davinci-crd.requestedVersion): a
+    # 2.0.1 client cannot ask, and its coverage-information has none of them
+    # (cds-hooks-and-crd.md items 124, 131, 163).
+    crd_2_2: bool = False
 
 
 def md(text: str) -> str:
@@ -181,7 +190,11 @@ def _machine_criterion(c: CriterionResult) -> dict[str, Any]:
 
 
 def _card(
-    evaluations: list[Evaluation], summary_text: str, detail_text: str, new_uuid: Callable[[], str]
+    evaluations: list[Evaluation],
+    summary_text: str,
+    detail_text: str,
+    new_uuid: Callable[[], str],
+    comparison: bool,
 ) -> dict[str, Any]:
     worst = min((e.determination for e in evaluations), key=_SEVERITY.__getitem__)
     card: dict[str, Any] = {
@@ -199,10 +212,11 @@ def _card(
             ],
         },
     }
-    payers = sorted({e.policy.payer.name for e in evaluations})
-    if len({e.policy.id for e in evaluations}) > 1:
-        # A card over several payers names them (CRD resp-4: the label is the insurer a reader
-        # recognises, reference item 101); "comparison" alone did not say whose policies.
+    if comparison:
+        # The patient's payer is unknown: a card labelled with one insurer's name would read as
+        # the patient's plan (CRD resp-4: the label is the insurer the reader recognises,
+        # reference item 101). Say it is a comparison, and whose policies the card covers.
+        payers = sorted({e.policy.payer.name for e in evaluations})
         card["source"]["label"] = "Payer policy comparison: " + ", ".join(payers)
     addressed = [e for e in evaluations if e.determination is not Determination.NOT_ADDRESSED]
     links = [
@@ -244,11 +258,13 @@ def build_cards(
     options: CardOptions,
     new_uuid: Callable[[], str],
     unretrieved: tuple[str, ...] = (),
+    comparison: bool = False,
 ) -> list[dict[str, Any]]:
     """One card per addressed (order, policy); not-addressed ones share one card; at most
     `max_cards` cards (the overflow is merged into the last card, so nothing is dropped).
-    `unretrieved` (data the EHR could not supply) is stated on every card."""
-    if not options.coverage_info or not evaluations:
+    `unretrieved` (data the EHR could not supply) is stated on every card. `comparison`: the
+    payer is unknown, so the cards compare every policy and their labels say so."""
+    if not options.guideline or not evaluations:
         return []
     addressed = sorted(
         (e for e in evaluations if e.determination is not Determination.NOT_ADDRESSED),
@@ -264,7 +280,7 @@ def build_cards(
     cards = []
     for group in groups:
         if len(group) == 1:
-            cards.append(_card(group, summary(group[0]), detail(group[0]), new_uuid))
+            cards.append(_card(group, summary(group[0]), detail(group[0]), new_uuid, comparison))
         elif all(e.determination is Determination.NOT_ADDRESSED for e in group):
             names = ", ".join(
                 sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group})
@@ -275,13 +291,13 @@ def build_cards(
                 f" ({e.service.short}, {md(e.order.reference)})"
                 for e in group
             )
-            cards.append(_card(group, f"Not addressed by {names}", text, new_uuid))
+            cards.append(_card(group, f"Not addressed by {names}", text, new_uuid, comparison))
         else:
             title = f"{len(group)} more payer evaluations (card limit reached)"
             text = "\n\n---\n\n".join(
                 f"### {md(summary(e))}\n\n{detail(e) if e.criteria else ''}" for e in group
             )
-            cards.append(_card(group, title, text, new_uuid))
+            cards.append(_card(group, title, text, new_uuid, comparison))
     if unretrieved:
         for card in cards:
             card["detail"] += "\n\n" + unretrieved_note(unretrieved)
@@ -309,13 +325,69 @@ def _determination_reasons(evaluation: Evaluation) -> list[str]:
     return []
 
 
+def _needed(evaluation: Evaluation, pa: str | None, technical: str) -> list[str]:
+    """What would settle a conditional answer, in words for the people who act on it."""
+    e, number = evaluation, evaluation.policy.policy.number
+    items = [f"{c.text}: {c.to_settle}" if c.to_settle else c.text for c in e.unknown]
+    if technical:
+        items.append(f"The data the EHR could not supply: {technical}")
+    if e.determination is Determination.NOT_ADDRESSED:
+        items.append(f"The plan's own rule for {e.service.label}: {number} does not address it")
+    if pa == "conditional":
+        items.append(
+            f"Whether {e.policy.payer.name} requires prior authorization: {number} sets no rule"
+        )
+    return items
+
+
+def _detail(text: str, crd_2_2: bool) -> dict[str, Any]:
+    """One ext-coverage-information `detail` (code `instructions`, value the text). CRD 2.2 adds
+    `category` 1..1; CRD 2.0.1 defines no `category`, so a 2.0.1 reader gets code and value."""
+    parts: list[dict[str, Any]] = [
+        {
+            "url": "code",
+            "valueCodeableConcept": {
+                "coding": [{"system": COVERAGE_DETAIL_SYSTEM, "code": "instructions"}]
+            },
+        },
+        {"url": "value", "valueString": clip(text, 1000)},
+    ]
+    if crd_2_2:
+        # cat-limitation: the coverage statement cannot be read safely without this detail.
+        parts.insert(0, {"url": "category", "valueCode": "cat-limitation"})
+    return {"url": "detail", "extension": parts}
+
+
+def _what_is_needed(
+    evaluation: Evaluation, covered: str, pa: str | None, technical: str, crd_2_2: bool
+) -> list[dict[str, Any]]:
+    """The one rule for `doc-needed`, `info-needed` and `detail`.
+
+    - `doc-needed` wherever documentation would settle the answer: a needs-information
+      determination (its unknown criteria say what to attach); `indeterminate` with the CRD 2.2
+      technical form.
+    - `info-needed` = `OTH` exactly when something is `conditional` (CRD 2.0.1 crd-ci-q3 allows it
+      only then, CRD 2.2 q3 requires it then), always with a `detail` per thing needed (CRD 2.2:
+      "If this element is set to OTH, then there must be at least one detail element that
+      explains the nature of the additional information needed").
+    """
+    parts: list[dict[str, Any]] = []
+    if evaluation.determination is Determination.NEEDS_INFORMATION:
+        doc = "indeterminate" if covered == "indeterminate" else "clinical"
+        parts.append({"url": "doc-needed", "valueCode": doc})
+    if "conditional" in (covered, pa):
+        parts.append({"url": "info-needed", "valueCode": "OTH"})
+        parts += [_detail(t, crd_2_2) for t in _needed(evaluation, pa, technical)]
+    return parts
+
+
 def coverage_information(
     evaluation: Evaluation,
     coverage_id: str,
     today: date,
     assertion_id: str,
     technical: str = "",
-    indeterminate: bool = False,
+    crd_2_2: bool = False,
 ) -> dict[str, Any]:
     """One ext-coverage-information for one (order, coverage), valid for CRD 2.0.1 and 2.2.
 
@@ -328,35 +400,30 @@ def coverage_information(
         d, "conditional"
     )
     undetermined = bool(technical) and d is Determination.NEEDS_INFORMATION
-    if undetermined and indeterminate:
+    if undetermined and crd_2_2:
         covered = "indeterminate"
+    # CRD 2.0.1 crd-ci-q2 needs pa-needed unless not-covered; 2.2 q2 forbids it on not-covered.
+    pa = None if covered == "not-covered" else _pa_needed(evaluation)
     parts: list[dict[str, Any]] = [
         {"url": "coverage", "valueReference": {"reference": f"Coverage/{coverage_id}"}},
         {"url": "covered", "valueCode": covered},
     ]
     reasons: list[str] = []
-    info_needed = covered == "conditional"
-    if covered != "not-covered":  # CRD 2.0.1 crd-ci-q2 needs it; 2.2 q2 forbids it on not-covered
-        pa = _pa_needed(evaluation)
+    if pa is not None:
         parts.append({"url": "pa-needed", "valueCode": pa})
         if pa == "conditional":
-            info_needed = True
             reasons.append(
                 f"{evaluation.policy.policy.number} sets no prior-authorization rule; the plan decides"
             )
-    if d is Determination.NEEDS_INFORMATION:
-        doc = "indeterminate" if covered == "indeterminate" else "clinical"
-        parts.append({"url": "doc-needed", "valueCode": doc})
+    parts += _what_is_needed(evaluation, covered, pa, technical if undetermined else "", crd_2_2)
     reasons += _determination_reasons(evaluation)
-    if info_needed:
-        parts.append({"url": "info-needed", "valueCode": "OTH"})
     order = evaluation.order
     billing = {"system": order.billing_system, "code": order.billing_code}
     parts.append({"url": "billingCode", "valueCoding": billing})
     parts += [{"url": "reason", "valueCodeableConcept": {"text": clip(r, 1000)}} for r in reasons]
     if undetermined:
         reason: dict[str, Any] = {"text": clip(f"Not retrieved from the EHR: {technical}", 1000)}
-        if indeterminate:
+        if crd_2_2:
             reason["coding"] = [{"system": CRD_TEMP_SYSTEM, "code": "technical"}]
         parts.append({"url": "reason", "valueCodeableConcept": reason})
     parts += [
@@ -372,7 +439,7 @@ def coverage_action(
     today: date,
     assertion_id: str,
     technical: str = "",
-    indeterminate: bool = False,
+    crd_2_2: bool = False,
 ) -> dict[str, Any]:
     """An `update` systemAction: the whole draft order, plus the coverage information."""
     resource = dict(evaluation.order.resource)  # only `extension` is replaced, never mutated
@@ -384,9 +451,7 @@ def coverage_action(
     ]
     resource["extension"] = [
         *kept,
-        coverage_information(
-            evaluation, coverage_id, today, assertion_id, technical, indeterminate
-        ),
+        coverage_information(evaluation, coverage_id, today, assertion_id, technical, crd_2_2),
     ]
     return {
         "type": "update",

@@ -59,7 +59,13 @@ def decide(inputs: DecisionInputs) -> Decision:
     for order in inputs.orders:
         facts = Facts(inputs.record, order, order.authored_on or inputs.today, inputs.thresholds)
         evaluations += [evaluate(p, order.service, order, facts) for p in routed.policies]
-    cards = build_cards(evaluations, inputs.options, inputs.new_uuid, inputs.unretrieved)
+    cards = build_cards(
+        evaluations,
+        inputs.options,
+        inputs.new_uuid,
+        inputs.unretrieved,
+        comparison=not routed.recognised,
+    )
     active = len(active_coverages(inputs.record))
     if routed.coverage is not None and active > 1:
         for card in cards:
@@ -104,7 +110,7 @@ def _coverage_actions(
                 inputs.today,
                 assertion_id,
                 "; ".join(inputs.unretrieved),
-                options.indeterminate,
+                options.crd_2_2,
             )
         )
         assertion_ids[e.order.reference] = assertion_id

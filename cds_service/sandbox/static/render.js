@@ -237,6 +237,10 @@ function coverageSentences(info) {
   if (pa) sentences.push(`${capital(PA_NEEDED[pa] ?? `prior authorization: ${pa}`)}.`);
   if (doc) sentences.push(`${capital(DOC_NEEDED[doc] ?? `documentation: ${doc}`)}.`);
   if (infoNeeded) sentences.push(`The payer needs more information (${infoNeeded}) to decide.`);
+  for (const detail of parts.filter((p) => p.url === "detail")) {
+    const [text] = (detail.extension ?? []).filter((p) => p.url === "value").map(value);
+    if (text) sentences.push(`Needed: ${text}`);
+  }
   for (const reason of get("reason")) if (reason?.text) sentences.push(`Reason: ${reason.text}`);
   if (date || assertion) sentences.push(`Assessed ${date ?? "(no date)"}; assertion ${assertion ?? "(no id)"}.`);
   return sentences;
