@@ -14,6 +14,7 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
+from cds_service.api.discovery import OPTIONAL_PREFETCH, REQUIRED_PREFETCH
 from cds_service.core import Service
 from cds_service.scenarios import build_request, find_scenario
 
@@ -21,14 +22,7 @@ LOINC = "http://loinc.org"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 CPT = "http://www.ama-assn.org/go/cpt"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-_KEYS = (
-    "coverage",
-    "conditions",
-    "procedures",
-    "observations",
-    "medication-administrations",
-    "medication-requests",
-)
+_KEYS = (*REQUIRED_PREFETCH, *OPTIONAL_PREFETCH)  # the Bundle-valued prefetch keys
 _COUNTS = (
     ("751-8", 1.2, 4.5, "10*3/uL"),
     ("777-3", 90, 260, "10*3/uL"),
