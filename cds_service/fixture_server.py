@@ -67,7 +67,8 @@ def _matches(resource: dict[str, Any], name: str, value: str) -> bool:
         )
     if name == "status":
         return resource.get("status") in value.split(",")
-    codings = (resource.get("code") or {}).get("coding") or ()
+    concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
+    codings = concept.get("coding") or ()  # `code` of a medication resource is its drug
     return any(
         (system is None or c.get("system") == system) and c.get("code") == code
         for system, code in _tokens(value)

@@ -148,16 +148,24 @@ def _searchset(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _observation_codes() -> set[tuple[str, str]]:
-    """The (system, code) pairs the observations prefetch template asks for."""
-    query = PREFETCH["observations"].split("?", 1)[1]
+def _template_codes(key: str) -> set[tuple[str, str]]:
+    """The (system, code) pairs a code-filtered prefetch template asks for."""
+    query = PREFETCH[key].split("?", 1)[1]
     tokens = parse_qs(query)["code"][0].split(",")
     return {(system, code) for system, _, code in (t.partition("|") for t in tokens)}
 
 
 def _has_code(resource: dict[str, Any], wanted: set[tuple[str, str]]) -> bool:
-    codings = (resource.get("code") or {}).get("coding") or ()
-    return any((c.get("system"), c.get("code")) in wanted for c in codings)
+    concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
+    return any((c.get("system"), c.get("code")) in wanted for c in concept.get("coding") or ())
+
+
+def _coded(
+    by_type: dict[str, list[dict[str, Any]]], resource_type: str, key: str
+) -> dict[str, Any]:
+    """The searchset a code-filtered template `key` returns for `resource_type`."""
+    wanted = _template_codes(key)
+    return _searchset([r for r in by_type.get(resource_type, []) if _has_code(r, wanted)])
 
 
 def _coverage_with_payors(by_type: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -180,14 +188,18 @@ def prefetch_for(bundle: dict[str, Any]) -> dict[str, Any]:
     for r in items:
         by_type.setdefault(r["resourceType"], []).append(r)
     patients = by_type.get("Patient", [])
-    wanted = _observation_codes()
     return {
         "patient": patients[0] if patients else None,
         "coverage": _coverage_with_payors(by_type),
         "conditions": _searchset(by_type.get("Condition", [])),
         "procedures": _searchset(by_type.get("Procedure", [])),
-        "observations": _searchset(
-            [o for o in by_type.get("Observation", []) if _has_code(o, wanted)]
+        "observations": _coded(by_type, "Observation", "observations"),
+        "medication-administrations": _coded(
+            by_type, "MedicationAdministration", "medication-administrations"
+        ),
+        "medication-requests": _coded(by_type, "MedicationRequest", "medication-requests"),
+        "questionnaireResponses": _searchset(
+            [r for r in by_type.get("QuestionnaireResponse", []) if r.get("status") == "completed"]
         ),
     }
 

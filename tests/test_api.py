@@ -46,6 +46,8 @@ def test_discovery(client: TestClient) -> None:
             "conditions",
             "procedures",
             "observations",
+            "medication-administrations",
+            "medication-requests",
             "questionnaireResponses",
         }
         for template in service["prefetch"].values():

@@ -8,10 +8,17 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from cds_service.api.discovery import PREFETCH
+from cds_service.api.discovery import OPTIONAL_PREFETCH, PREFETCH, REQUIRED_PREFETCH
 from cds_service.bench.workload import order_sign_request
 from cds_service.core import codes
-from cds_service.core.facts import CATALOGUE, OBSERVATION_LOINC, RECORD_READERS, Facts, relevance
+from cds_service.core.facts import (
+    CATALOGUE,
+    OBSERVATION_CODES,
+    OBSERVATION_LOINC,
+    RECORD_READERS,
+    Facts,
+    relevance,
+)
 from cds_service.core.facts.relevance import relevance_filter
 from cds_service.core.model import PatientRecord, Service
 from cds_service.core.orders import recognise
@@ -22,15 +29,14 @@ from cds_service.scenarios import Scenario, draft_orders, load_scenarios, prefet
 THRESHOLDS = load().thresholds
 SCENARIOS = load_scenarios()
 ORDER_FACTS = ("product_source", "product_manipulation", "high_relapse_risk_attested")
-TYPES = {"coverage": "Coverage", "conditions": "Condition", "procedures": "Procedure",
-         "observations": "Observation"}  # fmt: skip
+TYPES = {**REQUIRED_PREFETCH, **OPTIONAL_PREFETCH}
 
 
 def record_of(bundle: dict[str, Any]) -> PatientRecord:
     record = PatientRecord()
     prefetch = prefetch_for(bundle)
     for key, resource_type in TYPES.items():
-        add_prefetch_value(record, prefetch[key], resource_type)
+        add_prefetch_value(record, prefetch.get(key), resource_type)
     return record
 
 
@@ -208,8 +214,8 @@ def test_relevance_filter_changes_no_fact(name: str, bundle: dict[str, Any]) -> 
         prefetch = prefetch_for(bundle)
         full, filtered = PatientRecord(), PatientRecord()
         for key, resource_type in TYPES.items():
-            add_prefetch_value(full, prefetch[key], resource_type)
-            add_prefetch_value(filtered, prefetch[key], resource_type, relevance_filter(since))
+            add_prefetch_value(full, prefetch.get(key), resource_type)
+            add_prefetch_value(filtered, prefetch.get(key), resource_type, relevance_filter(since))
         expected = _all_facts(Facts(full, order, order.authored_on, THRESHOLDS))
         assert _all_facts(Facts(filtered, order, order.authored_on, THRESHOLDS)) == expected
 
@@ -251,11 +257,13 @@ def _code_universe() -> set[tuple[str, str]]:
 def test_the_observations_prefetch_asks_for_every_code_a_fact_reads() -> None:
     query = parse_qs(PREFETCH["observations"].split("?", 1)[1])
     fetched = {tuple(t.split("|", 1)) for t in query["code"][0].split(",")}
-    assert fetched == {(codes.LOINC, c) for c in OBSERVATION_LOINC}
-    universe = _code_universe()
+    assert fetched == set(OBSERVATION_CODES)
+    assert {(codes.LOINC, c) for c in OBSERVATION_LOINC} <= fetched
+    universe = _code_universe() | set(OBSERVATION_CODES)
     for module in RECORD_READERS:  # each module's READS accepts exactly the codes it declares
         reads = module.READS.get("Observation")
         declared = {(codes.LOINC, c) for c in getattr(module, "OBSERVATION_LOINC", ())}
+        declared |= set(getattr(module, "OBSERVATION_CODES", ()))
         accepted = {pair for pair in universe if reads and reads(*pair)}
         assert accepted == declared, module.__name__
     checked = 0

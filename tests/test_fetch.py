@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from cds_service.api.allowlist import server_allowed
 from cds_service.api.app import create_app
-from cds_service.api.discovery import REQUIRED_PREFETCH
+from cds_service.api.discovery import OPTIONAL_PREFETCH, REQUIRED_PREFETCH
 from cds_service.core.cards import CRD_TEMP_SYSTEM
 from cds_service.fixture_server import create_fixture_server
 from cds_service.policy_store import load
@@ -85,8 +85,9 @@ def app_client(transport: httpx.AsyncBaseTransport | None, **settings: Any) -> T
 def hook(states: dict[str, str], server: str | None = SERVER, token: bool = True) -> dict[str, Any]:
     """An order-sign request whose prefetch keys are present / null / absent / outcome."""
     request = build_request(BUNDLE)
-    # No worksheet answers (the optional key, null = none): these tests are about the record.
-    request["prefetch"] = {"patient": FULL["patient"], "questionnaireResponses": None}
+    # The optional keys are sent, as an EHR that prefetches them would (worksheet answers null =
+    # none): these tests are about the record.
+    request["prefetch"] = {"patient": FULL["patient"], **{k: FULL.get(k) for k in OPTIONAL_PREFETCH}}
     for key, state in states.items():
         if state != "absent":
             request["prefetch"][key] = {"present": FULL[key], "null": None, "outcome": OUTCOME}[

@@ -12,12 +12,12 @@ DOC = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
 
 
 def test_the_prefetch_table_is_the_discovery_prefetch() -> None:
-    """Every documented template is the advertised one (the observation codes are elided)."""
-    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)`", DOC, flags=re.MULTILINE))
+    """Every documented template is the advertised one (code lists are elided)."""
+    rows = dict(re.findall(r"^\| `([\w-]+)` \| `([^`]+)`", DOC, flags=re.MULTILINE))
     assert set(rows) == set(PREFETCH)
     for key, template in rows.items():
         assert PREFETCH[key] == template or (
-            key == "observations" and PREFETCH[key].startswith(template)
+            template.endswith("&code=") and PREFETCH[key].startswith(template)
         ), key
 
 

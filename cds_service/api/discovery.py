@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.core import OBSERVATION_LOINC, codes
+from cds_service.core import OBSERVATION_CODES, codes
 
 # Observation codes the facts read, declared once in the fact modules, so the client sends only
 # those (CRD found-27/28).
-_OBS_CODES = ",".join(f"{codes.LOINC}|{c}" for c in sorted(OBSERVATION_LOINC))
+_OBS_CODES = ",".join(f"{s}|{c}" for s, c in sorted(OBSERVATION_CODES))
+# The conditioning regimen's drugs (RxNorm, codes.REGIMEN_RXNORM): the service infers the
+# intensity from them when none is recorded (core/facts/conditioning.py).
+_REGIMEN_CODES = ",".join(
+    f"{codes.RXNORM}|{c}" for c in sorted(set().union(*codes.REGIMEN_RXNORM.values()))
+)
 
 # CDS Hooks 2.0-legal templates: {{context.patientId}} only, type-level search with token params.
 PREFETCH: dict[str, str] = {
@@ -21,6 +26,12 @@ PREFETCH: dict[str, str] = {
     "conditions": "Condition?patient={{context.patientId}}",
     "procedures": "Procedure?patient={{context.patientId}}",
     "observations": "Observation?patient={{context.patientId}}&code=" + _OBS_CODES,
+    # Optional: fetched like the others when absent, but only from a fhirServer the call names:
+    # without one they are skipped, never a 412 (a missing regimen can only leave the inferred
+    # intensity unknown, which it is without them).
+    "medication-administrations": "MedicationAdministration?patient={{context.patientId}}&code="
+    + _REGIMEN_CODES,
+    "medication-requests": "MedicationRequest?patient={{context.patientId}}&code=" + _REGIMEN_CODES,
     # Completed worksheets (our per-policy Questionnaires), read back as attested answers.
     "questionnaireResponses": "QuestionnaireResponse?subject={{context.patientId}}&status=completed",
 }
@@ -31,9 +42,17 @@ REQUIRED_PREFETCH: dict[str, str] = {
     "procedures": "Procedure",
     "observations": "Observation",
 }
-# Keys the evaluation can do without: absent, they are fetched when fhirServer allows it, and a
-# failure only means no worksheet answers are read (the record itself is complete).
-OPTIONAL_PREFETCH: dict[str, str] = {"questionnaireResponses": "QuestionnaireResponse"}
+# Keys the evaluation can do without. Absent, they are fetched only from a fhirServer the call
+# names (without one they are skipped, never a 412): a missing regimen can only leave the inferred
+# intensity unknown, which it is without them, and no worksheet answers leaves criteria open.
+OPTIONAL_PREFETCH: dict[str, str] = {
+    "medication-administrations": "MedicationAdministration",
+    "medication-requests": "MedicationRequest",
+    "questionnaireResponses": "QuestionnaireResponse",
+}
+# Optional keys whose failed fetch is not a gap in the record (so not reported on the cards):
+# worksheet answers only add attestations; a failure is logged and the criteria stay as they are.
+UNREPORTED_OPTIONAL = frozenset({"questionnaireResponses"})
 
 # CRD dev-5: one boolean per card type returned, coded from cardType; `false` turns that type off.
 CONFIGURATION_OPTIONS: list[dict[str, Any]] = [

@@ -29,7 +29,12 @@ from typing import Any
 import httpx
 
 from cds_service.api.allowlist import within
-from cds_service.api.discovery import OPTIONAL_PREFETCH, PREFETCH, REQUIRED_PREFETCH
+from cds_service.api.discovery import (
+    OPTIONAL_PREFETCH,
+    PREFETCH,
+    REQUIRED_PREFETCH,
+    UNREPORTED_OPTIONAL,
+)
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import ParsedHook
 from cds_service.core import (
@@ -47,7 +52,11 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 PAYER_KEY = "payer"  # the Organization read for an unresolved payor reference
 # What each fetched key carries, for the "could not be retrieved" notes.
-FETCHED_TYPES: dict[str, str] = {**REQUIRED_PREFETCH, PAYER_KEY: "Organization"}
+FETCHED_TYPES: dict[str, str] = {
+    **REQUIRED_PREFETCH,
+    **OPTIONAL_PREFETCH,
+    PAYER_KEY: "Organization",
+}
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,9 @@ class Gathered:
         return "fetched" if len(self.fetched) == len(REQUIRED_PREFETCH) else "mixed"
 
 
-def missing_keys(prefetch: dict[str, Any]) -> list[str]:
-    """Required keys the client did not satisfy: absent, or an OperationOutcome in their place."""
-    return [k for k in REQUIRED_PREFETCH if k not in prefetch or is_operation_outcome(prefetch[k])]
+def missing_keys(prefetch: dict[str, Any], keys: Any = REQUIRED_PREFETCH) -> list[str]:
+    """Keys (required by default) the client did not satisfy: absent, or an OperationOutcome."""
+    return [k for k in keys if k not in prefetch or is_operation_outcome(prefetch[k])]
 
 
 def query_url(fhir_server: str, key: str, patient_id: str) -> str:
@@ -193,18 +202,9 @@ def from_prefetch(parsed: ParsedHook, keep: Keep | None = None) -> tuple[Patient
         if key not in missing:
             add_prefetch_value(record, prefetch[key], resource_type, keep)
     for key, resource_type in OPTIONAL_PREFETCH.items():
-        value = prefetch.get(key)
-        if value is not None and not is_operation_outcome(value):
-            add_prefetch_value(record, value, resource_type, keep)
+        if key not in missing_keys(prefetch, OPTIONAL_PREFETCH):
+            add_prefetch_value(record, prefetch[key], resource_type, keep)
     return record, missing
-
-
-def optional_missing(parsed: ParsedHook) -> list[str]:
-    """Optional keys to fetch: absent (or failed) in prefetch, and a server to ask."""
-    request, prefetch = parsed.request, parsed.request.prefetch or {}
-    if request.fhirServer is None or request.fhirAuthorization is None:
-        return []
-    return [k for k in OPTIONAL_PREFETCH if k not in prefetch or is_operation_outcome(prefetch[k])]
 
 
 async def gather(
@@ -221,7 +221,8 @@ async def gather(
     """
     started = time.perf_counter()
     record, missing = from_prefetch(parsed, keep)
-    unretrieved = await _fetch_missing(parsed, record, missing, limits, transport, keep)
+    optional = missing_keys(parsed.request.prefetch or {}, OPTIONAL_PREFETCH)
+    unretrieved = await _fetch_missing(parsed, record, (missing, optional), limits, transport, keep)
     payers = payer_organizations_to_read(record, policies) if policies else ()
     request = parsed.request
     if payers and request.fhirServer is not None and request.fhirAuthorization is not None:
@@ -274,14 +275,18 @@ async def _read_payers(
 async def _fetch_missing(
     parsed: ParsedHook,
     record: PatientRecord,
-    missing: list[str],
+    keys: tuple[list[str], list[str]],
     limits: FetchLimits,
     transport: httpx.AsyncBaseTransport | None,
     keep: Keep | None,
 ) -> dict[str, str]:
-    """Fetch the missing keys into `record`; required key -> why it could not be (fully) had."""
-    request, optional = parsed.request, optional_missing(parsed)
-    if not missing and not optional:
+    """Fetch the missing (required, optional) keys into `record`; key -> why it could not be
+    (fully) had. Optional keys are fetched only from a server the call names: without one they
+    are skipped (they are never worth a 412), and only required keys can make the call fail."""
+    request = parsed.request
+    missing, optional = keys
+    no_server = request.fhirServer is None or request.fhirAuthorization is None
+    if not missing and (not optional or no_server):
         return {}
     if request.fhirServer is None or request.fhirAuthorization is None:
         lacking = "fhirServer" if request.fhirServer is None else "fhirAuthorization"
@@ -292,7 +297,7 @@ async def _fetch_missing(
         )
     jobs = [
         KeyFetch(k, query_url(request.fhirServer, k, parsed.context.patientId))
-        for k in [*missing, *optional]
+        for k in missing + optional
     ]
     started = time.perf_counter()
     await fetch_all(
@@ -318,13 +323,16 @@ async def _fetch_missing(
             "required prefetch not provided and the EHR's FHIR server supplied none of it: "
             + "; ".join(f"{j.key}: {j.problem}" for j in required),
         )
+    return _add_fetched(record, jobs, keep)
+
+
+def _add_fetched(record: PatientRecord, jobs: list[KeyFetch], keep: Keep | None) -> dict[str, str]:
+    """The fetched pages into `record`; key -> why it could not be (fully) had."""
     unretrieved = {}
     for job in jobs:
-        if job.key in OPTIONAL_PREFETCH:  # no worksheet answers is not a gap in the record
-            for page in job.pages if job.problem is None else ():
-                add_prefetch_value(record, page, OPTIONAL_PREFETCH[job.key], keep)
-            continue
-        resource_type = REQUIRED_PREFETCH[job.key]
+        if job.key in UNREPORTED_OPTIONAL and job.problem is not None:
+            continue  # no worksheet answers is not a gap in the record: the card just lacks them
+        resource_type = FETCHED_TYPES[job.key]
         for page in job.pages:
             add_prefetch_value(record, page, resource_type, keep)
         if job.problem is not None:

@@ -3,8 +3,8 @@
 Same client JWT rules as the hooks (`RequireClient`). The service keeps no patient data, so
 `$questionnaire-package` pre-fills only from what the request carries: the DTR inputs `coverage`
 (1..*) and `order` (0..*, the draft ServiceRequests), plus the project's `patientRecord`
-parameter, a Bundle of the patient's Conditions, Procedures and Observations (what the hook's
-prefetch would hold). Without it, only the order details are pre-filled. Every resource is
+parameter, a Bundle of the patient's Conditions, Procedures, Observations and regimen
+MedicationAdministrations / MedicationRequests (what the hook's prefetch would hold). Without it, only the order details are pre-filled. Every resource is
 validated with fhir.resources (Parameters as a whole), as the hooks validate theirs.
 """
 

@@ -2,7 +2,9 @@
 
 The history is what a long transplant course leaves in an EHR: weekly blood counts, periodic
 chimerism, vital signs and chemistry labs (which the prefetch template would not ask for, so
-they are not added to `observations`), recurring problem-list entries and procedures.
+they are not added to `observations`), recurring problem-list entries and procedures, and the
+conditioning regimen's administrations and orders (the medication prefetch keys: busulfan and
+fludarabine, daily, before the transplant; earlier fludarabine courses).
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
+from cds_service.api.discovery import OPTIONAL_PREFETCH, REQUIRED_PREFETCH
 from cds_service.core import Service
 from cds_service.scenarios import build_request, find_scenario
 
 LOINC = "http://loinc.org"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 CPT = "http://www.ama-assn.org/go/cpt"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+_KEYS = (*REQUIRED_PREFETCH, *OPTIONAL_PREFETCH)  # the Bundle-valued prefetch keys
 _COUNTS = (
     ("751-8", 1.2, 4.5, "10*3/uL"),
     ("777-3", 90, 260, "10*3/uL"),
@@ -55,13 +60,11 @@ def order_sign_request(size: int, seed: int = 7) -> dict[str, Any]:
     def entries(key: str) -> list[dict[str, Any]]:
         return prefetch[key]["entry"]  # type: ignore[no-any-return]
 
-    existing = (
-        sum(len(entries(k)) for k in ("coverage", "conditions", "procedures", "observations")) + 1
-    )
+    existing = sum(len(entries(k)) for k in _KEYS) + 1
     extra = max(0, size - existing)
-    # Roughly 80 % labs, 12 % conditions, 8 % procedures, as in a long oncology record.
-    n_obs, n_cond = int(extra * 0.8), int(extra * 0.12)
-    n_proc = extra - n_obs - n_cond
+    # Roughly 77 % labs, 12 % conditions, 8 % procedures, 3 % regimen drugs (a long oncology record).
+    n_obs, n_cond, n_med = int(extra * 0.77), int(extra * 0.12), int(extra * 0.03)
+    n_proc = extra - n_obs - n_cond - _regimen(entries, n_med, patient, as_of)
     for i in range(n_obs):
         code, low, high, unit = _COUNTS[i % 3]
         when = as_of - timedelta(days=7 * (i // 3) + 14)  # weekly CBC going back in time
@@ -83,15 +86,38 @@ def order_sign_request(size: int, seed: int = 7) -> dict[str, Any]:
             "subject": {"reference": f"Patient/{patient}"}, "performedDateTime": when.isoformat(),
             "code": {"coding": [{"system": CPT, "code": _PROCEDURES[i % len(_PROCEDURES)]}]},
         }})  # fmt: skip
-    for key in ("conditions", "procedures", "observations"):
+    for key in _KEYS[1:]:
         prefetch[key]["total"] = len(entries(key))
     return copy.deepcopy(request)
+
+
+def _regimen(entries: Any, count: int, patient: str, as_of: date) -> int:
+    """`count` resources: one order per drug (busulfan, fludarabine) and their administrations,
+    daily, going back from 40 days before `as_of`; how many it added (none below three)."""
+    drugs = (("1729351", 3.2, "mg/kg"), ("24698", 40, "mg/m2"))
+    if count < len(drugs) + 1:
+        return 0
+    for drug, _, _ in drugs:
+        entries("medication-requests").append({"resource": {
+            "resourceType": "MedicationRequest", "id": f"bench-rx{drug}", "status": "completed",
+            "intent": "order", "subject": {"reference": f"Patient/{patient}"},
+            "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": drug}]},
+            "authoredOn": (as_of - timedelta(days=45)).isoformat(),
+        }})  # fmt: skip
+    for i in range(count - len(drugs)):
+        drug, dose, unit = drugs[i % 2]
+        when = as_of - timedelta(days=40 + i // 2)
+        entries("medication-administrations").append({"resource": {
+            "resourceType": "MedicationAdministration", "id": f"bench-m{i}", "status": "completed",
+            "subject": {"reference": f"Patient/{patient}"},
+            "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": drug}]},
+            "effectiveDateTime": f"{when.isoformat()}T09:00:00-05:00",
+            "dosage": {"dose": {"value": dose, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}},
+        }})  # fmt: skip
+    return count
 
 
 def resource_count(request: dict[str, Any]) -> int:
     prefetch = request["prefetch"]
     count = 1 if prefetch.get("patient") else 0
-    return count + sum(
-        len((prefetch[k] or {}).get("entry", []))
-        for k in ("coverage", "conditions", "procedures", "observations")
-    )
+    return count + sum(len((prefetch[k] or {}).get("entry", [])) for k in _KEYS)

@@ -7,7 +7,7 @@ internal and may change without notice (tests/test_layering.py holds other layer
 from cds_service.core import codes
 from cds_service.core.cards import CardOptions
 from cds_service.core.decide import Decision, DecisionInputs, decide
-from cds_service.core.facts import OBSERVATION_LOINC, Thresholds
+from cds_service.core.facts import OBSERVATION_CODES, OBSERVATION_LOINC, Thresholds
 from cds_service.core.facts.relevance import relevant_resources
 from cds_service.core.model import Determination, Order, PatientRecord, Service
 from cds_service.core.orders import recognise
@@ -18,6 +18,7 @@ from cds_service.core.questionnaire import Worksheet, worksheets
 from cds_service.core.record import Keep, add_prefetch_value, add_resource, is_operation_outcome
 
 __all__ = [
+    "OBSERVATION_CODES",
     "OBSERVATION_LOINC",
     "CardOptions",
     "Decision",

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cds_service.core.codes import ORDER_QUESTIONS
 from cds_service.core.fhir_util import to_date
 from cds_service.core.model import Evidence, Fact, FactValue
 from cds_service.core.questionnaire import (
@@ -118,8 +119,8 @@ def _check(qr: Any, patient_id: str, sheets: dict[str, Worksheet]) -> Worksheet 
     """The worksheet `qr` answers, a reason to ignore it, or None when it is not ours."""
     canonical = str(qr.questionnaire or "")
     url, _, version = canonical.partition("|")
-    if not url.startswith(QUESTIONNAIRE_BASE):
-        return None
+    if not url.startswith(QUESTIONNAIRE_BASE) or url == ORDER_QUESTIONS:
+        return None  # the order questions are read with the order (core/orders.py)
     sheet = sheets.get(url)
     if sheet is None:
         return "unknown questionnaire"

@@ -242,3 +242,107 @@ INFECTION_ICD = re.compile(r"^([AB]\d\d|R65\.2)")
 # B44.9 (terminology.md §2.8, verified) and B46.x mucormycosis / zygomycosis (CDC ICD-10-CM
 # tabular, category B46). B44.81 allergic bronchopulmonary aspergillosis is not an infection.
 INVASIVE_FUNGAL_ICD = re.compile(r"^(B44\.[0179]|B46\.\d)$")
+
+# --- GVHD as EHRs record it (terminology.md §5.5, §6.5) ------------------------------------
+# A grade Observation whose `focus` is the GVHD Condition. Its code: the CIBMTR caDSR CDE
+# 2603692 "Acute GVHD maximum overall grade" (§5.5, C) or our local code. Organ stages arrive as
+# components: caDSR 2797618 skin, 2797671 liver, 5040179 upper GI, 2797633 lower GI (§5.5, C) or
+# our local codes. There is no LOINC or SNOMED CT code for either (§5.5 NOT FOUND).
+CADSR = "http://cdebrowser.nci.nih.gov"
+GVHD_OBSERVATION_SYSTEM = f"{LOCAL}/CodeSystem/gvhd-observation"
+ACUTE_GRADE_OBSERVATION = frozenset(
+    {(CADSR, "2603692"), (GVHD_OBSERVATION_SYSTEM, "acute-gvhd-grade")}
+)
+ORGAN_STAGE_CODES = {
+    (CADSR, "2797618"): "skin",
+    (CADSR, "2797671"): "liver",
+    (CADSR, "5040179"): "upper-gi",
+    (CADSR, "2797633"): "lower-gi",
+    (GVHD_OBSERVATION_SYSTEM, "skin-stage"): "skin",
+    (GVHD_OBSERVATION_SYSTEM, "liver-stage"): "liver",
+    (GVHD_OBSERVATION_SYSTEM, "upper-gi-stage"): "upper-gi",
+    (GVHD_OBSERVATION_SYSTEM, "lower-gi-stage"): "lower-gi",
+}
+# Condition.severity (FHIR condition-severity value set, §6.5): chronic GVHD global severity,
+# never an acute grade. 24484000 / 6736007 V, 255604002 C.
+SEVERITY_SNOMED = {"255604002": "mild", "6736007": "moderate", "24484000": "severe"}
+
+# --- Conditioning regimen drugs (RxNorm; CIBMTR Reporting IG value sets, terminology.md §6.2)
+# Source: GitHub nmdp-ig/cibmtr-reporting-ig build/input/fsh/terminology/medications/
+# med-{busulfan,melphalan,fludarabine,treosulfan}-valueset.fsh (ingredient code first).
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+REGIMEN_RXNORM = {
+    "busulfan": frozenset(
+        {
+            "1828",
+            "284676",
+            "203010",
+            "284425",
+            "332701",
+            "564077",
+            "105550",
+            "317620",
+            "564078",
+            "105551",
+            "315503",
+            "574864",
+            "1729356",
+            "1151374",
+            "1729351",
+            "1729353",
+            "1151375",
+            "371165",
+            "368542",
+            "1151376",
+            "1168702",
+            "1185666",
+            "1185667",
+        }
+    ),
+    "melphalan": frozenset(
+        {
+            "6718",
+            "151325",
+            "1745086",
+            "317646",
+            "332190",
+            "1740948",
+            "446276",
+            "1159787",
+            "1740949",
+            "1159788",
+            "372756",
+            "1159789",
+        }
+    ),
+    "fludarabine": frozenset(
+        {
+            "24698",
+            "877487",
+            "1165043",
+            "1740863",
+            "828708",
+            "1165044",
+            "393413",
+            "828705",
+            "328431",
+            "1740862",
+            "1165045",
+        }
+    ),
+    "treosulfan": frozenset(
+        {"38508", "336841", "393483", "1162765", "377198", "374186", "1162766", "1162767"}
+    ),
+}
+# Busulfan products that are injections (the same value set): their route is intravenous.
+BUSULFAN_IV_RXNORM = frozenset(
+    {"284676", "284425", "315503", "574864", "1729356", "1151374", "1729351", "1729353", "1168702"}
+)
+# Dosage.route (FHIR R4 SNOMED CT route codes value set): intravenous / oral.
+ROUTE_IV_SNOMED = "47625008"
+ROUTE_ORAL_SNOMED = "26643006"
+# Body weight, for a dose given in mg (FHIR R4 vital signs profile, LOINC 29463-7).
+BODY_WEIGHT_LOINC = "29463-7"
+
+# --- Order questions and products (docs/integration.md, "Order questions") -----------------
+ORDER_QUESTIONS = f"{LOCAL}/Questionnaire/order-questions"

@@ -107,6 +107,9 @@ class PatientRecord:
     procedures: list[Any] = field(default_factory=list)
     observations: list[Any] = field(default_factory=list)
     coverages: list[Any] = field(default_factory=list)
+    # as JSON, validated when read (record.validated, through Context)
+    medication_administrations: list[dict[str, Any]] = field(default_factory=list)
+    medication_requests: list[dict[str, Any]] = field(default_factory=list)
     organizations: dict[str, Any] = field(default_factory=dict)
     # Completed worksheets (core/attestation.py reads the ones that answer our questionnaires)
     questionnaire_responses: list[Any] = field(default_factory=list)
@@ -128,3 +131,8 @@ class Order:
     authored_on: date | None
     details: frozenset[str]  # codes from ServiceRequest.orderDetail in our order-detail system
     resource: dict[str, Any]  # the draft ServiceRequest as received (echoed in systemActions)
+    # (code, where the order states it: "Order detail", "Order detail text", "Order question")
+    stated_in: tuple[tuple[str, str], ...] = ()
+
+    def source_of(self, code: str) -> str:
+        return next((where for c, where in self.stated_in if c == code), "Order detail")

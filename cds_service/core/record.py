@@ -10,6 +10,8 @@ from typing import Any
 
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.coverage import Coverage
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.procedure import Procedure
@@ -26,13 +28,20 @@ MODELS: dict[str, Any] = {
     "Observation": Observation,
     "Coverage": Coverage,
     "Organization": Organization,
+    "MedicationAdministration": MedicationAdministration,
+    "MedicationRequest": MedicationRequest,
     "QuestionnaireResponse": QuestionnaireResponse,
 }
+# Kept as JSON and validated only when a fact reads them (`validated`): the regimen decides only
+# when no conditioning intensity is recorded, so most calls never read it.
+_LAZY = frozenset({"MedicationAdministration", "MedicationRequest"})
 _LISTS = {
     "Condition": "conditions",
     "Procedure": "procedures",
     "Observation": "observations",
     "Coverage": "coverages",
+    "MedicationAdministration": "medication_administrations",
+    "MedicationRequest": "medication_requests",
     "QuestionnaireResponse": "questionnaire_responses",
 }
 
@@ -55,7 +64,7 @@ def is_operation_outcome(value: Any) -> bool:
 def sniff_codings(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     """(system, code) pairs of `code.coding` read straight from the JSON, without validation.
     A plain loop: it runs for every prefetched resource (hundreds per call)."""
-    code = raw.get("code")
+    code = raw.get("code") or raw.get("medicationCodeableConcept")  # medications: the drug
     codings = code.get("coding") if isinstance(code, dict) else None
     if not isinstance(codings, list):
         return ()
@@ -153,6 +162,9 @@ def add_resource(
     when = observation_date(raw) if resource_type == "Observation" else None
     if keep is not None and not keep(str(resource_type), codings, when):
         return
+    if resource_type in _LAZY:
+        getattr(record, _LISTS[str(resource_type)]).append(raw)
+        return
     if resource_type == "Observation" and codings:
         status = raw.get("status")
         status = status if isinstance(status, str) else None
@@ -167,6 +179,17 @@ def add_resource(
         record.observations.append(LazyObservation(raw, (), when, resource.status, resource, True))
     else:
         getattr(record, _LISTS[str(resource_type)]).append(resource)
+
+
+def validated(record: PatientRecord, raws: list[Any]) -> list[Any]:
+    """The valid models of resources kept as JSON (see `_LAZY`); each invalid one is recorded as
+    a ParseProblem on `record` and left out."""
+    models = []
+    for raw in raws:
+        model = _validate(record, raw, MODELS[str(raw.get("resourceType"))])
+        if model is not None:
+            models.append(model)
+    return models
 
 
 def add_prefetch_value(

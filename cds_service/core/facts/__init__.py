@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from cds_service.core import codes
 from cds_service.core.facts import (
     car_t,
     chimerism,
+    conditioning,
     contraindications,
     cytopenia,
     diagnosis,
@@ -55,6 +57,7 @@ class FactSpec:
 RECORD_READERS = (
     car_t,
     chimerism,
+    conditioning,
     contraindications,
     cytopenia,
     diagnosis,
@@ -67,6 +70,12 @@ RECORD_READERS = (
 # (and tests it in READS), and the observations prefetch template asks for exactly these.
 OBSERVATION_LOINC: frozenset[str] = frozenset(
     code for module in RECORD_READERS for code in getattr(module, "OBSERVATION_LOINC", ())
+)
+# (system, code) of every Observation a fact reads: the LOINC codes above and the codes of
+# other systems a reader declares in OBSERVATION_CODES (e.g. the GVHD grade, terminology §5.5).
+OBSERVATION_CODES: frozenset[tuple[str, str]] = frozenset(
+    {(codes.LOINC, code) for code in OBSERVATION_LOINC}
+    | {pair for module in RECORD_READERS for pair in getattr(module, "OBSERVATION_CODES", ())}
 )
 
 CATALOGUE: dict[str, FactSpec] = {
@@ -107,9 +116,10 @@ CATALOGUE: dict[str, FactSpec] = {
         transplant.conditioning_intensity,
         ("MAC", "RIC", "NMA"),
         "category",
-        "Conditioning intensity of the index transplant.",
-        "a recorded intensity (MAC is the documented absence of RIC / NMA); none recorded is not "
-        "documented",
+        "Conditioning intensity of the index transplant: recorded, else MAC inferred from a "
+        "myeloablative dose in the regimen given before it (core/facts/conditioning.py).",
+        "a recorded or inferred intensity (MAC is the documented absence of RIC / NMA); none "
+        "recorded and none inferable is not documented (RIC / NMA are never inferred)",
     ),
     "disease_status": FactSpec(
         disease.disease_status,
@@ -141,7 +151,8 @@ CATALOGUE: dict[str, FactSpec] = {
         gvhd.acute_gvhd_grade,
         None,
         "number",
-        "Highest grade (0-4) of active acute GVHD; 0 when none is active.",
+        "Highest grade (0-4) of active acute GVHD (stage summary, else a grade Observation on the "
+        "Condition: its value or its MAGIC organ stages); 0 when none is active.",
         "no active acute GVHD on a completely read problem list (grade 0); active acute GVHD "
         "without a grade is not documented",
     ),
@@ -267,6 +278,7 @@ class Facts:
 
 __all__ = [
     "CATALOGUE",
+    "OBSERVATION_CODES",
     "OBSERVATION_LOINC",
     "RECORD_READERS",
     "Context",

@@ -20,6 +20,7 @@ from cds_service.core.fhir_util import (
     procedure_done,
 )
 from cds_service.core.model import Order, PatientRecord
+from cds_service.core.record import validated
 
 CodingTest = Callable[[str, str], bool]
 _OBS_OK = frozenset({"final", "amended", "corrected", "preliminary"})
@@ -44,6 +45,10 @@ class Thresholds(BaseModel):
     min_transfusions: int = _from("transfusion_dependence", "min_transfusions", gt=0)
     transfusion_lookback_days: int = _from("transfusion_dependence", "lookback_days", gt=0)
     conditioning_max_days_before: int = _from("conditioning", "max_days_before_transplant", ge=0)
+    busulfan_iv_mac_mg_per_kg: float = _from(
+        "conditioning", "busulfan_iv_mac_total_mg_per_kg", gt=0
+    )
+    melphalan_mac_mg_per_m2: float = _from("conditioning", "melphalan_mac_total_mg_per_m2", gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -139,6 +144,15 @@ class Context:
                 if match is None:
                     continue
             yield observation, observation_date(observation), match
+
+    # --- the conditioning regimen (validated on first read) ------------------------------
+    @cached_property
+    def medication_administrations(self) -> list[Any]:
+        return validated(self.record, self.record.medication_administrations)
+
+    @cached_property
+    def medication_requests(self) -> list[Any]:
+        return validated(self.record, self.record.medication_requests)
 
     # --- transplants ----------------------------------------------------------------------
     @cached_property

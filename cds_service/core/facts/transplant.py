@@ -12,7 +12,8 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from cds_service.core import codes
-from cds_service.core.fhir_util import codings, display, fmt, procedure_date, ref
+from cds_service.core.facts.conditioning import inferred_intensity
+from cds_service.core.fhir_util import codings, display, procedure_date, ref
 from cds_service.core.model import Evidence, Fact
 
 if TYPE_CHECKING:  # Context builds its transplants with classify() below
@@ -138,7 +139,8 @@ def hsct_type(ctx: Context) -> Fact:
 
 
 def conditioning_intensity(ctx: Context) -> Fact:
-    """From the extension on the index transplant, else a conditioning Procedure before it."""
+    """From the extension on the index transplant, else a conditioning Procedure before it, else
+    inferred from the regimen given before it (core/facts/conditioning.py): recorded wins."""
     index = ctx.index_transplant
     if index is None:
         return Fact(None, note="no transplant documented")
@@ -174,9 +176,7 @@ def conditioning_intensity(ctx: Context) -> Fact:
             if intensity in ("MAC", "RIC", "NMA"):
                 summary = f"Conditioning procedure: {display(procedure.code)} ({intensity})"
                 return Fact(intensity, (Evidence(ref(procedure), summary, when),))
-    return Fact(
-        None, note=f"conditioning intensity not recorded for the {fmt(index.when)} transplant"
-    )
+    return inferred_intensity(ctx, index)
 
 
 def _is_conditioning(system: str, code: str) -> bool:
