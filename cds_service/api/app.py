@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_service import __version__
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
-from cds_service.api.gather import FetchLimits
+from cds_service.api.limits import GatherLimits
 from cds_service.api.pipeline import PipelineDeps
 from cds_service.api.routes import router
 from cds_service.api.security import harden
@@ -44,9 +44,7 @@ def create_app(
     """`fhir_transport` carries the queries to the EHR's FHIR server (default: real HTTP)."""
     settings = settings or Settings()
     knowledge = knowledge or load(settings.cards_dir)
-    limits = FetchLimits(
-        settings.fhir_budget_seconds, settings.fhir_query_timeout_seconds, settings.fhir_max_pages
-    )
+    limits = GatherLimits.from_settings(settings)
     audit = start_audit(settings)
     app = FastAPI(
         title="DLI / HPC boost medical-necessity CDS Hooks service",

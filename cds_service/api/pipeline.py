@@ -18,8 +18,9 @@ import orjson
 from cds_service.api.allowlist import server_allowed
 from cds_service.api.discovery import ServiceDef
 from cds_service.api.errors import HookError
-from cds_service.api.gather import FETCHED_TYPES, FetchLimits, Gathered, gather
+from cds_service.api.gather import FETCHED_TYPES, Gathered, gather
 from cds_service.api.hooks import ParsedHook, parse_hook
+from cds_service.api.limits import GatherLimits
 from cds_service.audit.record import decision_record
 from cds_service.audit.writer import AuditWriter
 from cds_service.core import Decision, DecisionInputs, decide, relevant_resources
@@ -35,7 +36,7 @@ class PipelineDeps:
 
     settings: Settings
     knowledge: Knowledge
-    limits: FetchLimits
+    limits: GatherLimits
     audit: AuditWriter
     clock: Callable[[], datetime]
     new_uuid: Callable[[], str]

@@ -14,6 +14,7 @@ from cds_service.core.orders import recognise
 from cds_service.core.payer import payer_organizations_to_read
 from cds_service.core.policy import Policy
 from cds_service.core.record import Keep, add_prefetch_value, add_resource, is_operation_outcome
+from cds_service.core.structure import StructureLimits, TooLarge
 
 __all__ = [
     "OBSERVATION_LOINC",
@@ -26,7 +27,9 @@ __all__ = [
     "PatientRecord",
     "Policy",
     "Service",
+    "StructureLimits",
     "Thresholds",
+    "TooLarge",
     "add_prefetch_value",
     "add_resource",
     "codes",

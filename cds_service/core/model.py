@@ -110,6 +110,7 @@ class PatientRecord:
     organizations: dict[str, Any] = field(default_factory=dict)
     problems: list[ParseProblem] = field(default_factory=list)
     unavailable: set[str] = field(default_factory=set)
+    resources_read: int = 0  # prefetched and fetched, held to StructureLimits.resources
 
     def complete(self, resource_type: str) -> bool:
         return resource_type not in self.unavailable
