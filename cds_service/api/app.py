@@ -23,7 +23,8 @@ from cds_service import __version__
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.limits import GatherLimits
-from cds_service.api.pipeline import PipelineDeps
+from cds_service.api.offload import Offload
+from cds_service.api.pipeline import PipelineDeps, adopt_in_worker
 from cds_service.api.routes import router
 from cds_service.api.security import harden
 from cds_service.audit.writer import AuditWriter
@@ -45,6 +46,9 @@ def create_app(
     settings = settings or Settings()
     knowledge = knowledge or load(settings.cards_dir)
     limits = GatherLimits.from_settings(settings)
+    offload = Offload(
+        settings.large_call_bytes, settings.large_call_workers, settings.large_call_queue
+    )
     audit = start_audit(settings)
     app = FastAPI(
         title="DLI / HPC boost medical-necessity CDS Hooks service",
@@ -53,12 +57,13 @@ def create_app(
         redoc_url=None,
         # The schema maps every route and limit: production serves it to nobody.
         openapi_url="/openapi.json" if settings.env == "development" else None,
-        lifespan=_lifespan(audit),
+        lifespan=_lifespan(audit, offload),
     )
     app.state.audit = audit
     app.state.pipeline = PipelineDeps(
-        settings, knowledge, limits, audit, clock, new_uuid, fhir_transport
+        settings, knowledge, limits, audit, clock, new_uuid, fhir_transport, offload
     )
+    offload.bind(adopt_in_worker, app.state.pipeline)
     harden(app, settings, jwks_transport)
     _add_error_handlers(app)
     app.include_router(router)
@@ -66,13 +71,16 @@ def create_app(
     return app
 
 
-def _lifespan(audit: AuditWriter) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    audit: AuditWriter, offload: Offload
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Everything loaded so far (policies, models, code sets) lives as long as the process;
         # freezing it keeps the garbage collector from rescanning it during requests (tail latency).
         gc.freeze()
         yield
+        offload.close()
         audit.close()
 
     return lifespan
