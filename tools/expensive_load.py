@@ -14,8 +14,8 @@ bounded: rate x seconds normal calls and --parallel expensive callers for --seco
 from __future__ import annotations
 
 import argparse
-import os
 import copy
+import os
 import statistics
 import tempfile
 import threading

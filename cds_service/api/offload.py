@@ -47,6 +47,10 @@ class Offload:
         """What each worker runs once: `initializer(initarg)`, passed by fork (not pickled)."""
         self._init = (initializer, initarg)
 
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
     def takes(self, size: int) -> bool:
         return self._init is not None and size > self.threshold
 
