@@ -184,7 +184,11 @@ async def load_round(
 
 
 def load_client(url: str, concurrency: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: a client idle
+    # through the other server's long round would otherwise send on a closing connection.
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=4
+    )
     return httpx.AsyncClient(base_url=url, limits=limits, timeout=30)
 
 

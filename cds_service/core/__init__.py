@@ -13,7 +13,7 @@ from cds_service.core.model import Determination, Order, PatientRecord, Service
 from cds_service.core.orders import recognise
 from cds_service.core.payer import payer_organizations_to_read
 from cds_service.core.policy import Policy
-from cds_service.core.record import Keep, add_prefetch_value, add_resource, is_operation_outcome
+from cds_service.core.record import Keep, add_prefetch_value, is_operation_outcome
 from cds_service.core.structure import StructureLimits, TooLarge
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "Thresholds",
     "TooLarge",
     "add_prefetch_value",
-    "add_resource",
     "codes",
     "decide",
     "is_operation_outcome",
