@@ -48,7 +48,6 @@ from cds_service.core import (
 log = logging.getLogger("cds_service.gather")
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
-DEFAULT_STRUCTURE = StructureLimits()
 PAYER_KEY = "payer"  # the Organization read for an unresolved payor reference
 # What each fetched key carries, for the "could not be retrieved" notes.
 FETCHED_TYPES: dict[str, str] = {**REQUIRED_PREFETCH, PAYER_KEY: "Organization"}
@@ -200,7 +199,7 @@ async def fetch_all(
 
 
 def from_prefetch(
-    parsed: ParsedHook, keep: Keep | None = None, limits: StructureLimits = DEFAULT_STRUCTURE
+    parsed: ParsedHook, keep: Keep | None, limits: StructureLimits
 ) -> tuple[PatientRecord, list[str]]:
     """The record from prefetch alone, and the required keys it lacks. HookError(413) naming the
     limit and where when a prefetched structure is over one."""
