@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     fhir_budget_seconds: float = Field(3.0, alias="CDS_FHIR_BUDGET_SECONDS", gt=0, le=4.5)
     fhir_query_timeout_seconds: float = Field(2.0, alias="CDS_FHIR_QUERY_TIMEOUT_SECONDS", gt=0)
     fhir_max_pages: int = Field(10, alias="CDS_FHIR_MAX_PAGES", ge=1, le=100)
+    fhir_max_page_bytes: int = Field(5_000_000, alias="CDS_FHIR_MAX_PAGE_BYTES", ge=1024)
 
     @field_validator("fhir_allowed_servers", mode="before")
     @classmethod
@@ -68,6 +69,15 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field([], alias="CDS_CORS_ORIGINS")
     max_body_bytes: int = Field(10_000_000, alias="CDS_MAX_BODY_BYTES", ge=1024)
     body_timeout: float = Field(10.0, alias="CDS_BODY_TIMEOUT", gt=0)
+    # What one call's FHIR resources may hold, in prefetch and in fetched pages (api/limits.py).
+    max_codings: int = Field(100, alias="CDS_MAX_CODINGS", ge=1)
+    max_string_chars: int = Field(1_048_576, alias="CDS_MAX_STRING_CHARS", ge=64)
+    max_bundle_entries: int = Field(10_000, alias="CDS_MAX_BUNDLE_ENTRIES", ge=1)
+    max_resources: int = Field(20_000, alias="CDS_MAX_RESOURCES", ge=1)
+    # A call whose body is larger is answered in a worker process (api/offload.py).
+    large_call_bytes: int = Field(262_144, alias="CDS_LARGE_CALL_BYTES", ge=0)
+    large_call_workers: int = Field(1, alias="CDS_LARGE_CALL_WORKERS", ge=1, le=16)
+    large_call_queue: int = Field(16, alias="CDS_LARGE_CALL_QUEUE", ge=1)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

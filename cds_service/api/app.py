@@ -22,8 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cds_service import __version__
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
-from cds_service.api.gather import FetchLimits
-from cds_service.api.pipeline import PipelineDeps
+from cds_service.api.limits import GatherLimits
+from cds_service.api.offload import Offload
+from cds_service.api.pipeline import PipelineDeps, adopt_in_worker
 from cds_service.api.questionnaires import router as questionnaire_router
 from cds_service.api.routes import router
 from cds_service.api.security import harden
@@ -45,8 +46,9 @@ def create_app(
     """`fhir_transport` carries the queries to the EHR's FHIR server (default: real HTTP)."""
     settings = settings or Settings()
     knowledge = knowledge or load(settings.cards_dir)
-    limits = FetchLimits(
-        settings.fhir_budget_seconds, settings.fhir_query_timeout_seconds, settings.fhir_max_pages
+    limits = GatherLimits.from_settings(settings)
+    offload = Offload(
+        settings.large_call_bytes, settings.large_call_workers, settings.large_call_queue
     )
     audit = start_audit(settings)
     app = FastAPI(
@@ -56,12 +58,13 @@ def create_app(
         redoc_url=None,
         # The schema maps every route and limit: production serves it to nobody.
         openapi_url="/openapi.json" if settings.env == "development" else None,
-        lifespan=_lifespan(audit),
+        lifespan=_lifespan(audit, offload),
     )
     app.state.audit = audit
     app.state.pipeline = PipelineDeps(
-        settings, knowledge, limits, audit, clock, new_uuid, fhir_transport
+        settings, knowledge, limits, audit, clock, new_uuid, fhir_transport, offload
     )
+    offload.bind(adopt_in_worker, app.state.pipeline)
     harden(app, settings, jwks_transport, audit)
     _add_error_handlers(app)
     app.include_router(router)
@@ -70,7 +73,9 @@ def create_app(
     return app
 
 
-def _lifespan(audit: AuditWriter) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    audit: AuditWriter, offload: Offload
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Everything loaded so far (policies, models, code sets) lives as long as the process;
@@ -79,6 +84,7 @@ def _lifespan(audit: AuditWriter) -> Callable[[FastAPI], AbstractAsyncContextMan
         yield
         if app.state.verifier is not None:
             app.state.verifier.replay.close()
+        offload.close()
         audit.close()
 
     return lifespan

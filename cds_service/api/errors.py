@@ -44,3 +44,6 @@ class HookError(Exception):
         super().__init__(diagnostics)
         self.status = status
         self.diagnostics = diagnostics
+
+    def __reduce__(self) -> tuple[type[HookError], tuple[int, str]]:
+        return HookError, (self.status, self.diagnostics)  # raised in a large-call worker

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from cds_service.api.allowlist import within
 from cds_service.api.discovery import (
@@ -37,12 +38,14 @@ from cds_service.api.discovery import (
 )
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import ParsedHook
+from cds_service.api.limits import GatherLimits, too_large
 from cds_service.core import (
     Keep,
     PatientRecord,
     Policy,
+    StructureLimits,
+    TooLarge,
     add_prefetch_value,
-    add_resource,
     is_operation_outcome,
     payer_organizations_to_read,
 )
@@ -57,13 +60,6 @@ FETCHED_TYPES: dict[str, str] = {
     **OPTIONAL_PREFETCH,
     PAYER_KEY: "Organization",
 }
-
-
-@dataclass(frozen=True)
-class FetchLimits:
-    budget: float  # seconds for all queries of one call together
-    query_timeout: float  # seconds for one HTTP request (one page)
-    max_pages: int  # Bundle pages read per query, the first included
 
 
 @dataclass
@@ -111,22 +107,40 @@ def _next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
+async def _read_body(client: httpx.AsyncClient, url: str, cap: int) -> bytes:
+    """The body of a 200 answer to GET `url`, streamed: reading stops as soon as it passes
+    `cap` bytes (decoded), so an oversized page never sits in memory whole."""
+    too_large = f"answered a page larger than {cap} bytes (CDS_FHIR_MAX_PAGE_BYTES)"
+    async with client.stream("GET", url) as response:
+        if response.status_code != 200:
+            raise ValueError(f"answered HTTP {response.status_code}")
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise ValueError(too_large)
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise ValueError(too_large)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 async def _read_page(
-    client: httpx.AsyncClient, url: str, timeout: float, expect: str = "Bundle"
+    client: httpx.AsyncClient, url: str, limits: GatherLimits, expect: str = "Bundle"
 ) -> dict[str, Any]:
     """One searchset page (or read resource of type `expect`); any failure is a ValueError whose
     message holds no patient data."""
     try:
-        response = await asyncio.wait_for(client.get(url), timeout)
+        async with asyncio.timeout(limits.query_timeout):
+            raw = await _read_body(client, url, limits.page_bytes)
     except (TimeoutError, httpx.TimeoutException):
-        raise ValueError(f"no answer within {timeout:g} s") from None
+        raise ValueError(f"no answer within {limits.query_timeout:g} s") from None
     except httpx.HTTPError as error:
         raise ValueError(f"could not be reached ({type(error).__name__})") from None
-    if response.status_code != 200:
-        raise ValueError(f"answered HTTP {response.status_code}")
     try:
-        body = response.json()
-    except ValueError:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise ValueError("answered with something that is not JSON") from None
     if not isinstance(body, dict) or body.get("resourceType") not in (expect, "OperationOutcome"):
         raise ValueError(f"answered with something that is not a FHIR {expect}")
@@ -135,7 +149,7 @@ async def _read_page(
     return body
 
 
-async def _fetch(client: httpx.AsyncClient, base: str, job: KeyFetch, limits: FetchLimits) -> None:
+async def _fetch(client: httpx.AsyncClient, base: str, job: KeyFetch, limits: GatherLimits) -> None:
     """Read every page of `job.url` into `job.pages`; a failure is noted in `job.problem`.
 
     Pages already read are kept when a later one fails: what they hold is still true, and
@@ -144,7 +158,7 @@ async def _fetch(client: httpx.AsyncClient, base: str, job: KeyFetch, limits: Fe
     url: str | None = job.url
     while url is not None:
         try:
-            page = await _read_page(client, url, limits.query_timeout, job.expect)
+            page = await _read_page(client, url, limits, job.expect)
         except ValueError as error:
             where = f" (page {len(job.pages) + 1})" if job.pages else ""
             job.problem = f"the EHR's FHIR server {error}{where}"
@@ -169,7 +183,7 @@ async def fetch_all(
     fhir_server: str,
     token: str,
     jobs: list[KeyFetch],
-    limits: FetchLimits,
+    limits: GatherLimits,
     transport: httpx.AsyncBaseTransport | None,
 ) -> None:
     """Run every job concurrently; whatever is unfinished when the budget runs out is cancelled."""
@@ -193,23 +207,48 @@ async def fetch_all(
             )
 
 
-def from_prefetch(parsed: ParsedHook, keep: Keep | None = None) -> tuple[PatientRecord, list[str]]:
-    """The record from prefetch alone, and the required keys it lacks."""
+def from_prefetch(
+    parsed: ParsedHook, keep: Keep | None, limits: StructureLimits
+) -> tuple[PatientRecord, list[str]]:
+    """The record from prefetch alone, and the required keys it lacks. HookError(413) naming the
+    limit and where when a prefetched structure is over one."""
     prefetch = parsed.request.prefetch or {}
     missing = missing_keys(prefetch)
     record = PatientRecord()
-    for key, resource_type in REQUIRED_PREFETCH.items():
-        if key not in missing:
-            add_prefetch_value(record, prefetch[key], resource_type, keep)
-    for key, resource_type in OPTIONAL_PREFETCH.items():
-        if key not in missing_keys(prefetch, OPTIONAL_PREFETCH):
-            add_prefetch_value(record, prefetch[key], resource_type, keep)
+    optional = missing_keys(prefetch, OPTIONAL_PREFETCH)
+    try:
+        for key, resource_type in (*REQUIRED_PREFETCH.items(), *OPTIONAL_PREFETCH.items()):
+            if key not in missing and key not in optional:
+                add_prefetch_value(
+                    record, prefetch[key], resource_type, keep, limits, f"prefetch.{key}"
+                )
+    except TooLarge as error:
+        raise HookError(413, too_large(error)) from None
     return record, missing
+
+
+def _add_pages(
+    record: PatientRecord,
+    job: KeyFetch,
+    resource_type: str,
+    keep: Keep | None,
+    limits: GatherLimits,
+) -> None:
+    """Add the pages read for `job`. A page over a structural limit fails the key as a 5xx
+    would: what came before it stays, nothing after it is read, and `job.problem` says why."""
+    for number, page in enumerate(job.pages, 1):
+        try:
+            add_prefetch_value(record, page, resource_type, keep, limits.structure, resource_type)
+        except TooLarge as error:
+            job.problem = (
+                f"the EHR's FHIR server answered over a limit (page {number}): {too_large(error)}"
+            )
+            return
 
 
 async def gather(
     parsed: ParsedHook,
-    limits: FetchLimits,
+    limits: GatherLimits,
     transport: httpx.AsyncBaseTransport | None = None,
     keep: Keep | None = None,
     policies: tuple[Policy, ...] = (),
@@ -220,7 +259,7 @@ async def gather(
     Raises HookError(412) when required data can be had neither from prefetch nor the server.
     """
     started = time.perf_counter()
-    record, missing = from_prefetch(parsed, keep)
+    record, missing = from_prefetch(parsed, keep, limits.structure)
     optional = missing_keys(parsed.request.prefetch or {}, OPTIONAL_PREFETCH)
     unretrieved = await _fetch_missing(parsed, record, (missing, optional), limits, transport, keep)
     payers = payer_organizations_to_read(record, policies) if policies else ()
@@ -242,7 +281,7 @@ async def _read_payers(
     hook_instance: str,
     record: PatientRecord,
     payers: tuple[str, ...],
-    limits: FetchLimits,
+    limits: GatherLimits,
     transport: httpx.AsyncBaseTransport | None,
 ) -> str | None:
     """Read `Organization/{id}` for each payor id from `where` (fhirServer, token) into the
@@ -267,8 +306,7 @@ async def _read_payers(
         sum(j.problem is None for j in jobs),
     )
     for job in jobs:
-        for page in job.pages:
-            add_resource(record, page, "Organization")
+        _add_pages(record, job, "Organization", None, limits)
     return next((j.problem for j in jobs if j.problem is not None), None)
 
 
@@ -276,7 +314,7 @@ async def _fetch_missing(
     parsed: ParsedHook,
     record: PatientRecord,
     keys: tuple[list[str], list[str]],
-    limits: FetchLimits,
+    limits: GatherLimits,
     transport: httpx.AsyncBaseTransport | None,
     keep: Keep | None,
 ) -> dict[str, str]:
@@ -323,18 +361,19 @@ async def _fetch_missing(
             "required prefetch not provided and the EHR's FHIR server supplied none of it: "
             + "; ".join(f"{j.key}: {j.problem}" for j in required),
         )
-    return _add_fetched(record, jobs, keep)
+    return _add_fetched(record, jobs, keep, limits)
 
 
-def _add_fetched(record: PatientRecord, jobs: list[KeyFetch], keep: Keep | None) -> dict[str, str]:
+def _add_fetched(
+    record: PatientRecord, jobs: list[KeyFetch], keep: Keep | None, limits: GatherLimits
+) -> dict[str, str]:
     """The fetched pages into `record`; key -> why it could not be (fully) had."""
     unretrieved = {}
     for job in jobs:
         if job.key in UNREPORTED_OPTIONAL and job.problem is not None:
             continue  # no worksheet answers is not a gap in the record: the card just lacks them
         resource_type = FETCHED_TYPES[job.key]
-        for page in job.pages:
-            add_prefetch_value(record, page, resource_type, keep)
+        _add_pages(record, job, resource_type, keep, limits)
         if job.problem is not None:
             record.unavailable.add(resource_type)
             unretrieved[job.key] = job.problem

@@ -1,25 +1,70 @@
-"""Input limits, so no request can hang the service or exhaust its memory.
+"""Input limits, so no request can hang the service or exhaust its memory. Every number is a
+setting (cds_service/settings.py, README "Settings").
 
 `BodyLimit` (ASGI middleware) reads each request body before the app sees it: at most
 `max_bytes` (413) within `timeout` seconds (408). `check_json_shape` bounds what a parsed body
 may contain: nesting depth and the size of any one array or object (a prefetch Bundle's entries).
+`GatherLimits` holds what gathering one call's record may cost: the FHIR fetch's time, pages
+and bytes per page, and the structural limits (core/structure.py) that prefetch and fetched
+pages alike are held to as they are read: over one, prefetch is a 413 naming the limit and
+where (`too_large`); a fetched page fails its key as a 5xx would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service.api.errors import HookError, error_response
+from cds_service.core import StructureLimits, TooLarge
+from cds_service.settings import Settings
 
 MAX_JSON_DEPTH = 64  # a FHIR Bundle in prefetch in a hook request is about 15 deep
 MAX_JSON_ITEMS = 20_000  # items in one array / members in one object
 
 # A JSON escape for a character FHIR strings may not hold: below U+0020 except tab, LF, CR.
 _FORBIDDEN_ESCAPE = re.compile(rb"\\(?:[bf]|u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]))")
+
+
+LIMIT_SETTINGS = {
+    "codings": "CDS_MAX_CODINGS",
+    "string_chars": "CDS_MAX_STRING_CHARS",
+    "bundle_entries": "CDS_MAX_BUNDLE_ENTRIES",
+    "resources": "CDS_MAX_RESOURCES",
+}
+
+
+@dataclass(frozen=True)
+class GatherLimits:
+    budget: float  # seconds for all FHIR queries of one call together
+    query_timeout: float  # seconds for one HTTP request (one page)
+    max_pages: int  # Bundle pages read per query, the first included
+    page_bytes: int = 5_000_000  # bytes of one fetched page (its body, decoded)
+    structure: StructureLimits = field(default_factory=StructureLimits)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatherLimits:
+        return cls(
+            settings.fhir_budget_seconds,
+            settings.fhir_query_timeout_seconds,
+            settings.fhir_max_pages,
+            settings.fhir_max_page_bytes,
+            StructureLimits(
+                settings.max_codings,
+                settings.max_string_chars,
+                settings.max_bundle_entries,
+                settings.max_resources,
+            ),
+        )
+
+
+def too_large(error: TooLarge) -> str:
+    """What broke a structural limit, where, and the setting that holds it."""
+    return f"{error} ({LIMIT_SETTINGS[error.limit]})"
 
 
 class BodyLimit:

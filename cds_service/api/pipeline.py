@@ -2,10 +2,13 @@
 
 The route (api/routes.py) only reads the body and hands it here; what runs after the answer is
 sent (the log line and the audit record) is `after_answer`, so it never delays the clinician.
+A large call is answered the same way in a worker process (api/offload.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -16,10 +19,12 @@ import httpx
 import orjson
 
 from cds_service.api.allowlist import server_allowed
-from cds_service.api.discovery import ServiceDef
+from cds_service.api.discovery import SERVICES, ServiceDef
 from cds_service.api.errors import HookError
-from cds_service.api.gather import FETCHED_TYPES, FetchLimits, Gathered, gather
+from cds_service.api.gather import FETCHED_TYPES, Gathered, gather
 from cds_service.api.hooks import ParsedHook, parse_hook
+from cds_service.api.limits import GatherLimits
+from cds_service.api.offload import Offload, worker_process_setup
 from cds_service.audit.record import decision_record
 from cds_service.audit.writer import AuditWriter
 from cds_service.core import Decision, DecisionInputs, decide, relevant_resources
@@ -35,11 +40,12 @@ class PipelineDeps:
 
     settings: Settings
     knowledge: Knowledge
-    limits: FetchLimits
+    limits: GatherLimits
     audit: AuditWriter
     clock: Callable[[], datetime]
     new_uuid: Callable[[], str]
     fhir_transport: httpx.AsyncBaseTransport | None = None
+    offload: Offload | None = None  # None: every call answered on the event loop
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ def parse(body: bytes, service: ServiceDef, settings: Settings) -> ParsedHook:
 
 async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer:
     started = time.perf_counter()
+    if deps.offload is not None and deps.offload.takes(len(body)):
+        result = await deps.offload.run(_answer_in_worker, body, service.id)
+        return dataclasses.replace(result, latency_ms=_since(started))  # the wait included
     parsed = parse(body, service, deps.settings)
     if not parsed.orders:
         return Answer(b'{"cards":[]}', parsed, None, None, _since(started))
@@ -91,6 +100,43 @@ async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer
         )
     )
     return Answer(orjson.dumps(decision.body), parsed, decision, gathered, _since(started))
+
+
+_WORKER_DEPS: list[PipelineDeps] = []  # in a large-call worker process: its app's deps
+
+
+def adopt_in_worker(deps: PipelineDeps) -> None:
+    """Run once in each large-call worker (forked): answer with the app's deps, inline."""
+    _WORKER_DEPS[:] = [dataclasses.replace(deps, offload=None)]
+    worker_process_setup()
+
+
+def _answer_in_worker(body: bytes, service_id: str) -> Answer:
+    result = asyncio.run(answer(body, SERVICES[service_id], _WORKER_DEPS[0]))
+    release(result)
+    return result
+
+
+def release(result: Answer) -> None:
+    """Drop what the call read (prefetch JSON, validated resources), keeping what the log line
+    and the audit record need: only that is sent back from the worker, and the rest is freed
+    there, where freeing a million JSON nodes costs the event loop nothing."""
+    if result.parsed.request.prefetch is not None:
+        result.parsed.request.prefetch.clear()
+    if result.gathered is not None:
+        record = result.gathered.record
+        held_lists = (
+            record.conditions,
+            record.procedures,
+            record.observations,
+            record.coverages,
+            record.medication_administrations,
+            record.medication_requests,
+            record.questionnaire_responses,
+        )
+        for held in held_lists:
+            held.clear()
+        record.organizations.clear()
 
 
 def _since(started: float) -> float:

@@ -35,7 +35,7 @@ from cds_service.api.gather import from_prefetch, query_url
 from cds_service.api.hooks import parse_hook
 from cds_service.audit.writer import BATCH_WINDOW
 from cds_service.bench.workload import order_sign_request, resource_count
-from cds_service.core import DecisionInputs, Service, decide, relevant_resources
+from cds_service.core import DecisionInputs, Service, StructureLimits, decide, relevant_resources
 from cds_service.fixture_server import create_fixture_server, serve_in_thread
 from cds_service.policy_store import load
 from cds_service.scenarios import build_request, find_scenario, point_at_fhir_server
@@ -78,9 +78,8 @@ def pipeline() -> Callable[[bytes], tuple[bytes, object]]:
     def run(body: bytes) -> tuple[bytes, object]:
         parsed = parse_hook(body, service)
         today = datetime.now(UTC).date()
-        record, _ = from_prefetch(
-            parsed, relevant_resources(parsed.orders, today, knowledge.thresholds)
-        )
+        keep = relevant_resources(parsed.orders, today, knowledge.thresholds)
+        record, _ = from_prefetch(parsed, keep, StructureLimits())
         decision = decide(DecisionInputs(
             service.hook, parsed.orders, record, knowledge.policies, knowledge.thresholds,
             parsed.options, today, lambda: str(uuid.uuid4()),
@@ -184,7 +183,11 @@ async def load_round(
 
 
 def load_client(url: str, concurrency: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive closes them: a client idle
+    # through the other server's long round would otherwise send on a closing connection.
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=4
+    )
     return httpx.AsyncClient(base_url=url, limits=limits, timeout=30)
 
 

@@ -16,6 +16,7 @@ from cds_service.core.policy import Policy
 from cds_service.core.prefill import questionnaire_package
 from cds_service.core.questionnaire import Worksheet, worksheets
 from cds_service.core.record import Keep, add_prefetch_value, add_resource, is_operation_outcome
+from cds_service.core.structure import StructureLimits, TooLarge
 
 __all__ = [
     "OBSERVATION_CODES",
@@ -29,7 +30,9 @@ __all__ = [
     "PatientRecord",
     "Policy",
     "Service",
+    "StructureLimits",
     "Thresholds",
+    "TooLarge",
     "Worksheet",
     "add_prefetch_value",
     "add_resource",

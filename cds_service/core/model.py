@@ -115,6 +115,7 @@ class PatientRecord:
     questionnaire_responses: list[Any] = field(default_factory=list)
     problems: list[ParseProblem] = field(default_factory=list)
     unavailable: set[str] = field(default_factory=set)
+    resources_read: int = 0  # prefetched and fetched, held to StructureLimits.resources
 
     def complete(self, resource_type: str) -> bool:
         return resource_type not in self.unavailable

@@ -20,6 +20,15 @@ from pydantic import ValidationError
 
 from cds_service.core.fhir_util import to_date
 from cds_service.core.model import ParseProblem, PatientRecord
+from cds_service.core.structure import (
+    StructureLimits,
+    TooLarge,
+    check_codings,
+    check_entries,
+    check_resource,
+)
+
+DEFAULT_LIMITS = StructureLimits()
 
 # Only the resource types the evaluation reads are validated; anything else is skipped unread.
 MODELS: dict[str, Any] = {
@@ -147,8 +156,14 @@ def observation_date(raw: dict[str, Any]) -> date | None:
 
 
 def add_resource(
-    record: PatientRecord, raw: Any, expected_type: str | None = None, keep: Keep | None = None
+    record: PatientRecord,
+    raw: Any,
+    expected_type: str | None = None,
+    keep: Keep | None = None,
+    limits: StructureLimits = DEFAULT_LIMITS,
 ) -> None:
+    """Add one resource: skipped if no fact reads it, else held to `limits` (TooLarge, its
+    path relative to the resource) and validated."""
     if not isinstance(raw, dict):
         record.problems.append(ParseProblem(expected_type or "Resource", None, "not a JSON object"))
         if expected_type:
@@ -158,10 +173,13 @@ def add_resource(
     model = MODELS.get(resource_type) if isinstance(resource_type, str) else None
     if model is None:
         return
+    code = raw.get("code")
+    check_codings(code.get("coding") if isinstance(code, dict) else None, limits, ".code.coding")
     codings = sniff_codings(raw)
     when = observation_date(raw) if resource_type == "Observation" else None
     if keep is not None and not keep(str(resource_type), codings, when):
         return
+    check_resource(raw, limits)
     if resource_type in _LAZY:
         getattr(record, _LISTS[str(resource_type)]).append(raw)
         return
@@ -193,9 +211,16 @@ def validated(record: PatientRecord, raws: list[Any]) -> list[Any]:
 
 
 def add_prefetch_value(
-    record: PatientRecord, value: Any, expected_type: str, keep: Keep | None = None
+    record: PatientRecord,
+    value: Any,
+    expected_type: str,
+    keep: Keep | None = None,
+    limits: StructureLimits = DEFAULT_LIMITS,
+    where: str = "prefetch",
 ) -> None:
-    """Add one prefetch value (a Bundle, a single resource, or null = no data)."""
+    """Add one prefetch value (a Bundle, a single resource, or null = no data) found at JSON
+    path `where`. TooLarge (core/structure.py) when it breaks a limit; what was added before
+    stays in the record."""
     if value is None:
         return
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
@@ -204,11 +229,21 @@ def add_prefetch_value(
             record.problems.append(ParseProblem(expected_type, None, "Bundle.entry is not a list"))
             record.unavailable.add(expected_type)
             return
-        for entry in entries:
+        check_entries(entries, record.resources_read, limits, where)
+        record.resources_read += len(entries)
+        for i, entry in enumerate(entries):
             resource = entry.get("resource") if isinstance(entry, dict) else None
-            add_resource(record, resource, expected_type, keep)
+            try:
+                add_resource(record, resource, expected_type, keep, limits)
+            except TooLarge as error:
+                raise error.within(f"{where}.entry[{i}].resource") from None
         return
-    add_resource(record, value, expected_type, keep)
+    check_entries([value], record.resources_read, limits, where)
+    record.resources_read += 1
+    try:
+        add_resource(record, value, expected_type, keep, limits)
+    except TooLarge as error:
+        raise error.within(where) from None
 
 
 def supporting_responses(order_resource: dict[str, Any]) -> list[Any]:

@@ -1,0 +1,96 @@
+"""How large the FHIR resources of one call may be: codings per CodeableConcept, characters per
+string, entries per Bundle, resources per call.
+
+The cost of a call is in validating the resources the evaluation reads (fhir.resources, about
+15 µs per coding): these limits keep one resource, one Bundle and one call within sane sizes.
+They are checked as resources are read (core/record.py): every Bundle and every resource's
+`code.coding` (what decides whether it is read at all), and the whole of every resource that is
+read. A resource no fact reads is skipped unread, so what it holds deeper costs nothing and is
+not checked. The numbers come from settings (api/limits.py); the defaults here are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StructureLimits:
+    codings: int = 100  # codings in one CodeableConcept
+    string_chars: int = 1_048_576  # characters in one string (FHIR R4's own bound, 1 MB)
+    bundle_entries: int = 10_000  # entries in one Bundle (a prefetch value or a fetched page)
+    resources: int = 20_000  # resources in one call, prefetched and fetched together
+
+
+_WHAT = {
+    "codings": "codings in one CodeableConcept",
+    "string_chars": "characters in one string",
+    "bundle_entries": "entries in one Bundle",
+    "resources": "resources in one call",
+}
+
+
+class TooLarge(Exception):
+    """A structure over one of the StructureLimits: which limit, and where (a JSON path; never
+    the value, which may be patient data)."""
+
+    def __init__(self, limit: str, where: str, found: int, allowed: int) -> None:
+        self.limit, self.where, self.found, self.allowed = limit, where, found, allowed
+        super().__init__(f"{where} has {found} {_WHAT[limit]}; at most {allowed}")
+
+    def within(self, prefix: str) -> TooLarge:
+        """The same error, `where` read from an enclosing node at path `prefix`. (Paths are
+        built only on failure: building one per resource read would cost on every call.)"""
+        return TooLarge(self.limit, prefix + self.where, self.found, self.allowed)
+
+
+def check_codings(codings: Any, limits: StructureLimits, where: str) -> None:
+    if isinstance(codings, list) and len(codings) > limits.codings:
+        raise TooLarge("codings", where, len(codings), limits.codings)
+
+
+def check_entries(
+    entries: list[Any], read_before: int, limits: StructureLimits, where: str
+) -> None:
+    """A Bundle's entries against the entry limit, and with the `read_before` resources of the
+    call against the resource limit."""
+    if len(entries) > limits.bundle_entries:
+        raise TooLarge("bundle_entries", f"{where}.entry", len(entries), limits.bundle_entries)
+    if read_before + len(entries) > limits.resources:
+        raise TooLarge("resources", where, read_before + len(entries), limits.resources)
+
+
+def check_resource(raw: dict[str, Any], limits: StructureLimits, where: str = "") -> None:
+    """TooLarge if any CodeableConcept or string in `raw` is over its limit. Iterative and
+    without paths (a resource is walked on every call that reads it); the path is found only
+    for the one node that broke a limit."""
+    stack: list[Any] = [raw]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            codings = value.get("coding")
+            if isinstance(codings, list) and len(codings) > limits.codings:
+                where = _path(raw, codings, where)
+                raise TooLarge("codings", where, len(codings), limits.codings)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str) and len(value) > limits.string_chars:
+            raise TooLarge(
+                "string_chars", _path(raw, value, where), len(value), limits.string_chars
+            )
+
+
+def _path(node: Any, target: Any, where: str) -> str:
+    """The JSON path of `target` (found by identity) inside `node`, `where` being node's path."""
+    stack = [(node, where)]
+    while stack:
+        value, path = stack.pop()
+        if value is target:
+            return path
+        if isinstance(value, dict):
+            stack.extend((child, f"{path}.{key}") for key, child in value.items())
+        elif isinstance(value, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(value))
+    return where

@@ -1,0 +1,276 @@
+"""Work limits through the real HTTP API: structural limits on prefetch (413 + OperationOutcome
+naming the limit, the place and the setting, never the value), fetched pages over a structural
+limit or the byte cap (the key fails as a 5xx does), and large calls answered in the worker
+process exactly as they are on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from cds_service.api.errors import HookError
+from cds_service.api.offload import Offload
+from cds_service.bench.workload import order_sign_request
+from tests.test_fetch import (
+    FULL,
+    KEYS,
+    SIGN,
+    app_client,
+    evaluations,
+    hook,
+    mock_ehr,
+    only_missing,
+)
+
+SECRET = "Zebra-Quartz-7781"  # a value that must never appear in an answer or a log
+
+
+def condition(codings: int) -> dict[str, Any]:
+    """The AML diagnosis (a Condition the evaluation reads) with `codings` codings in its code."""
+    resource: dict[str, Any] = copy.deepcopy(FULL["conditions"]["entry"][0]["resource"])
+    resource["id"] = "many-codings"
+    extra = [{"system": "http://snomed.info/sct", "code": str(900 + i)} for i in range(codings)]
+    resource["code"]["coding"] = resource["code"]["coding"][:1] + extra[: codings - 1]
+    return resource
+
+
+def with_conditions(*resources: dict[str, Any]) -> dict[str, Any]:
+    request = copy.deepcopy(hook(dict.fromkeys(KEYS, "present"), server=None))
+    request["prefetch"]["conditions"]["entry"] += [{"resource": r} for r in resources]
+    return request
+
+
+def long_note() -> dict[str, Any]:
+    resource = condition(1)
+    resource["note"] = [{"text": SECRET + "x" * 100}]
+    return resource
+
+
+def unread_with_long_code() -> dict[str, Any]:
+    """A Condition no fact reads, its code.coding over the limit: still refused (its codes
+    are read to decide whether to read it)."""
+    resource = condition(1)
+    resource["code"]["coding"] = [{"system": "urn:x", "code": str(i)} for i in range(5)]
+    return resource
+
+
+def category_codings() -> dict[str, Any]:
+    resource = condition(1)
+    resource["category"] = [{"coding": [{"system": "urn:x", "code": str(i)} for i in range(5)]}]
+    return resource
+
+
+OVER_A_LIMIT = [
+    (
+        "codings",
+        with_conditions(condition(5)),
+        "CDS_MAX_CODINGS",
+        "prefetch.conditions.entry[2].resource.code.coding has 5 codings in one CodeableConcept; at most 4",
+    ),
+    (
+        "codings in a category",
+        with_conditions(category_codings()),
+        "CDS_MAX_CODINGS",
+        "prefetch.conditions.entry[2].resource.category[0].coding has 5",
+    ),
+    (
+        "codings of an unread resource",
+        with_conditions(unread_with_long_code()),
+        "CDS_MAX_CODINGS",
+        "prefetch.conditions.entry[2].resource.code.coding has 5",
+    ),
+    (
+        "string",
+        with_conditions(long_note()),
+        "CDS_MAX_STRING_CHARS",
+        "prefetch.conditions.entry[2].resource.note[0].text has 117 characters in one string; at most 100",
+    ),
+    (
+        "entries",
+        with_conditions(*[condition(1)] * 4),
+        "CDS_MAX_BUNDLE_ENTRIES",
+        "prefetch.conditions.entry has 6 entries in one Bundle; at most 5",
+    ),
+    (
+        "resources",
+        with_conditions(condition(1)),
+        "CDS_MAX_RESOURCES",
+        "prefetch.observations has 14 resources in one call; at most 12",
+    ),
+]
+LIMITS = {
+    "CDS_MAX_CODINGS": 4,
+    "CDS_MAX_STRING_CHARS": 100,
+    "CDS_MAX_BUNDLE_ENTRIES": 5,
+    "CDS_MAX_RESOURCES": 12,
+}
+
+
+@pytest.mark.parametrize(("why", "request_", "setting", "diagnostics"), OVER_A_LIMIT, ids=[c[0] for c in OVER_A_LIMIT])  # fmt: skip
+def test_prefetch_over_a_structural_limit_is_a_413_naming_the_limit_and_where(
+    why: str, request_: dict[str, Any], setting: str, diagnostics: str
+) -> None:
+    limits = {**{k: 10_000 for k in LIMITS}, "CDS_MAX_STRING_CHARS": 1_000_000, setting: LIMITS[setting]}  # fmt: skip
+    client = app_client(None, **limits)
+    response = client.post(SIGN, json=request_)
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    issue = outcome["issue"][0]
+    assert issue["code"] == "too-costly"
+    assert diagnostics in issue["diagnostics"] and f"({setting})" in issue["diagnostics"]
+    assert SECRET not in response.text
+    # The same call within the limits (the defaults) is answered.
+    assert app_client(None).post(SIGN, json=request_).status_code == 200
+
+
+def test_a_call_at_each_limit_is_answered() -> None:
+    request = with_conditions(condition(4), long_note())
+    client = app_client(None, CDS_MAX_CODINGS=4, CDS_MAX_STRING_CHARS=117, CDS_MAX_BUNDLE_ENTRIES=9, CDS_MAX_RESOURCES=15)  # fmt: skip
+    response = client.post(SIGN, json=request)
+    assert response.status_code == 200, response.text
+    assert evaluations(response.json())[0]["determination"] == "meets-criteria"
+
+
+def observations_page(extra: dict[str, Any]) -> dict[str, Any]:
+    page: dict[str, Any] = copy.deepcopy(FULL["observations"])
+    page["entry"].append({"resource": extra})
+    return page
+
+
+def fails_like_a_5xx(body: dict[str, Any], reason: str) -> None:
+    """The Observation key failed: its criteria unknown, the rest unaffected, the card says why."""
+    (result,) = evaluations(body)
+    statuses = {c["id"]: c["status"] for c in result["criteria"]}
+    assert statuses["molina-dli-mixed-chimerism"] == "unknown"
+    assert statuses["molina-dli-allogeneic-hsct"] == "met"
+    assert result["determination"] == "needs-information"
+    detail = body["cards"][0]["detail"].replace("\\", "")  # Markdown escapes (_ [ ]) undone
+    assert "**Could not be retrieved from the EHR**" in detail
+    assert f"Observation data (observations): the EHR's FHIR server {reason}" in detail
+
+
+def test_a_fetched_page_over_a_structural_limit_fails_its_key_like_a_5xx() -> None:
+    many = copy.deepcopy(FULL["observations"]["entry"][0]["resource"])
+    many["id"] = "many-codings"
+    many["code"]["coding"] += [{"system": "urn:x", "code": str(i)} for i in range(120)]
+
+    async def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=observations_page(many))
+
+    response = app_client(mock_ehr(answer)).post(SIGN, json=hook(only_missing("observations")))
+    assert response.status_code == 200, response.text
+    fails_like_a_5xx(
+        response.json(),
+        "answered over a limit (page 1): Observation.entry[9].resource.code.coding has 121 "
+        "codings in one CodeableConcept; at most 100 (CDS_MAX_CODINGS)",
+    )
+
+
+def test_fetched_pages_count_towards_the_resources_per_call() -> None:
+    async def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=FULL["observations"])  # read only
+
+    prefetched = 1 + 2 + 1  # coverage, conditions, procedures
+    limit = prefetched + len(FULL["observations"]["entry"]) - 1
+    client = app_client(mock_ehr(answer), CDS_MAX_RESOURCES=limit)
+    response = client.post(SIGN, json=hook(only_missing("observations")))
+    assert response.status_code == 200, response.text
+    fails_like_a_5xx(response.json(), "answered over a limit (page 1): Observation has")
+
+
+class Endless(httpx.AsyncByteStream):
+    """A body of 64 kB chunks that never ends (no Content-Length); counts what was read."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        head = b'{"resourceType": "Bundle", "type": "searchset", "entry": ['
+        yield head
+        while True:
+            self.chunks += 1
+            yield b" " * 65_536
+            await asyncio.sleep(0)
+
+
+def test_a_fetched_page_over_the_byte_cap_is_not_read_past_it_and_fails_its_key() -> None:
+    stream = Endless()
+
+    async def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=stream)
+
+    client = app_client(mock_ehr(answer), CDS_FHIR_MAX_PAGE_BYTES=1_000_000)
+    response = client.post(SIGN, json=hook(only_missing("observations")))
+    assert response.status_code == 200, response.text
+    assert stream.chunks <= 1_000_000 // 65_536 + 1  # stopped at the cap, not at 50 MB
+    fails_like_a_5xx(
+        response.json(),
+        "answered a page larger than 1000000 bytes (CDS_FHIR_MAX_PAGE_BYTES)",
+    )
+
+
+def test_a_declared_content_length_over_the_cap_is_refused_before_reading() -> None:
+    page = orjson.dumps(FULL["observations"])
+
+    async def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=page)  # sets Content-Length
+
+    client = app_client(mock_ehr(answer), CDS_FHIR_MAX_PAGE_BYTES=len(page) - 1)
+    response = client.post(SIGN, json=hook(only_missing("observations")))
+    fails_like_a_5xx(response.json(), f"answered a page larger than {len(page) - 1} bytes")
+    client = app_client(mock_ehr(answer), CDS_FHIR_MAX_PAGE_BYTES=len(page))
+    response = client.post(SIGN, json=hook(only_missing("observations")))
+    assert "Could not be retrieved" not in response.text
+
+
+LARGE = order_sign_request(1500)  # a long record: about 650 kB, over CDS_LARGE_CALL_BYTES
+
+
+def test_a_large_call_is_answered_in_the_worker_exactly_as_on_the_loop() -> None:
+    inline = app_client(None, CDS_LARGE_CALL_BYTES=100_000_000)
+    worker = app_client(None)
+    on_loop: Any = inline.app
+    in_worker: Any = worker.app
+    assert len(orjson.dumps(LARGE)) > in_worker.state.pipeline.settings.large_call_bytes
+    expected = inline.post(SIGN, json=LARGE)
+    answered = worker.post(SIGN, json=LARGE)
+    assert answered.status_code == expected.status_code == 200
+    assert evaluations(answered.json()) == evaluations(expected.json())
+    assert in_worker.state.pipeline.offload.started
+    assert not on_loop.state.pipeline.offload.started
+    # Its log line and audit record are written in this process, from what came back.
+    audit = in_worker.state.audit
+    assert audit.flush()
+    assert audit.health()["written"] == 1
+
+
+@pytest.mark.parametrize(
+    ("spoil", "status"),
+    [
+        (lambda r: r.update(hook="order-select"), 400),
+        (lambda r: r["prefetch"]["conditions"]["entry"].append({"resource": condition(101)}), 413),
+    ],
+    ids=["invalid", "over a limit"],
+)
+def test_a_refused_large_call_is_refused_the_same_from_the_worker(spoil: Any, status: int) -> None:
+    request = copy.deepcopy(LARGE)
+    spoil(request)
+    response = app_client(None).post(SIGN, json=request)
+    assert response.status_code == status, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_large_calls_beyond_the_queue_are_refused_with_503() -> None:
+    offload = Offload(0, 1, queue=2)
+    offload.in_flight = 2
+    with pytest.raises(HookError) as refused:
+        asyncio.run(offload.run(len, b""))
+    assert refused.value.status == 503
