@@ -150,7 +150,7 @@ def expensive_calls(base: str, body: bytes, seconds: float) -> tuple[list[float]
 
 
 def run(base: str, args: argparse.Namespace) -> None:
-    body = expensive_request(LIMITS.max_body_bytes, LIMITS.max_codings)
+    body = expensive_request(args.body_bytes or LIMITS.max_body_bytes, LIMITS.max_codings)
     with client(base) as http:
         status, ms = post(http, body)
     print(f"one expensive call alone: {len(body):,} bytes, HTTP {status}, {ms:.0f} ms")
@@ -187,6 +187,12 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--url", help="a running development service (default: start one)")
+    parser.add_argument(
+        "--body-bytes",
+        type=int,
+        help="size of each expensive call (default: the body limit); just under "
+        "CDS_LARGE_CALL_BYTES measures the largest call still answered on the event loop",
+    )
     args = parser.parse_args()
     if args.url:
         run(args.url, args)
