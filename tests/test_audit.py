@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -624,6 +627,31 @@ def test_migrations_of_different_databases_in_one_process_do_not_interfere(
             tables = set(inspect(connection).get_table_names())
         assert {t.name for t in Base.metadata.sorted_tables} <= tables
         store.close()
+
+
+def test_a_process_forked_during_a_migration_does_not_keep_the_migration_lock(
+    tmp_path: Path,
+) -> None:
+    """The large-call worker is forked from a process whose audit writer may be migrating: the
+    SQLite migration lock must stay this process's (a flock() was shared with the child, which
+    never released it, and the next writer of the file hung)."""
+    url = URL.create("sqlite", database=str(tmp_path / "audit.sqlite3"))
+    first, second = AuditStore(url), AuditStore(url)
+    with first._file_lock():
+        child = os.fork()
+        if child == 0:  # the forked worker: holds its copy of the fd, never touches it
+            time.sleep(30)
+            os._exit(0)
+    try:
+        migrating = threading.Thread(target=second.migrate, daemon=True)
+        migrating.start()
+        migrating.join(timeout=15)
+        assert not migrating.is_alive(), "the second writer waits for a lock no one holds"
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        first.close()
+        second.close()
 
 
 def test_the_record_says_which_criteria_rested_on_a_worksheet(

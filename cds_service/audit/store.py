@@ -140,8 +140,13 @@ class AuditStore:
         if self.backend != "sqlite" or not database or database == ":memory:":
             yield
             return
+        # A POSIX record lock, not flock(): a flock belongs to the open file, which a process
+        # forked meanwhile (the large-call worker, api/offload.py) shares and never closes, so
+        # the lock outlived this migration and every later writer of the file hung. A record
+        # lock belongs to this process alone; threads of this process are kept apart by
+        # _ALEMBIC_IN_THIS_PROCESS.
         with open(f"{database}.migrate-lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            fcntl.lockf(handle, fcntl.LOCK_EX)
             yield
 
     def migrate(self) -> None:
