@@ -74,8 +74,10 @@ class Settings(BaseSettings):
     max_string_chars: int = Field(1_048_576, alias="CDS_MAX_STRING_CHARS", ge=64)
     max_bundle_entries: int = Field(10_000, alias="CDS_MAX_BUNDLE_ENTRIES", ge=1)
     max_resources: int = Field(20_000, alias="CDS_MAX_RESOURCES", ge=1)
-    # A call whose body is larger is answered in a worker process (api/offload.py).
+    # A call whose body is larger is answered in a worker process (api/offload.py); one larger
+    # than the turn size, and not that large, waits its turn on the event loop (one at a time).
     large_call_bytes: int = Field(262_144, alias="CDS_LARGE_CALL_BYTES", ge=0)
+    turn_call_bytes: int = Field(32_768, alias="CDS_TURN_CALL_BYTES", ge=0)
     large_call_workers: int = Field(1, alias="CDS_LARGE_CALL_WORKERS", ge=1, le=16)
     large_call_queue: int = Field(16, alias="CDS_LARGE_CALL_QUEUE", ge=1)
 

@@ -14,9 +14,13 @@ import httpx
 import orjson
 import pytest
 
+from cds_service.api import gather as gather_module
+from cds_service.api.discovery import SERVICES
 from cds_service.api.errors import HookError
+from cds_service.api.hooks import parse_hook
 from cds_service.api.offload import Offload
 from cds_service.bench.workload import order_sign_request
+from cds_service.core import StructureLimits
 from tests.test_fetch import (
     FULL,
     KEYS,
@@ -252,6 +256,63 @@ def test_a_large_call_is_answered_in_the_worker_exactly_as_on_the_loop() -> None
     assert audit.health()["written"] == 1
 
 
+MID_SIZED = order_sign_request(300)  # about 134 kB: over CDS_TURN_CALL_BYTES, answered on the loop
+SMALL = order_sign_request(10)
+
+
+def test_a_mid_sized_call_waits_its_turn_while_small_calls_pass() -> None:
+    app: Any = app_client(None).app
+    settings, offload = app.state.pipeline.settings, app.state.pipeline.offload
+    assert settings.turn_call_bytes < len(orjson.dumps(MID_SIZED)) <= settings.large_call_bytes
+    assert len(orjson.dumps(SMALL)) <= settings.turn_call_bytes
+
+    async def scene() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cds") as http:
+            await offload.turn.acquire()  # another mid-sized call is being answered
+            waiting = asyncio.create_task(http.post(SIGN, json=MID_SIZED))
+            small = await http.post(SIGN, json=SMALL)
+            assert small.status_code == 200
+            assert not waiting.done()  # still waiting for its turn
+            offload.turn.release()
+            mid = await waiting
+            assert mid.status_code == 200
+            assert evaluations(mid.json())
+
+    asyncio.run(scene())
+    assert not offload.started  # neither went to the worker
+
+
+def test_reading_prefetch_hands_the_loop_back_between_resources(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Other calls run while a long prefetch is read, and the record is the same as read in
+    one piece."""
+    monkeypatch.setattr(gather_module, "_SLICE_S", 0.0)  # give the loop back after every one
+    parsed = parse_hook(orjson.dumps(MID_SIZED), SERVICES["dli-hpc-order-sign"])
+    limits = StructureLimits()
+    ticks = 0
+
+    async def other_call() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def scene() -> Any:
+        other = asyncio.create_task(other_call())
+        await asyncio.sleep(0)
+        record, _ = await gather_module._from_prefetch_sharing_the_loop(parsed, None, limits)
+        other.cancel()
+        return record
+
+    record = asyncio.run(scene())
+    at_once, _ = gather_module.from_prefetch(parsed, None, limits)
+    assert ticks >= 290  # one turn of the other call per resource read (about 300)
+    assert [c.id for c in record.conditions] == [c.id for c in at_once.conditions]
+    assert len(record.observations) == len(at_once.observations)
+
+
 @pytest.mark.parametrize(
     ("spoil", "status"),
     [
@@ -269,7 +330,7 @@ def test_a_refused_large_call_is_refused_the_same_from_the_worker(spoil: Any, st
 
 
 def test_large_calls_beyond_the_queue_are_refused_with_503() -> None:
-    offload = Offload(0, 1, queue=2)
+    offload = Offload(0, 1, queue=2, turn_bytes=0)
     offload.in_flight = 2
     with pytest.raises(HookError) as refused:
         asyncio.run(offload.run(len, b""))

@@ -48,7 +48,10 @@ def create_app(
     knowledge = knowledge or load(settings.cards_dir)
     limits = GatherLimits.from_settings(settings)
     offload = Offload(
-        settings.large_call_bytes, settings.large_call_workers, settings.large_call_queue
+        settings.large_call_bytes,
+        settings.large_call_workers,
+        settings.large_call_queue,
+        settings.turn_call_bytes,
     )
     audit = start_audit(settings)
     app = FastAPI(

@@ -23,6 +23,7 @@ import logging
 import re
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +49,15 @@ from cds_service.core import (
     add_prefetch_value,
     is_operation_outcome,
     payer_organizations_to_read,
+    prefetch_value_steps,
 )
 
 log = logging.getLogger("cds_service.gather")
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 PAYER_KEY = "payer"  # the Organization read for an unresolved payor reference
+# How long reading prefetch works before it lets other calls on the event loop run.
+_SLICE_S = 0.001
 # What each fetched key carries, for the "could not be retrieved" notes.
 FETCHED_TYPES: dict[str, str] = {
     **REQUIRED_PREFETCH,
@@ -212,19 +216,45 @@ def from_prefetch(
 ) -> tuple[PatientRecord, list[str]]:
     """The record from prefetch alone, and the required keys it lacks. HookError(413) naming the
     limit and where when a prefetched structure is over one."""
-    prefetch = parsed.request.prefetch or {}
-    missing = missing_keys(prefetch)
-    record = PatientRecord()
-    optional = missing_keys(prefetch, OPTIONAL_PREFETCH)
-    try:
-        for key, resource_type in (*REQUIRED_PREFETCH.items(), *OPTIONAL_PREFETCH.items()):
-            if key not in missing and key not in optional:
-                add_prefetch_value(
-                    record, prefetch[key], resource_type, keep, limits, f"prefetch.{key}"
-                )
-    except TooLarge as error:
-        raise HookError(413, too_large(error)) from None
+    record, missing, steps = _prefetch_steps(parsed, keep, limits)
+    for _ in steps:
+        pass
     return record, missing
+
+
+async def _from_prefetch_sharing_the_loop(
+    parsed: ParsedHook, keep: Keep | None, limits: StructureLimits
+) -> tuple[PatientRecord, list[str]]:
+    """`from_prefetch`, handing the event loop back after every `_SLICE_S` of work: validating
+    a large record costs many ms, which other calls would otherwise wait for in one piece."""
+    record, missing, steps = _prefetch_steps(parsed, keep, limits)
+    mark = time.perf_counter()
+    for _ in steps:
+        if time.perf_counter() - mark > _SLICE_S:
+            await asyncio.sleep(0)
+            mark = time.perf_counter()
+    return record, missing
+
+
+def _prefetch_steps(
+    parsed: ParsedHook, keep: Keep | None, limits: StructureLimits
+) -> tuple[PatientRecord, list[str], Iterator[None]]:
+    """The record to fill, the required keys missing, and the filling, one resource a step."""
+    prefetch = parsed.request.prefetch or {}
+    missing, optional = missing_keys(prefetch), missing_keys(prefetch, OPTIONAL_PREFETCH)
+    record = PatientRecord()
+
+    def steps() -> Iterator[None]:
+        try:
+            for key, resource_type in (*REQUIRED_PREFETCH.items(), *OPTIONAL_PREFETCH.items()):
+                if key not in missing and key not in optional:
+                    yield from prefetch_value_steps(
+                        record, prefetch[key], resource_type, keep, limits, f"prefetch.{key}"
+                    )
+        except TooLarge as error:
+            raise HookError(413, too_large(error)) from None
+
+    return record, missing, steps()
 
 
 def _add_pages(
@@ -259,7 +289,7 @@ async def gather(
     Raises HookError(412) when required data can be had neither from prefetch nor the server.
     """
     started = time.perf_counter()
-    record, missing = from_prefetch(parsed, keep, limits.structure)
+    record, missing = await _from_prefetch_sharing_the_loop(parsed, keep, limits.structure)
     optional = missing_keys(parsed.request.prefetch or {}, OPTIONAL_PREFETCH)
     unretrieved = await _fetch_missing(parsed, record, (missing, optional), limits, transport, keep)
     payers = payer_organizations_to_read(record, policies) if policies else ()

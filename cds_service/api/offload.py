@@ -16,6 +16,13 @@ the large calls take the spare CPU, not the small calls' share (at nice 10 norma
 
 At most `queue` large calls wait or run at once; beyond that a large call is refused with 503
 (each waiting call holds its body in memory).
+
+A mid-sized call (over `turn_bytes`, not over the threshold) is answered on the loop, but takes
+turns: one such call at a time, and its prefetch is read in slices (api/gather.py), so the small
+calls run between the slices. Without turns, 8 parallel 250 kB calls of maximal codings (~110 ms
+of CPU each) made every small call wait for all eight at each of its awaits (normal p99 1.2 s,
+tools/expensive_load.py --body-bytes 250000). A call keeps its turn while it fetches from the
+EHR (rare: EHRs prefetch).
 """
 
 from __future__ import annotations
@@ -38,8 +45,10 @@ T = TypeVar("T")
 class Offload:
     """The large-call worker processes of one app (started at the first large call)."""
 
-    def __init__(self, threshold_bytes: int, workers: int, queue: int) -> None:
+    def __init__(self, threshold_bytes: int, workers: int, queue: int, turn_bytes: int) -> None:
         self.threshold, self.workers, self.queue = threshold_bytes, workers, queue
+        self.turn_bytes = turn_bytes
+        self.turn = asyncio.Semaphore(1)  # the mid-sized calls' turn on the event loop
         self._init: tuple[Callable[[Any], None], Any] | None = None
         self._pool: ProcessPoolExecutor | None = None
         self.in_flight = 0
@@ -54,6 +63,10 @@ class Offload:
 
     def takes(self, size: int) -> bool:
         return self._init is not None and size > self.threshold
+
+    def waits_turn(self, size: int) -> bool:
+        """Whether a call answered on the loop takes turns with the other mid-sized ones."""
+        return size > self.turn_bytes
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._init is None:

@@ -72,10 +72,19 @@ def parse(body: bytes, service: ServiceDef, settings: Settings) -> ParsedHook:
 
 
 async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer:
-    started = time.perf_counter()
-    if deps.offload is not None and deps.offload.takes(len(body)):
-        result = await deps.offload.run(_answer_in_worker, body, service.id)
+    started, offload = time.perf_counter(), deps.offload
+    if offload is not None and offload.takes(len(body)):
+        result = await offload.run(_answer_in_worker, body, service.id)
         return dataclasses.replace(result, latency_ms=_since(started))  # the wait included
+    if offload is not None and offload.waits_turn(len(body)):
+        async with offload.turn:
+            return await _answer_here(body, service, deps, started)
+    return await _answer_here(body, service, deps, started)
+
+
+async def _answer_here(
+    body: bytes, service: ServiceDef, deps: PipelineDeps, started: float
+) -> Answer:
     parsed = parse(body, service, deps.settings)
     if not parsed.orders:
         return Answer(b'{"cards":[]}', parsed, None, None, _since(started))

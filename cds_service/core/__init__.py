@@ -15,7 +15,13 @@ from cds_service.core.payer import payer_organizations_to_read
 from cds_service.core.policy import Policy
 from cds_service.core.prefill import questionnaire_package
 from cds_service.core.questionnaire import Worksheet, worksheets
-from cds_service.core.record import Keep, add_prefetch_value, add_resource, is_operation_outcome
+from cds_service.core.record import (
+    Keep,
+    add_prefetch_value,
+    add_resource,
+    is_operation_outcome,
+    prefetch_value_steps,
+)
 from cds_service.core.structure import StructureLimits, TooLarge
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "decide",
     "is_operation_outcome",
     "payer_organizations_to_read",
+    "prefetch_value_steps",
     "questionnaire_package",
     "recognise",
     "relevant_resources",

@@ -3,7 +3,7 @@ fails the call; it is recorded as a ParseProblem and the facts that need it beco
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -221,6 +221,20 @@ def add_prefetch_value(
     """Add one prefetch value (a Bundle, a single resource, or null = no data) found at JSON
     path `where`. TooLarge (core/structure.py) when it breaks a limit; what was added before
     stays in the record."""
+    for _ in prefetch_value_steps(record, value, expected_type, keep, limits, where):
+        pass
+
+
+def prefetch_value_steps(
+    record: PatientRecord,
+    value: Any,
+    expected_type: str,
+    keep: Keep | None = None,
+    limits: StructureLimits = DEFAULT_LIMITS,
+    where: str = "prefetch",
+) -> Iterator[None]:
+    """`add_prefetch_value` one resource at a time: yields after each, so that a caller on an
+    event loop can let other calls run between them (validating a large record costs many ms)."""
     if value is None:
         return
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
@@ -237,6 +251,7 @@ def add_prefetch_value(
                 add_resource(record, resource, expected_type, keep, limits)
             except TooLarge as error:
                 raise error.within(f"{where}.entry[{i}].resource") from None
+            yield
         return
     check_entries([value], record.resources_read, limits, where)
     record.resources_read += 1

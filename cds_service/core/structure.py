@@ -63,23 +63,26 @@ def check_entries(
 
 def check_resource(raw: dict[str, Any], limits: StructureLimits, where: str = "") -> None:
     """TooLarge if any CodeableConcept or string in `raw` is over its limit. Iterative and
-    without paths (a resource is walked on every call that reads it); the path is found only
-    for the one node that broke a limit."""
+    without paths (a resource is walked on every call that reads it, so this loop is the hot
+    path: exact type tests, strings checked where they are met, only containers stacked); the
+    path is found only for the one node that broke a limit."""
+    max_codings, max_chars = limits.codings, limits.string_chars
     stack: list[Any] = [raw]
     while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            codings = value.get("coding")
-            if isinstance(codings, list) and len(codings) > limits.codings:
-                where = _path(raw, codings, where)
-                raise TooLarge("codings", where, len(codings), limits.codings)
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, str) and len(value) > limits.string_chars:
-            raise TooLarge(
-                "string_chars", _path(raw, value, where), len(value), limits.string_chars
-            )
+        node = stack.pop()
+        if type(node) is dict:
+            codings = node.get("coding")
+            if type(codings) is list and len(codings) > max_codings:
+                raise TooLarge("codings", _path(raw, codings, where), len(codings), max_codings)
+            children: Any = node.values()
+        else:
+            children = node
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append(child)
+            elif kind is str and len(child) > max_chars:
+                raise TooLarge("string_chars", _path(raw, child, where), len(child), max_chars)
 
 
 def _path(node: Any, target: Any, where: str) -> str:
