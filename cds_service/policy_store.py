@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cds_service.core import Policy, Thresholds
+from cds_service.core import Policy, Thresholds, worksheets
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 THRESHOLDS_FILE = PACKAGE_DIR / "data" / "clinical_thresholds.yaml"
@@ -54,4 +54,9 @@ def load(cards_dir: Path | None = None) -> Knowledge:
     if not files:
         raise PolicyLoadError(f"no policy files (*.yaml) in {folder}")
     thresholds = load_thresholds(THRESHOLDS_FILE)
-    return Knowledge(tuple(load_policy(f) for f in files), thresholds)
+    policies = tuple(load_policy(f) for f in files)
+    # Built now, not at the first call: the server freezes what exists at start-up out of the
+    # garbage collector's scans (api/app.py lifespan); built lazily, the worksheets' many small
+    # objects were rescanned by every full collection during requests.
+    worksheets(policies)
+    return Knowledge(policies, thresholds)
