@@ -87,7 +87,10 @@ def hook(states: dict[str, str], server: str | None = SERVER, token: bool = True
     request = build_request(BUNDLE)
     # The optional keys are sent, as an EHR that prefetches them would (worksheet answers null =
     # none): these tests are about the record.
-    request["prefetch"] = {"patient": FULL["patient"], **{k: FULL.get(k) for k in OPTIONAL_PREFETCH}}
+    request["prefetch"] = {
+        "patient": FULL["patient"],
+        **{k: FULL.get(k) for k in OPTIONAL_PREFETCH},
+    }
     for key, state in states.items():
         if state != "absent":
             request["prefetch"][key] = {"present": FULL[key], "null": None, "outcome": OUTCOME}[

@@ -163,7 +163,13 @@ def package_parameters(scenario_id: str, service: Service) -> dict[str, Any]:
         if r["resourceType"] == "ServiceRequest"
         and any(c.get("code") == code for c in r["code"]["coding"])
     ]
-    kinds = ("Condition", "Procedure", "Observation", "MedicationAdministration", "MedicationRequest")
+    kinds = (
+        "Condition",
+        "Procedure",
+        "Observation",
+        "MedicationAdministration",
+        "MedicationRequest",
+    )
     record = {
         "resourceType": "Bundle",
         "type": "collection",

@@ -211,11 +211,15 @@ async def fetch_all(
             )
 
 
+# The prefetch keys not satisfied: (required, optional), each absent or an OperationOutcome.
+Missing = tuple[list[str], list[str]]
+
+
 def from_prefetch(
     parsed: ParsedHook, keep: Keep | None, limits: StructureLimits
-) -> tuple[PatientRecord, list[str]]:
-    """The record from prefetch alone, and the required keys it lacks. HookError(413) naming the
-    limit and where when a prefetched structure is over one."""
+) -> tuple[PatientRecord, Missing]:
+    """The record from prefetch alone, and the keys it lacks. HookError(413) naming the limit
+    and where when a prefetched structure is over one."""
     record, missing, steps = _prefetch_steps(parsed, keep, limits)
     for _ in steps:
         pass
@@ -224,7 +228,7 @@ def from_prefetch(
 
 async def _from_prefetch_sharing_the_loop(
     parsed: ParsedHook, keep: Keep | None, limits: StructureLimits
-) -> tuple[PatientRecord, list[str]]:
+) -> tuple[PatientRecord, Missing]:
     """`from_prefetch`, handing the event loop back after every `_SLICE_S` of work: validating
     a large record costs many ms, which other calls would otherwise wait for in one piece."""
     record, missing, steps = _prefetch_steps(parsed, keep, limits)
@@ -238,16 +242,17 @@ async def _from_prefetch_sharing_the_loop(
 
 def _prefetch_steps(
     parsed: ParsedHook, keep: Keep | None, limits: StructureLimits
-) -> tuple[PatientRecord, list[str], Iterator[None]]:
-    """The record to fill, the required keys missing, and the filling, one resource a step."""
+) -> tuple[PatientRecord, Missing, Iterator[None]]:
+    """The record to fill, the keys missing, and the filling, one resource a step."""
     prefetch = parsed.request.prefetch or {}
-    missing, optional = missing_keys(prefetch), missing_keys(prefetch, OPTIONAL_PREFETCH)
+    missing = (missing_keys(prefetch), missing_keys(prefetch, OPTIONAL_PREFETCH))
     record = PatientRecord()
+    skipped = {*missing[0], *missing[1]}
 
     def steps() -> Iterator[None]:
         try:
             for key, resource_type in (*REQUIRED_PREFETCH.items(), *OPTIONAL_PREFETCH.items()):
-                if key not in missing and key not in optional:
+                if key not in skipped:
                     yield from prefetch_value_steps(
                         record, prefetch[key], resource_type, keep, limits, f"prefetch.{key}"
                     )
@@ -290,8 +295,7 @@ async def gather(
     """
     started = time.perf_counter()
     record, missing = await _from_prefetch_sharing_the_loop(parsed, keep, limits.structure)
-    optional = missing_keys(parsed.request.prefetch or {}, OPTIONAL_PREFETCH)
-    unretrieved = await _fetch_missing(parsed, record, (missing, optional), limits, transport, keep)
+    unretrieved = await _fetch_missing(parsed, record, missing, limits, transport, keep)
     payers = payer_organizations_to_read(record, policies) if policies else ()
     request = parsed.request
     if payers and request.fhirServer is not None and request.fhirAuthorization is not None:
@@ -303,7 +307,7 @@ async def gather(
         )
         if problem is not None:
             unretrieved[PAYER_KEY] = problem
-    return Gathered(record, unretrieved, tuple(missing))
+    return Gathered(record, unretrieved, tuple(missing[0]))
 
 
 async def _read_payers(
@@ -343,7 +347,7 @@ async def _read_payers(
 async def _fetch_missing(
     parsed: ParsedHook,
     record: PatientRecord,
-    keys: tuple[list[str], list[str]],
+    keys: Missing,
     limits: GatherLimits,
     transport: httpx.AsyncBaseTransport | None,
     keep: Keep | None,

@@ -101,6 +101,11 @@ _HIGH_RISK = "high-relapse-risk"
 _NOT_HIGH_RISK = "not-high-relapse-risk"
 
 
+def _stated(order: Order, detail: str) -> tuple[Evidence, ...]:
+    """The order as evidence of one of its details, naming where on the order it was stated."""
+    return (Evidence(order.reference, f"{order.source_of(detail)}: {detail}", order.authored_on),)
+
+
 def high_relapse_risk_attested(ctx: Context) -> Fact:
     """The clinician's high-relapse-risk attestation. A missing order detail is not documented,
     never "no": Molina ("member considered high risk") and Centene I.A leave the judgement to
@@ -108,23 +113,15 @@ def high_relapse_risk_attested(ctx: Context) -> Fact:
     if ctx.order is None:
         return Fact(None, note="not documented: no order")
     if _HIGH_RISK in ctx.order.details:
-        evidence = (
-            Evidence(
-                ctx.order.reference,
-                f"{ctx.order.source_of(_HIGH_RISK)}: high-relapse-risk",
-                ctx.order.authored_on,
-            ),
+        return Fact(
+            True, _stated(ctx.order, _HIGH_RISK), note="documented present: attested on the order"
         )
-        return Fact(True, evidence, note="documented present: attested on the order")
     if _NOT_HIGH_RISK in ctx.order.details:  # the clinician answered "no"
-        evidence = (
-            Evidence(
-                ctx.order.reference,
-                f"{ctx.order.source_of(_NOT_HIGH_RISK)}: not-high-relapse-risk",
-                ctx.order.authored_on,
-            ),
+        return Fact(
+            False,
+            _stated(ctx.order, _NOT_HIGH_RISK),
+            note="documented absent: the order answers 'not at high risk'",
         )
-        return Fact(False, evidence, note="documented absent: the order answers 'not at high risk'")
     return Fact(
         None,
         note="not documented: the order does not say whether the patient is at high risk of "
