@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from cds_service.core import Policy, Thresholds, worksheets
+from cds_service.core import Policy, Thresholds, warm_up_units, worksheets
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 THRESHOLDS_FILE = PACKAGE_DIR / "data" / "clinical_thresholds.yaml"
@@ -59,4 +59,5 @@ def load(cards_dir: Path | None = None) -> Knowledge:
     # garbage collector's scans (api/app.py lifespan); built lazily, the worksheets' many small
     # objects were rescanned by every full collection during requests.
     worksheets(policies)
+    warm_up_units()  # the UCUM registry (about 1 s to build), likewise before the freeze
     return Knowledge(policies, thresholds)

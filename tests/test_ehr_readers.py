@@ -139,9 +139,18 @@ GRADE_CASES: list[tuple[str, list[dict[str, Any]], float | None]] = [
     ("organ stages on a focused Observation", [gvhd("a", "402355000"), grade_obs("a", **stages(3, 0, 0, 2))], 3),
     ("the latest Observation wins", [gvhd("a", "402355000"), grade_obs("a", "2026-01-02", valueInteger=3),
                                      grade_obs("a", "2026-02-01", valueInteger=1)], 1),
-    ("the stage summary wins over an Observation", [
+    ("a newer staging Observation supersedes an older stage summary", [
         gvhd("a", "402355000", stage=[{"summary": {"coding": [{"system": f"{LOCAL}/CodeSystem/gvhd-grade", "code": "aGVHD-II"}]}}]),
+        grade_obs("a", valueInteger=4)], 4),
+    ("a newer stage summary supersedes an older staging Observation", [
+        gvhd("a", "402355000", recordedDate="2026-02-01", stage=[{"summary": {"coding": [{"system": f"{LOCAL}/CodeSystem/gvhd-grade", "code": "aGVHD-II"}]}}]),
         grade_obs("a", valueInteger=4)], 2),
+    ("a stage summary and an Observation the same day that disagree: unknown (conflict)", [
+        gvhd("a", "402355000", recordedDate="2026-01-06", stage=[{"summary": {"coding": [{"system": f"{LOCAL}/CodeSystem/gvhd-grade", "code": "aGVHD-II"}]}}]),
+        grade_obs("a", valueInteger=4)], None),
+    ("a newer grade Observation that cannot be read: unknown, never the older grade", [
+        gvhd("a", "402355000"), grade_obs("a", "2026-01-06", valueInteger=2),
+        grade_obs("a", "2026-01-09", valueString="see note")], None),
     ("an Observation on another Condition is not this one's grade",
      [gvhd("a", "402355000"), grade_obs("other", valueInteger=3)], None),
     ("unstaged organs leave the grade unknown", [gvhd("a", "402355000"), grade_obs("a", **stages(3, 0, 0, 2)) | {

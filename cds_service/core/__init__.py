@@ -23,6 +23,7 @@ from cds_service.core.record import (
     prefetch_value_steps,
 )
 from cds_service.core.structure import StructureLimits, TooLarge
+from cds_service.core.units import warm_up as warm_up_units
 
 __all__ = [
     "OBSERVATION_CODES",
@@ -50,5 +51,6 @@ __all__ = [
     "questionnaire_package",
     "recognise",
     "relevant_resources",
+    "warm_up_units",
     "worksheets",
 ]

@@ -137,6 +137,7 @@ class _Walker:
         if node.test is not None:
             fact, conflict = self.leaf_fact(node, node.test)
             status, evidence, note = check(node.test, fact), fact.evidence, fact.note
+            conflict = conflict or fact.conflict
             if exclusion:
                 status = _NEGATE.get(status, status)
             if status is Status.UNKNOWN and node.when_unknown == "not-met":

@@ -110,14 +110,18 @@ def procedure_date(procedure: Any) -> date | None:
     return to_date(performed)
 
 
-def observation_date(observation: Any) -> date | None:
-    when = (
+def observation_time(observation: Any) -> Any:
+    """The clinically effective time as given (effective[x], else issued): may be partial."""
+    return (
         observation.effectiveDateTime
         or observation.effectiveInstant
         or (observation.effectivePeriod and observation.effectivePeriod.start)
         or observation.issued
     )
-    return to_date(when)
+
+
+def observation_date(observation: Any) -> date | None:
+    return to_date(observation_time(observation))
 
 
 def fmt(when: date | None) -> str:

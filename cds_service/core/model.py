@@ -59,6 +59,8 @@ class Fact:
     value: FactValue | None
     evidence: tuple[Evidence, ...] = ()
     note: str = ""
+    # Results at the same time that disagree (core/facts/latest.py): a line for the card.
+    conflict: str = ""
 
     @property
     def known(self) -> bool:

@@ -10,7 +10,7 @@ Thresholds, persistence and look-back: cds_service/data/clinical_thresholds.yaml
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -18,21 +18,10 @@ from typing import Any
 from cds_service.core import codes
 from cds_service.core.facts import car_t, transplant
 from cds_service.core.facts.context import CodingTest, Context
+from cds_service.core.facts.latest import Reading, Span, latest
 from cds_service.core.fhir_util import codings, condition_active, display, fmt, procedure_date, ref
 from cds_service.core.model import Evidence, Fact
-
-# UCUM unit -> factor to 10*9/L (counts) or g/dL (hemoglobin); terminology reference §5.1.
-_COUNT_UNITS = {
-    "10*3/uL": 1.0,
-    "10*9/L": 1.0,
-    "10*3/mm3": 1.0,
-    "K/uL": 1.0,
-    "/uL": 0.001,
-    "{cells}/uL": 0.001,
-    "/mm3": 0.001,
-    "10*6/L": 0.001,
-}
-_HGB_UNITS = {"g/dL": 1.0, "g/L": 0.1, "mg/dL": 0.001, "mmol/L": 1.611}
+from cds_service.core.units import Dimension, read_quantity
 
 
 def _loinc_in(wanted: frozenset[str]) -> Callable[[str, str], bool]:
@@ -79,61 +68,108 @@ class Counts:
     persistent: list[Evidence] = field(default_factory=list)  # low over >= persistence_days
     short: list[tuple[Evidence, date]] = field(default_factory=list)  # low, not yet long enough
     recovered: list[str] = field(default_factory=list)  # lineages whose newest count is normal
+    # lineages whose newest count cannot be read, or whose same-day counts disagree
+    unread: list[Evidence] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def read(self) -> bool:
-        return bool(self.persistent or self.short or self.recovered)
+        return bool(self.persistent or self.short or self.recovered or self.unread)
 
 
-_Lineage = tuple[str, frozenset[str], dict[str, float], float, str]
+_Lineage = tuple[str, frozenset[str], Dimension, float, str]
 
 
 def _lineages(ctx: Context) -> tuple[_Lineage, ...]:
     t = ctx.thresholds
     return (
-        ("ANC", codes.ANC_LOINC, _COUNT_UNITS, t.anc_below, "x10^9/L"),
-        ("Platelets", codes.PLATELET_LOINC, _COUNT_UNITS, t.platelets_below, "x10^9/L"),
-        ("Hemoglobin", codes.HEMOGLOBIN_LOINC, _HGB_UNITS, t.hemoglobin_below, "g/dL"),
+        ("ANC", codes.ANC_LOINC, Dimension.COUNT, t.anc_below, "x10^9/L"),
+        ("Platelets", codes.PLATELET_LOINC, Dimension.COUNT, t.platelets_below, "x10^9/L"),
+        (
+            "Hemoglobin",
+            codes.HEMOGLOBIN_LOINC,
+            Dimension.MASS_CONCENTRATION,
+            t.hemoglobin_below,
+            "g/dL",
+        ),
     )
+
+
+def _days(
+    ctx: Context, lineage: _Lineage, after: Callable[[date | None], bool]
+) -> Iterator[tuple[date, list[Reading[bool]], list[tuple[float, Any]]]]:
+    """The lineage's counts in the look-back window, one day at a time, newest first: each
+    day's readings (value: below the threshold?) and its readable (value, Observation) pairs.
+    Lazy, so older days are never validated once the walk stops."""
+    name, loinc, dimension, below, unit_label = lineage
+    start = ctx.window_start(ctx.thresholds.cytopenia_lookback_days)
+    day: date | None = None
+    readings: list[Reading[bool]] = []
+    values: list[tuple[float, Any]] = []
+    for obs, when, _ in ctx.observations(_loinc_in(loinc), newest_first=True):
+        if when is None:
+            continue
+        if when < start or not after(when):
+            break  # newest first: everything further is older still
+        if when != day:
+            if day is not None:
+                yield day, readings, values
+            day, readings, values = when, [], []
+        value, why = read_quantity(obs.valueQuantity, dimension)
+        if value is None:
+            summary = f"{name} on {fmt(when)} could not be read: {why}"
+            readings.append(Reading(Span.day(when), None, Evidence(ref(obs), summary, when)))
+            continue
+        summary = f"{name} {value:g} {unit_label}"
+        readings.append(Reading(Span.day(when), value < below, Evidence(ref(obs), summary, when)))
+        values.append((value, obs))
+    if day is not None:
+        yield day, readings, values
 
 
 def _walk(
     ctx: Context, lineage: _Lineage, after: Callable[[date | None], bool], into: Counts
 ) -> None:
-    """Walk back from the newest count in the look-back window; stop as soon as it is decided,
-    so older counts are never validated."""
-    name, loinc, units, below, unit_label = lineage
-    start = ctx.window_start(ctx.thresholds.cytopenia_lookback_days)
+    """Walk back from the newest count in the look-back window (core/facts/latest.py decides
+    each day); stop as soon as the lineage is decided, so older counts are never validated.
+    The newest day decides whether the lineage is low; a day that cannot be read or disagrees
+    with itself ends the run of low counts there."""
+    name, _, _, below, unit_label = lineage
     persistence = ctx.thresholds.persistence_days
-    latest: tuple[date, float, Any] | None = None
+    latest_low: tuple[date, float, Any] | None = None
     earliest_low: date | None = None
-    for obs, when, _ in ctx.observations(_loinc_in(loinc), newest_first=True):
-        quantity = obs.valueQuantity
-        factor = units.get((quantity.code or quantity.unit or "") if quantity else "")
-        if quantity is None or quantity.value is None or factor is None or when is None:
+    for when, readings, values in _days(ctx, lineage, after):
+        day = latest(readings)
+        if day is None:  # a day holds at least one reading
             continue
-        if when < start or not after(when):
-            break  # newest first: everything further is older still
-        value = float(quantity.value) * factor
-        if value >= below:
-            if latest is None:  # the newest count is normal: this lineage has recovered
+        if day.value is None and latest_low is None:  # the newest day: nothing decides
+            into.unread.extend(day.evidence)
+            if day.conflict:
+                into.conflicts.append(day.conflict)
+            return
+        if day.value is not True:  # normal, or an older day that cannot be read
+            if latest_low is None:  # the newest count is normal: this lineage has recovered
+                value = min(v for v, _ in values)
                 into.recovered.append(f"{name} {value:g} {unit_label} on {fmt(when)}")
             break
-        latest, earliest_low = latest or (when, value, obs), when
-        if (latest[0] - when).days >= persistence:
+        if latest_low is None:
+            value, obs = min(values, key=lambda item: item[0])
+            latest_low = (when, value, obs)
+        earliest_low = when
+        if (latest_low[0] - when).days >= persistence:
             summary = (
-                f"{name} below {below:g} {unit_label} from {fmt(when)} to {fmt(latest[0])} "
-                f"(latest {latest[1]:g} {unit_label})"
+                f"{name} below {below:g} {unit_label} from {fmt(when)} to {fmt(latest_low[0])} "
+                f"(latest {latest_low[1]:g} {unit_label})"
             )
-            into.persistent.append(Evidence(ref(latest[2]), summary, latest[0]))
+            into.persistent.append(Evidence(ref(latest_low[2]), summary, latest_low[0]))
             return
-    if latest is not None and earliest_low is not None:
+    if latest_low is not None and earliest_low is not None:
         summary = (
-            f"{name} {latest[1]:g} {unit_label} on {fmt(latest[0])} (below {below:g}), "
+            f"{name} {latest_low[1]:g} {unit_label} on {fmt(latest_low[0])} (below {below:g}), "
             f"low since {fmt(earliest_low)}: shorter than {persistence} days"
         )
         settle = earliest_low + timedelta(days=persistence)
-        into.short.append((Evidence(ref(latest[2]), summary, latest[0]), settle))
+        into.short.append((Evidence(ref(latest_low[2]), summary, latest_low[0]), settle))
 
 
 def blood_counts(ctx: Context, after: Callable[[date | None], bool]) -> Counts:
@@ -205,6 +241,15 @@ def _decide(ctx: Context, after: Callable[[date | None], bool], since: str, dx: 
     if gap:
         return Fact(None, note=f"not documented: {gap}")
     supporting = _conditions(ctx, is_cytopenia_dx, after) + transfusions
+    if counts.unread:
+        problem = "; ".join(e.summary for e in counts.unread)
+        return Fact(
+            None,
+            tuple(counts.unread) + tuple(supporting),
+            note=f"not documented: the newest count of a lineage cannot be decided ({problem}); "
+            "attach a readable count (value with a unit)",
+            conflict="; ".join(counts.conflicts),
+        )
     if counts.recovered and not counts.short:
         return Fact(
             False,

@@ -1,9 +1,11 @@
 """acute_gvhd_grade, acute_gvhd_active and chronic_gvhd_active (terminology reference §2.3, §3.3,
 §5.5, §6.5).
 
-The acute grade is read, in order of preference, from the GVHD Condition's `stage.summary` (our
-recommended form), else from the latest `Observation` whose `focus` is that Condition: its value
-(the grade), else its organ-stage components, from which the MAGIC overall grade is computed.
+The acute grade is the latest assessment (core/facts/latest.py) across the GVHD Condition's
+`stage.summary` (dated by the Condition's recordedDate, else onset) and every `Observation`
+whose `focus` is that Condition: its value (the grade), else its organ-stage components, from
+which the MAGIC overall grade is computed. No source wins by kind: a newer staging Observation
+of grade IV supersedes an older grade II stage summary.
 Chronic GVHD severity (`Condition.severity`, NIH mild / moderate / severe) is shown with the
 chronic GVHD and is never read as an acute grade.
 """
@@ -17,7 +19,8 @@ from typing import Any
 
 from cds_service.core import codes
 from cds_service.core.facts.context import Context
-from cds_service.core.fhir_util import codings, condition_active, display, ref
+from cds_service.core.facts.latest import Latest, Reading, latest, span
+from cds_service.core.fhir_util import codings, condition_active, display, observation_time, ref
 from cds_service.core.model import Evidence, Fact
 
 
@@ -108,54 +111,75 @@ def _stages(observation: Any) -> dict[str, int]:
     return found
 
 
-def _focused_grades(ctx: Context) -> dict[str, tuple[int | None, Any, date | None]]:
-    """Condition id -> (grade, observation, date) of the latest grade Observation focused on it."""
-    latest: dict[str, tuple[int | None, Any, date | None]] = {}
-    for observation, when, _ in ctx.observations(_is_grade_observation, newest_first=True):
+def _focused_grades(ctx: Context) -> dict[str, list[Reading[int]]]:
+    """Condition id -> a reading per grade Observation focused on it (grade None: unreadable)."""
+    found: dict[str, list[Reading[int]]] = {}
+    for observation, _, _ in ctx.observations(_is_grade_observation):
+        when = span(observation_time(observation))
+        if when is None:
+            continue  # an undated grade cannot be placed against the staging
         grade = grade_value(observation)
         if grade is None:
             grade = magic_grade(_stages(observation))
+        how = f"grade {grade}" if grade is not None else "grade could not be read"
+        evidence = Evidence(ref(observation), f"GVHD grade observation: {how}", when.start)
         for focus in observation.focus or ():
             target = str(focus.reference or "")
-            if target.startswith("Condition/") and target[10:] not in latest:
-                latest[target[10:]] = (grade, observation, when)
-    return latest
+            if target.startswith("Condition/"):
+                found.setdefault(target[10:], []).append(Reading(when, grade, evidence))
+    return found
 
 
 def _graded(
-    condition: Any, when: date | None, observed: dict[str, Any]
-) -> tuple[int | None, list[Evidence]]:
-    grade = _recorded_grade(condition)
-    evidence = []
-    if grade is None and condition.id in observed:
-        grade, observation, seen = observed[condition.id]
-        how = f"grade {grade}" if grade is not None else "grade not readable"
-        evidence.append(Evidence(ref(observation), f"GVHD grade observation: {how}", seen))
+    condition: Any, when: date | None, observed: dict[str, list[Reading[int]]]
+) -> tuple[int | None, list[Evidence], str]:
+    """The condition's grade by the latest assessment (core/facts/latest.py) across its
+    recorded stage (dated by recordedDate, else onset) and the grade Observations focused on
+    it; a newer staging Observation supersedes an older stage summary, and the reverse."""
+    readings = list(observed.get(str(condition.id), ()))
+    staged = _recorded_grade(condition)
+    staged_on = span(condition.recordedDate) or span(condition.onsetDateTime)
+    if staged is not None and staged_on is not None:
+        summary = f"Stage summary on the Condition: grade {staged}"
+        readings.append(Reading(staged_on, staged, Evidence(ref(condition), summary, when)))
+    found = latest(readings)
+    if found is None and staged is not None:  # an undated stage, and no dated observation
+        found = Latest(staged, ())
+    grade = found.value if found is not None else None
     label = f"grade {grade}" if grade is not None else "grade not recorded"
-    evidence.insert(0, Evidence(ref(condition), f"Active {display(condition.code)}, {label}", when))
-    return grade, evidence
+    if found is not None and found.problem:
+        label = "grade cannot be decided"
+    evidence = [Evidence(ref(condition), f"Active {display(condition.code)}, {label}", when)]
+    evidence += [e for e in (found.evidence if found else ()) if e.reference != ref(condition)]
+    return grade, evidence, found.problem if found is not None else ""
 
 
 def acute_gvhd_grade(ctx: Context) -> Fact:
     """Highest grade among active acute GVHD; 0 when none is active.
 
-    An active acute GVHD without a recorded grade makes the value unknown unless another
-    active one is already grade III or higher.
+    An active acute GVHD without a recorded grade (or whose latest grading cannot be read or
+    disagrees with itself) makes the value unknown unless another active one is already grade
+    III or higher.
     """
     grades: list[int | None] = []
     evidence: list[Evidence] = []
-    observed: dict[str, Any] | None = None
+    problems: list[str] = []
+    observed: dict[str, list[Reading[int]]] | None = None
     for condition, when, _ in ctx.conditions(_acute):
         if not condition_active(condition):
             continue
         if observed is None:
             observed = _focused_grades(ctx)
-        grade, seen = _graded(condition, when, observed)
+        grade, seen, problem = _graded(condition, when, observed)
         grades.append(grade)
         evidence += seen
+        if problem:
+            problems.append(problem)
     known = [g for g in grades if g is not None]
     if None in grades and max(known, default=0) < 3:
-        return Fact(None, tuple(evidence), note="active acute GVHD without a recorded grade")
+        note = "; ".join(problems) or "active acute GVHD without a recorded grade"
+        conflict = "; ".join(p for p in problems if p.startswith("Conflict"))
+        return Fact(None, tuple(evidence), note=f"not documented: {note}", conflict=conflict)
     if grades:
         return Fact(float(max(known)), tuple(evidence))
     if gap := ctx.unreadable("Condition", _acute):
