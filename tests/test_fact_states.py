@@ -132,8 +132,10 @@ CASES: list[tuple[str, str, list[Any], tuple[str, ...] | None, Any]] = [
     ("product_source", ABSENT, [], ("different-donor",), "different-donor"),
     ("product_source", SILENT, [], (), None),
     ("product_manipulation", PRESENT, [], ("genetically-modified-product",), "genetically-modified-product"),
-    ("product_manipulation", ABSENT, [], (), "unmanipulated-product"),
+    ("product_manipulation", ABSENT, [], ("unmanipulated-product",), "unmanipulated-product"),
     ("product_manipulation", SILENT, [], ("genetically-modified-product", "unmanipulated-product"), None),
+    # a plain 38242 / 38243 order says nothing about processing (closed-world audit)
+    ("product_manipulation", SILENT, [], (), None),
     # item 4: a missing attestation is not documented, never "no"
     ("high_relapse_risk_attested", PRESENT, [], ("high-relapse-risk",), True),
     ("high_relapse_risk_attested", ABSENT, [], ("not-high-relapse-risk",), False),

@@ -1,9 +1,16 @@
 """t_cell_depleted_graft: how the index allogeneic graft was processed, read from its code.
 
-ICD-10-PCS substance U or SNOMED 234332000/234333005 mean T-cell depleted (documented present).
-The other ICD-10-PCS substances (Y/G/X: stem cells, marrow, cord blood) and the other allogeneic
-SNOMED concepts name the graft type, so they are a documented absence of depletion. CPT 38240
-cannot express graft processing at all: a transplant coded only with CPT is not documented.
+Only a code that *says* how the graft was processed decides (closed-world audit,
+docs/policy-review.md):
+- ICD-10-PCS substance U ("Hematopoietic Stem/Progenitor Cells, T-cell Depleted") or SNOMED CT
+  234332000 / 234333005: T-cell depleted (documented present).
+- ICD-10-PCS substance Y ("Hematopoietic Stem/Progenitor Cells"): documented absent. The
+  substance axis offers U for the same cells when depleted, so a coder choosing Y states that
+  they were not.
+- Everything else is silent: CPT 38240 cannot express processing; the other allogeneic SNOMED CT
+  concepts ("allogeneic peripheral blood stem cell transplant", "bone marrow transplant") name
+  the source, not the processing, and ICD-10-PCS G (marrow) / X (cord blood) have no depleted
+  counterpart to be chosen against. Unknown, with the graft processing record as what settles it.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ def _is_t_cell_depleted(system: str, code: str) -> bool:
     return match is not None and match.group(1) == "U"
 
 
-def _names_graft_type(system: str, code: str) -> bool:
-    return system in (codes.SNOMED, codes.ICD10PCS) and is_hsct_coding(system, code)
+def _says_not_depleted(system: str, code: str) -> bool:
+    match = codes.HSCT_PCS.match(code) if system == codes.ICD10PCS else None
+    return match is not None and match.group(1) == "Y"
 
 
 def t_cell_depleted_graft(ctx: Context) -> Fact:
@@ -33,15 +41,17 @@ def t_cell_depleted_graft(ctx: Context) -> Fact:
     coded = list(codings(index.procedure.code))
     if any(_is_t_cell_depleted(s, c) for s, c in coded):
         return Fact(True, (index.as_evidence(),), note="documented present: T-cell depleted graft")
-    if any(_names_graft_type(s, c) for s, c in coded):
-        note = "documented absent: the transplant code names an unmanipulated graft"
+    if any(_says_not_depleted(s, c) for s, c in coded):
+        note = (
+            "documented absent: the ICD-10-PCS code states stem cells that were not T-cell depleted"
+        )
         return Fact(False, (index.as_evidence(),), note=note)
     return Fact(
         None,
         (index.as_evidence(),),
-        note="not documented: CPT 38240 does not say how the graft was processed; attach the "
-        "graft processing record (T-cell depleted or not). A SNOMED CT or ICD-10-PCS code that "
-        "names the graft type settles it.",
+        note="not documented: the transplant's codes do not say how the graft was processed; "
+        "attach the graft processing record (T-cell depleted or not). An ICD-10-PCS code with "
+        "the substance qualifier (U depleted, Y not depleted) settles it.",
     )
 
 

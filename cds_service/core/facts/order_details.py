@@ -79,21 +79,14 @@ def product_source(ctx: Context) -> Fact:
 
 
 def product_manipulation(ctx: Context) -> Fact:
-    """Stated on the order; when not stated, CPT 38242/38243 alone describes a standard product.
+    """Stated on the order (code, readable text or order question), else not documented.
 
-    A genetically modified or manipulated product is billed differently (e.g. CPT 86999 in
-    Anthem CG-TRANS-03 Coding), so the plain order code is read as an unmanipulated product.
+    CPT 38242 / 38243 name the infusion, not how the product was processed: a plain order code
+    is silent on manipulation (docs/integration.md §5), and so is an order-detail text the
+    service cannot read, so both leave the criterion unknown and the card asks for the product.
     """
     if ctx.order is None:
         return Fact(None, note="no order")
-    if not any(o in ctx.order.details for o in _PRODUCTS):
-        summary = f"Order code {ctx.order.billing_code} with no product modification stated"
-        evidence = (Evidence(ctx.order.reference, summary, ctx.order.authored_on),)
-        return Fact(
-            "unmanipulated-product",
-            evidence,
-            note="documented absent: no modification stated; inferred from the order code",
-        )
     return _pick(ctx.order, _PRODUCTS)
 
 
