@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from cds_service.core.attestation import Attestations
 from cds_service.core.facts import Facts
+from cds_service.core.fhir_util import fmt
 from cds_service.core.model import Determination, Evidence, Fact, Order, Service, Status
 from cds_service.core.policy import FactTest, Node, Policy
 
@@ -114,8 +115,10 @@ class _Walker:
         return fact if fact.known else self.attested.for_fact(name) or fact
 
     def leaf_fact(self, node: Node, test: FactTest) -> tuple[Fact, str]:
-        """The fact a leaf is evaluated on, and a conflict note: an attested answer counts only
-        where the record leaves the fact unknown; a documented value that disagrees wins."""
+        """The fact a leaf is evaluated on, and a line for the card. An attested answer counts
+        where the record leaves the fact unknown. Where the record disagrees, the record wins
+        only with positive, dated evidence, which the card names: the absence of a code never
+        outweighs an attestation."""
         fact, answer = self.facts[test.fact], self.attested.for_criterion(node.id)
         if answer is None:
             return fact, ""
@@ -123,11 +126,18 @@ class _Walker:
             return answer, ""
         if check(test, fact) is check(test, answer):
             return fact, ""
-        where = answer.evidence[0]
-        when = where.when.isoformat() if where.when else "undated"
-        return fact, (
-            f'Conflict: {where.reference} ({when}) says "{where.summary}", but the record '
-            "documents otherwise; the record is used"
+        said = answer.evidence[0]
+        attested = f'{said.reference} ({fmt(said.when)}) says "{said.summary}"'
+        dated = [e for e in fact.evidence if e.when is not None]
+        if not dated:
+            return answer, (
+                f"{attested}; the record holds no dated entry that says otherwise, so the "
+                "worksheet answer is used"
+            )
+        record = "; ".join(f"{e.reference} ({fmt(e.when)}): {e.summary}" for e in dated[:2])
+        return (
+            fact,
+            f"Conflict: {attested}, but the record documents otherwise ({record}); the record is used",
         )
 
     def node(self, node: Node, depth: int, exclusion: bool = False) -> Status:

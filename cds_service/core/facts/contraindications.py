@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from cds_service.core import codes
 from cds_service.core.facts.context import CodingTest, Context
-from cds_service.core.fhir_util import codings, condition_active, display, fmt, ref
+from cds_service.core.facts.latest import Latest, Reading, latest, span
+from cds_service.core.fhir_util import codings, condition_active, display, observation_time, ref
 from cds_service.core.model import Evidence, Fact
 
 
@@ -47,31 +48,39 @@ def _smoking(system: str, code: str) -> bool:
     return system == codes.LOINC and code in OBSERVATION_LOINC
 
 
-def _smoking_status(ctx: Context) -> tuple[bool | None, Evidence | None]:
-    """(current use?, evidence) from the latest dated smoking status; (None, None) if none."""
-    statuses = [(when, obs) for obs, when, _ in ctx.observations(_smoking) if when is not None]
-    if not statuses:
-        return None, None
-    when, obs = max(statuses, key=lambda item: item[0])
-    values = {c for s, c in codings(obs.valueCodeableConcept) if s == codes.SNOMED}
-    current = (
-        True
-        if values & codes.CURRENT_SMOKER_SNOMED
-        else (False if values & codes.NON_SMOKER_SNOMED else None)
-    )
-    if current is None:
-        return None, None
-    label = display(obs.valueCodeableConcept)
-    return current, Evidence(ref(obs), f"Smoking status: {label} ({fmt(when)})", when)
+def _smoking_status(ctx: Context) -> Latest[bool] | None:
+    """The latest smoking status (core/facts/latest.py): current use True, never / ex False; a
+    status whose value is neither (e.g. "unknown if ever smoked") says nothing, so when it is
+    the latest the smoking status is not documented. None when there is no dated status."""
+    readings = []
+    for obs, _, _ in ctx.observations(_smoking):
+        when = span(observation_time(obs))
+        if when is None:
+            continue
+        values = {c for s, c in codings(obs.valueCodeableConcept) if s == codes.SNOMED}
+        current = (
+            True
+            if values & codes.CURRENT_SMOKER_SNOMED
+            else (False if values & codes.NON_SMOKER_SNOMED else None)
+        )
+        label = display(obs.valueCodeableConcept) or "no value"
+        summary = f"Smoking status: {label}" + (
+            "" if current is not None else " (not a use status)"
+        )
+        readings.append(Reading(when, current, Evidence(ref(obs), summary, when.start)))
+    return latest(readings)
 
 
 def current_substance_use(ctx: Context) -> Fact:
     """True on an active substance-use Condition (tobacco, alcohol F10, opioids ...) or a
-    current-use latest smoking status; a cannabis code alone is left to the reviewer."""
+    current-use latest smoking status; a cannabis code alone is left to the reviewer. False
+    needs the problem list read completely and, when a smoking status is on record, its latest
+    to say never / ex; a latest status that says neither, or same-day statuses that disagree,
+    leave it not documented."""
     evidence = _active(ctx, _substance)
-    smoking, item = _smoking_status(ctx)
-    if smoking and item:
-        evidence.append(item)
+    smoking = _smoking_status(ctx)
+    if smoking is not None and smoking.value is True:
+        evidence += smoking.evidence
     if evidence:
         return Fact(True, tuple(evidence), note="documented present")
     gap = ctx.unreadable("Observation", _smoking) or ctx.unreadable(
@@ -86,12 +95,19 @@ def current_substance_use(ctx: Context) -> Fact:
             note="not documented: a cannabis code alone does not show a contraindication; "
             "reviewer judgement (record whether use is current and medically supervised)",
         )
+    if smoking is not None and smoking.value is None:
+        return Fact(
+            None,
+            smoking.evidence,
+            note=f"not documented: {smoking.problem.replace('result', 'smoking status')}",
+            conflict=smoking.conflict,
+        )
     absent = "documented absent: " + (
         "the latest smoking status is not current use and no substance use is on the problem list"
-        if item
+        if smoking is not None
         else "no substance use on the problem list"
     )
-    return Fact(False, (item,) if item else (), note=absent)
+    return Fact(False, smoking.evidence if smoking is not None else (), note=absent)
 
 
 def _problem(ctx: Context, test: CodingTest, absent: str) -> Fact:

@@ -10,7 +10,9 @@ Condition's onset; meta.lastUpdated / abatementDateTime / recordedDate only orde
 - Any relapse documented after the index transplant makes the status "relapsed", even when a
   later remission followed (relapse -> reinduction -> DLI is the common path, and Wellmark's
   evidence section says DLI works best after cytoreduction).
-- Otherwise the latest status wins; on the same date an Observation beats a Condition.
+- Otherwise the latest status decides (core/facts/latest.py), whatever its source (Condition
+  code, Condition.clinicalStatus, mCODE Observation): no source wins by kind, and statuses of
+  the same date that disagree are a conflict (unknown, stated on the card).
 - ICD-10-CM x0 "not having achieved remission" is the coders' default (NOS): alone it is not
   proof of refractory disease, even dated after the transplant (§6.3), so it leaves the status
   not documented, with the marrow / MRD report as what settles it.
@@ -26,6 +28,7 @@ from typing import Any
 from cds_service.core import codes
 from cds_service.core.facts.context import Context
 from cds_service.core.facts.diagnosis import HEME, classify_coding
+from cds_service.core.facts.latest import Reading, Span, latest
 from cds_service.core.fhir_util import clinical_status, codings, display, fmt, ref, to_date
 from cds_service.core.model import Evidence, Fact
 
@@ -148,15 +151,23 @@ def disease_status(ctx: Context) -> Fact:
     after = fmt(index.when)
     relapses = [item for item in found if item[2] == "relapsed"]
     statuses = [item for item in found if item[2] != NOT_IN_REMISSION]
-    if relapses or statuses:
-        when, _, status, evidence = max(relapses or statuses, key=lambda i: (i[0], i[1]))
-        if relapses:
-            note = f"documented present: a relapse after the transplant, {fmt(when)}"
-        elif status in ("responding", "remission"):  # documents the absence of active disease
-            note = f"documented absent (no active disease): latest status {status}, {fmt(when)}"
-        else:
-            note = f"documented present: latest status {status}, {fmt(when)}"
+    if relapses:
+        when, _, status, evidence = max(relapses, key=lambda i: (i[0], i[2], i[3].reference))
+        note = f"documented present: a relapse after the transplant, {fmt(when)}"
         return Fact(status, (evidence,), note=note)
+    current = latest(Reading(Span.day(d), st, e) for d, _, st, e in statuses)
+    if current is not None:
+        latest_status, when = current.value, current.when
+        if latest_status is None:  # same-day statuses that disagree
+            note = f"not documented: {current.problem}"
+            return Fact(None, current.evidence, note=note, conflict=current.conflict)
+        if latest_status in ("responding", "remission"):  # documents the absence of active disease
+            note = (
+                f"documented absent (no active disease): latest status {latest_status}, {fmt(when)}"
+            )
+        else:
+            note = f"documented present: latest status {latest_status}, {fmt(when)}"
+        return Fact(latest_status, current.evidence, note=note)
     settle = (
         f"attach the post-transplant marrow / MRD report dated after {after}. The mCODE "
         "disease-status Observation (LOINC 97509-4) or a relapse / refractory SNOMED CT code "
