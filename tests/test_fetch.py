@@ -458,7 +458,7 @@ def test_worksheets_absent_from_prefetch_are_fetched_and_a_failure_costs_nothing
     assert ehr.types() == ["QuestionnaireResponse"]
     query = ehr.requests[0].url
     assert query.params["subject"] == "relapsed-aml-allo-mac"
-    assert query.params["status"] == "completed"
+    assert query.params["status"] == "completed,amended"  # docs/integration.md §7: both are read
 
     async def failing(request: httpx.Request) -> httpx.Response:
         return httpx.Response(500)

@@ -33,7 +33,7 @@ PREFETCH: dict[str, str] = {
     + _REGIMEN_CODES,
     "medication-requests": "MedicationRequest?patient={{context.patientId}}&code=" + _REGIMEN_CODES,
     # Completed worksheets (our per-policy Questionnaires), read back as attested answers.
-    "questionnaireResponses": "QuestionnaireResponse?subject={{context.patientId}}&status=completed",
+    "questionnaireResponses": "QuestionnaireResponse?subject={{context.patientId}}&status=completed,amended",
 }
 # Prefetch key -> the resource type it carries; the evaluation needs these four.
 REQUIRED_PREFETCH: dict[str, str] = {

@@ -21,6 +21,7 @@ from typing import Any
 from cds_service.core.evaluate import CriterionResult, Evaluation
 from cds_service.core.fhir_util import system_name
 from cds_service.core.model import Determination, Status
+from cds_service.core.payer import Route
 from cds_service.core.questionnaire import worksheet_for
 
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
@@ -315,13 +316,22 @@ def unretrieved_note(unretrieved: tuple[str, ...]) -> str:
     )
 
 
-def coverage_note(coverage: Any, active: int) -> str:
-    """Which of several active Coverages decided the payer (issue 12: say so on the card)."""
+def coverage_note(routed: Route) -> str:
+    """Which Coverage decided the payer, and why any other was passed over."""
+    coverage = routed.coverage
+    if coverage is None:
+        return ""
     order = f", Coverage.order {coverage.order}" if coverage.order is not None else ""
-    return (
-        f"**Coverage:** the payer is the one on {md(f'Coverage/{coverage.id}')}{order}, the "
-        f"first of the {active} active Coverages (primary first) whose payer has a policy here."
-    )
+    note = f"**Coverage:** the payer is the one on {md(f'Coverage/{coverage.id}')}{order}"
+    if routed.in_force > 1:
+        note += (
+            f", the first of the {routed.in_force} Coverages in force (primary first) whose "
+            "payer has a policy here"
+        )
+    note += "."
+    for reference, why in routed.passed_over:
+        note += f" {md(reference)} was not used: {md(why)}."
+    return note
 
 
 def build_cards(

@@ -18,7 +18,7 @@ from cds_service.core.cards import (
 from cds_service.core.evaluate import Evaluation, evaluate
 from cds_service.core.facts import Facts, Thresholds
 from cds_service.core.model import Order, PatientRecord
-from cds_service.core.payer import Route, active_coverages, route
+from cds_service.core.payer import Route, route, service_date
 from cds_service.core.policy import Policy
 from cds_service.core.questionnaire import worksheet_for, worksheets
 from cds_service.core.record import supporting_responses
@@ -60,7 +60,7 @@ def decide(inputs: DecisionInputs) -> Decision:
     The cards and coverage information say which data was unretrieved (the record already
     marks those types unavailable, so their facts are unknown).
     """
-    routed = route(inputs.record, inputs.policies)
+    routed = route(inputs.record, inputs.policies, service_date(inputs.orders, inputs.today))
     attested, ignored = _attestations(inputs, routed.policies)
     evaluations: list[Evaluation] = []
     for order in inputs.orders:
@@ -76,10 +76,9 @@ def decide(inputs: DecisionInputs) -> Decision:
         inputs.unretrieved,
         comparison=not routed.recognised,
     )
-    active = len(active_coverages(inputs.record))
-    if routed.coverage is not None and active > 1:
+    if routed.coverage is not None and (routed.in_force > 1 or routed.passed_over):
         for card in cards:
-            card["detail"] += "\n\n" + coverage_note(routed.coverage, active)
+            card["detail"] += "\n\n" + coverage_note(routed)
     body: dict[str, Any] = {"cards": cards}
     card_uuids = {
         (item["order"], item["policyId"]): card["uuid"]

@@ -4,17 +4,24 @@
 EHRs mostly record the payer as a bare `payor: [{"reference": "Organization/123"}]`. It is read,
 in order, from the payor's own identifier and display, the contained Organization, and the
 Organization in the record (prefetched through `_include=Coverage:payor`, or read from the FHIR
-server by the api layer: `payer_organizations_to_read` says which). Several active Coverages are
-tried in `Coverage.order` (1 = primary; no order after those with one, as the EHR listed them).
+server by the api layer: `payer_organizations_to_read` says which).
+
+A Coverage decides only while it is in force: status active and the date of service (the
+orders' occurrence, else authoredOn, else today) inside `Coverage.period`. One that has ended,
+has not begun or is not active is passed over, and the card says so. Several in force are
+tried in `Coverage.order` (1 = primary; no order after those with one), then by id, so the
+answer never depends on the order the EHR listed them in.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-from cds_service.core.model import PatientRecord
+from cds_service.core.fhir_util import to_date
+from cds_service.core.model import Order, PatientRecord
 from cds_service.core.policy import Policy
 
 
@@ -27,6 +34,9 @@ class Route:
     policies: tuple[Policy, ...]
     coverage: Any | None  # the Coverage whose payer was recognised
     recognised: bool
+    in_force: int = 0  # Coverages in force on the date of service
+    # (Coverage/<id>, why it was not routed) for every Coverage that is not in force
+    passed_over: tuple[tuple[str, str], ...] = ()
 
 
 def _payer_organizations(coverage: Any, record: PatientRecord) -> list[tuple[list[Any], str]]:
@@ -66,11 +76,42 @@ def _matches(policy: Policy, identifiers: list[Any], name: str) -> bool:
     return bool(normalised) and any(_normalise(a) in normalised for a in policy.payer.aliases)
 
 
-def active_coverages(record: PatientRecord) -> list[Any]:
-    """The active Coverages, primary first (Coverage.order; a stable sort keeps the EHR's order
-    among Coverages without one, after those with one)."""
-    active = [c for c in record.coverages if c.status == "active"]
-    return sorted(active, key=lambda c: c.order if c.order is not None else float("inf"))
+def _not_in_force(coverage: Any, on: date | None) -> str:
+    """Why `coverage` does not decide on `on` ("" when it is in force; `on` None: status only)."""
+    if coverage.status != "active":
+        return f"status {coverage.status}"
+    period = coverage.period
+    if on is None or period is None:
+        return ""
+    start, end = to_date(period.start), to_date(period.end)
+    if end is not None and end < on:
+        return f"ended {end.isoformat()}, before the date of service {on.isoformat()}"
+    if start is not None and start > on:
+        return f"begins {start.isoformat()}, after the date of service {on.isoformat()}"
+    return ""
+
+
+def active_coverages(record: PatientRecord, on: date | None = None) -> list[Any]:
+    """The Coverages in force on `on` (active, period covering it), primary first
+    (Coverage.order, then id: never the order the EHR listed them in)."""
+    active = [c for c in record.coverages if not _not_in_force(c, on)]
+    return sorted(
+        active,
+        key=lambda c: (c.order if c.order is not None else float("inf"), str(c.id or "")),
+    )
+
+
+def service_date(orders: list[Order], today: date) -> date:
+    """The date of service: the orders' occurrence, else authoredOn, else today (the earliest
+    when several orders say different dates, so the result does not depend on their order)."""
+    dates = []
+    for order in orders:
+        occurrence = order.resource.get("occurrenceDateTime")
+        period = order.resource.get("occurrencePeriod")
+        if occurrence is None and isinstance(period, dict):
+            occurrence = period.get("start")
+        dates.append(to_date(occurrence) or order.authored_on or today)
+    return min(dates, default=today)
 
 
 def payer_organizations_to_read(
@@ -91,10 +132,15 @@ def payer_organizations_to_read(
     return tuple(wanted)
 
 
-def route(record: PatientRecord, policies: tuple[Policy, ...]) -> Route:
-    for coverage in active_coverages(record):
+def route(record: PatientRecord, policies: tuple[Policy, ...], on: date | None = None) -> Route:
+    """The policies of the first Coverage in force on `on` whose payer is recognised."""
+    passed = tuple(
+        sorted((f"Coverage/{c.id}", why) for c in record.coverages if (why := _not_in_force(c, on)))
+    )
+    in_force = active_coverages(record, on)
+    for coverage in in_force:
         for identifiers, name in _payer_organizations(coverage, record):
             matched = tuple(p for p in policies if _matches(p, identifiers, name))
             if matched:
-                return Route(matched, coverage, True)
-    return Route(policies, None, False)
+                return Route(matched, coverage, True, len(in_force), passed)
+    return Route(policies, None, False, len(in_force), passed)

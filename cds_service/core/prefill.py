@@ -14,7 +14,7 @@ from typing import Any
 
 from cds_service.core.facts import Facts, Thresholds
 from cds_service.core.model import Fact, Order, PatientRecord
-from cds_service.core.payer import route
+from cds_service.core.payer import route, service_date
 from cds_service.core.policy import Policy
 from cds_service.core.questionnaire import (
     Leaf,
@@ -101,7 +101,7 @@ def questionnaire_package(
 ) -> list[tuple[Worksheet, dict[str, Any]]]:
     """For each order, the worksheet of each policy the Coverage routes to (all of them when the
     payer is not recognised, as the hooks compare them), with its pre-filled response."""
-    routed = route(record, policies)
+    routed = route(record, policies, service_date(orders, today))
     package = []
     for order in orders:
         facts = Facts(record, order, order.authored_on or today, thresholds)
