@@ -181,6 +181,12 @@ def _coverage_with_payors(by_type: dict[str, list[dict[str, Any]]]) -> dict[str,
     return _searchset(coverages + [o for i, o in organizations.items() if i in named])
 
 
+# The worksheet statuses the questionnaireResponses template asks for (completed, amended).
+_QR_READ = frozenset(
+    parse_qs(PREFETCH["questionnaireResponses"].split("?", 1)[1])["status"][0].split(",")
+)
+
+
 def prefetch_for(bundle: dict[str, Any]) -> dict[str, Any]:
     """What an EHR would send for each of our prefetch templates, from a scenario bundle."""
     items = resources(bundle)
@@ -199,7 +205,7 @@ def prefetch_for(bundle: dict[str, Any]) -> dict[str, Any]:
         ),
         "medication-requests": _coded(by_type, "MedicationRequest", "medication-requests"),
         "questionnaireResponses": _searchset(
-            [r for r in by_type.get("QuestionnaireResponse", []) if r.get("status") == "completed"]
+            [r for r in by_type.get("QuestionnaireResponse", []) if r.get("status") in _QR_READ]
         ),
     }
 
