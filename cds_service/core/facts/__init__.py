@@ -109,8 +109,9 @@ CATALOGUE: dict[str, FactSpec] = {
         None,
         "boolean",
         "Whether the index allogeneic graft was T-cell depleted (coded on the transplant).",
-        "a SNOMED CT or ICD-10-PCS transplant code naming a non-depleted graft (PCS substance "
-        "Y/G/X); a CPT-only transplant says nothing about processing (not documented)",
+        "an ICD-10-PCS transplant code with substance Y (stem cells, chosen against U = "
+        "T-cell depleted); CPT 38240, the other allogeneic SNOMED CT concepts and PCS G / X "
+        "say nothing about processing (not documented)",
     ),
     "conditioning_intensity": FactSpec(
         transplant.conditioning_intensity,
@@ -178,7 +179,8 @@ CATALOGUE: dict[str, FactSpec] = {
         "transfusion dependence after HSCT.",
         "post-transplant counts in the look-back window whose newest value in every lineage read "
         "is normal (recovery); a short run of low counts, a single severe count, a coded "
-        "cytopenia or no counts is not documented",
+        "cytopenia, no counts, or a lineage whose newest count cannot be read (unit, value) or "
+        "disagrees with itself that day is not documented",
     ),
     "prior_car_t": FactSpec(
         car_t.prior_car_t,
@@ -201,8 +203,9 @@ CATALOGUE: dict[str, FactSpec] = {
         "boolean",
         "Current tobacco / vaping / alcohol / other substance use or dependence.",
         "no active substance-use code on a completely read problem list and no current-use "
-        "smoking status (the same rule as the other contraindications); a cannabis code alone "
-        "is not documented (reviewer)",
+        "smoking status (the same rule as the other contraindications), and, when a smoking "
+        "status is on record, a latest one saying never / ex; a cannabis code alone, or a latest "
+        "status saying neither, is not documented (reviewer)",
     ),
     "nonadherence": FactSpec(
         contraindications.nonadherence,
@@ -238,8 +241,9 @@ CATALOGUE: dict[str, FactSpec] = {
         ("unmanipulated-product", "genetically-modified-product", "ex-vivo-manipulated-product"),
         "category",
         "Order detail: how the product was processed.",
-        "a plain CPT 38242 / 38243 order with no product detail (an unmanipulated product); "
-        "conflicting details are not documented",
+        "the order states unmanipulated-product (code, readable text or order question); a "
+        "plain CPT 38242 / 38243 order, unreadable text or conflicting details are not "
+        "documented",
     ),
     "high_relapse_risk_attested": FactSpec(
         order_details.high_relapse_risk_attested,

@@ -37,22 +37,27 @@ class Transplant:
 def classify(procedure: Any) -> Transplant | None:
     """The transplant a Procedure records, or None if it is not an HSCT (the caller passes only
     Procedures that happened: Context.procedures)."""
-    kind: Kind | None = None
+    kinds: set[Kind] = set()
     found = False
     for system, code in codings(procedure.code):
         if system == codes.CPT and code in codes.ALLO_CPT | codes.AUTO_CPT:
-            found, kind = True, kind or ("allogeneic" if code in codes.ALLO_CPT else "autologous")
+            found = True
+            kinds.add("allogeneic" if code in codes.ALLO_CPT else "autologous")
         elif system == codes.SNOMED and code in codes.ALLO_SNOMED:
-            found, kind = True, "allogeneic"
+            found = True
+            kinds.add("allogeneic")
         elif system == codes.SNOMED and code in codes.AUTO_SNOMED:
-            found, kind = True, kind or "autologous"
+            found = True
+            kinds.add("autologous")
         elif system == codes.SNOMED and code in codes.GENERIC_HSCT_SNOMED:
             found = True
         elif system == codes.ICD10PCS and (match := codes.HSCT_PCS.match(code)):
             found = True
-            kind = "autologous" if match.group(2) == "0" else "allogeneic"
+            kinds.add("autologous" if match.group(2) == "0" else "allogeneic")
     if not found:
         return None
+    # codes that disagree on the donor type say neither (whatever order they are listed in)
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
     when = procedure_date(procedure)
     return Transplant(ref(procedure), kind, when, display(procedure.code), procedure)
 
