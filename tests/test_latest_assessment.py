@@ -60,7 +60,7 @@ def _leaf_facts() -> dict[str, str]:
 FACT_OF = _leaf_facts()
 # Facts whose documented absence is a completely read list (problem list, procedure history):
 # removing the one entry that says it is present is, by that documented rule, its absence
-# (docs/policy-review.md, "Closed-world audit"). cytopenia_after_car_t follows prior_car_t.
+# (docs/closed-world-audit.md). cytopenia_after_car_t follows prior_car_t.
 COMPLETE_LIST = {n for n, spec in CATALOGUE.items() if "completely read" in spec.absence} | {
     "cytopenia_after_car_t"
 }

@@ -1,7 +1,7 @@
 """t_cell_depleted_graft: how the index allogeneic graft was processed, read from its code.
 
 Only a code that *says* how the graft was processed decides (closed-world audit,
-docs/policy-review.md):
+docs/closed-world-audit.md):
 - ICD-10-PCS substance U ("Hematopoietic Stem/Progenitor Cells, T-cell Depleted") or SNOMED CT
   234332000 / 234333005: T-cell depleted (documented present).
 - ICD-10-PCS substance Y ("Hematopoietic Stem/Progenitor Cells"): documented absent. The
