@@ -30,6 +30,13 @@ from tests.test_scenarios import all_payer_body, evaluations
 
 SHEETS = worksheets(load().policies)
 SCENARIOS = load_scenarios()
+# Scenarios whose record carries answered worksheets: the hook reads them as attested evidence,
+# the DTR pre-fill reads the record alone, so the two are not expected to agree there.
+WITH_WORKSHEETS = {
+    s.id
+    for s in SCENARIOS
+    if any(r["resourceType"] == "QuestionnaireResponse" for r in resources(s.bundle()))
+}
 
 
 def _items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -212,7 +219,7 @@ def _expected_answer(sheet: Worksheet, link: str, status: str) -> bool | None:
 
 
 @pytest.mark.parametrize("service", list(Service), ids=str)
-@pytest.mark.parametrize("scenario_id", [s.id for s in SCENARIOS])
+@pytest.mark.parametrize("scenario_id", [s.id for s in SCENARIOS if s.id not in WITH_WORKSHEETS])
 def test_prefilled_answers_agree_with_the_hook_response(
     client: TestClient, scenario_id: str, service: Service
 ) -> None:
