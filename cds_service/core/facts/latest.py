@@ -90,7 +90,8 @@ class Latest(Generic[V]):
 
     @property
     def when(self) -> date:
-        return max(r.when.end for r in self.newest)
+        """The date the newest result is stated with (a partial date: its first day)."""
+        return max(r.when.start for r in self.newest)
 
     @property
     def conflict(self) -> str:
