@@ -468,3 +468,20 @@ def test_worksheets_absent_from_prefetch_are_fetched_and_a_failure_costs_nothing
         e["determination"] for e in evaluations(body)
     ]
     assert "Could not be retrieved" not in json.dumps(failed)
+
+
+def test_an_amended_worksheet_is_fetched_and_read() -> None:
+    """Issue 19 class 8: the fallback query asks for amended worksheets too, so the amended
+    Molina worksheet of amended-worksheet is read from the FHIR server (before: status=completed
+    only, the worksheet never arrived and Molina needed information)."""
+    scenario = find_scenario("amended-worksheet")
+    request = build_request(scenario.bundle())
+    del request["prefetch"]["questionnaireResponses"]
+    point_at_fhir_server(request, SERVER, TOKEN)
+    ehr = fixture_ehr()
+    body = app_client(ehr).post(SIGN, json=request).json()
+    assert ehr.types() == ["QuestionnaireResponse"]
+    [molina] = [e for e in evaluations(body) if e["policyId"] == "molina-mcp-210"]
+    assert molina["determination"] == "meets-criteria"
+    [answered] = [c for c in molina["criteria"] if c["id"] == "molina-dli-planned-prevention"]
+    assert answered["evidence"] == ["QuestionnaireResponse/amw-ws"]

@@ -66,7 +66,9 @@ COMPLETE_LIST = {n for n, spec in CATALOGUE.items() if "completely read" in spec
 }
 
 
-def _answer(client: TestClient, bundle: dict[str, Any], shuffle: random.Random | None = None):  # type: ignore[no-untyped-def]
+def _answer(
+    client: TestClient, bundle: dict[str, Any], shuffle: random.Random | None = None
+) -> dict[str, Any]:
     request = build_request(bundle, "order-sign", tuple(Service))
     if shuffle is not None:
         shuffle.shuffle(request["context"]["draftOrders"]["entry"])
@@ -261,3 +263,62 @@ def test_removing_a_resource_never_turns_unknown_into_not_met(
 
     if removable:
         removing_one()
+
+
+# --- the eight reproduced classes, each on its own scenario, as the payer's own card -----------
+def _own(client: TestClient, scenario_id: str) -> tuple[dict[tuple[str, str], Any], dict[str, Any]]:
+    """(policy id -> evaluation of the routed payer, body) for the scenario's own Coverage."""
+    scenario = next(s for s in SCENARIOS if s.id == scenario_id)
+    request = build_request(scenario.bundle(), "order-sign", (Service.DLI, Service.HPC_BOOST))
+    body = client.post(f"/cds-services/{service_id('order-sign')}", json=request).json()
+    found = {
+        (e["service"], e["policyId"]): e
+        for card in body["cards"]
+        for e in card["extension"][EVALUATIONS]
+    }
+    return found, body
+
+
+def _criterion(evaluation: dict[str, Any], cid: str) -> dict[str, Any]:
+    return next(c for c in evaluation["criteria"] if c["id"] == cid)
+
+
+CLASSES = [
+    # (scenario, service, policy, determination, criterion, its status, evidence it names)
+    ("newer-unreadable-chimerism", "dli", "wellmark-07.03.13", "needs-information",
+     "wellmark-dli-mixed-chimerism", "unknown", "Observation/nuc-chim-new"),
+    ("same-day-chimerism-lineages", "hpc-boost", "molina-mcp-210", "needs-information",
+     "molina-hpc-enhance-chimerism", "unknown", "Observation/sdc-chim-cd3"),
+    ("anc-unit-text", "hpc-boost", "wellmark-07.03.13", "meets-criteria",
+     "wellmark-hpc-promote-engraftment", "met", "Observation/aut-anc3"),
+    ("gvhd-newer-grade-iv", "dli", "centene-cp.mp.101", "does-not-meet-criteria",
+     "centene-dli-no-severe-acute-gvhd", "not-met", "Observation/gv4-grade"),
+    ("generic-allo-codes-unrecognised-manipulation", "dli", "wellmark-07.03.13",
+     "needs-information", "wellmark-dli-tcd-graft", "unknown", "Procedure/gac-tx"),
+    ("attested-substance-use", "dli", "centene-cp.mp.101", "does-not-meet-criteria",
+     "centene-dli-no-active-substance-use", "not-met", "QuestionnaireResponse/asu-ws"),
+    ("ended-coverage", "dli", "centene-cp.mp.101", "meets-criteria",
+     "centene-dli-allogeneic-hsct", "met", "Procedure/ecv-tx"),
+    ("amended-worksheet", "dli", "molina-mcp-210", "meets-criteria",
+     "molina-dli-planned-prevention", "met", "QuestionnaireResponse/amw-ws"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CLASSES, ids=[c[0] for c in CLASSES])
+def test_each_reproduced_class_is_answered_by_the_latest_readable_evidence(
+    client: TestClient, case: tuple[str, ...]
+) -> None:
+    scenario_id, service, policy, determination, cid, status, evidence = case
+    found, body = _own(client, scenario_id)
+    assert {p for _, p in found} == {policy}  # the payer's own policy only
+    evaluation = found[service, policy]
+    assert evaluation["determination"] == determination
+    criterion = _criterion(evaluation, cid)
+    assert criterion["status"] == status and evidence in criterion.get("evidence", [])
+    details = "\n".join(card["detail"] for card in body["cards"])
+    if scenario_id == "same-day-chimerism-lineages":
+        assert "Conflict: results at the same time disagree" in details
+    if scenario_id == "ended-coverage":
+        assert "Coverage/ecv-cov-old was not used: ended 2025-12-31" in details
+    if scenario_id == "attested-substance-use":
+        assert "the record holds no dated entry that says otherwise" in details
