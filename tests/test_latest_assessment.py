@@ -290,7 +290,7 @@ CLASSES = [
     ("same-day-chimerism-lineages", "hpc-boost", "molina-mcp-210", "needs-information",
      "molina-hpc-enhance-chimerism", "unknown", "Observation/sdc-chim-cd3"),
     ("anc-unit-text", "hpc-boost", "wellmark-07.03.13", "meets-criteria",
-     "wellmark-hpc-promote-engraftment", "met", "Observation/aut-anc3"),
+     "wellmark-hpc-promote-engraftment", "met", "Observation/aux-anc3"),
     ("gvhd-newer-grade-iv", "dli", "centene-cp.mp.101", "does-not-meet-criteria",
      "centene-dli-no-severe-acute-gvhd", "not-met", "Observation/gv4-grade"),
     ("generic-allo-codes-unrecognised-manipulation", "dli", "wellmark-07.03.13",
