@@ -18,7 +18,7 @@ from typing import Any
 from cds_service.core import codes
 from cds_service.core.facts import car_t, transplant
 from cds_service.core.facts.context import CodingTest, Context
-from cds_service.core.facts.latest import Reading, Span, latest
+from cds_service.core.facts.latest import Latest, Reading, Span, latest
 from cds_service.core.fhir_util import codings, condition_active, display, fmt, procedure_date, ref
 from cds_service.core.model import Evidence, Fact
 from cds_service.core.units import Dimension, read_quantity
@@ -95,17 +95,19 @@ def _lineages(ctx: Context) -> tuple[_Lineage, ...]:
     )
 
 
+# One count as read: (value in the lineage's unit, or None; why it cannot be read; Observation)
+_Count = tuple[float | None, str, Any]
+
+
 def _days(
     ctx: Context, lineage: _Lineage, after: Callable[[date | None], bool]
-) -> Iterator[tuple[date, list[Reading[bool]], list[tuple[float, Any]]]]:
-    """The lineage's counts in the look-back window, one day at a time, newest first: each
-    day's readings (value: below the threshold?) and its readable (value, Observation) pairs.
-    Lazy, so older days are never validated once the walk stops."""
-    name, loinc, dimension, below, unit_label = lineage
+) -> Iterator[tuple[date, list[_Count]]]:
+    """The lineage's counts in the look-back window, one day at a time, newest first. Lazy, so
+    older days are never validated once the walk stops."""
+    _, loinc, dimension, _, _ = lineage
     start = ctx.window_start(ctx.thresholds.cytopenia_lookback_days)
     day: date | None = None
-    readings: list[Reading[bool]] = []
-    values: list[tuple[float, Any]] = []
+    counts: list[_Count] = []
     for obs, when, _ in ctx.observations(_loinc_in(loinc), newest_first=True):
         if when is None:
             continue
@@ -113,35 +115,46 @@ def _days(
             break  # newest first: everything further is older still
         if when != day:
             if day is not None:
-                yield day, readings, values
-            day, readings, values = when, [], []
-        value, why = read_quantity(obs.valueQuantity, dimension)
+                yield day, counts
+            day, counts = when, []
+        counts.append((*read_quantity(obs.valueQuantity, dimension), obs))
+    if day is not None:
+        yield day, counts
+
+
+def _one_day(lineage: _Lineage, when: date, counts: list[_Count]) -> Latest[bool]:
+    """Whether the lineage is low that day, by the latest-assessment rule (core/facts/latest.py):
+    a count that cannot be read, or counts that disagree, leave the day undecided. A single
+    readable count (the usual case) decides without building the readings."""
+    name, _, _, below, unit_label = lineage
+    if len(counts) == 1 and (value := counts[0][0]) is not None:
+        return Latest(value < below, ())
+    readings = []
+    for value, why, obs in counts:
         if value is None:
             summary = f"{name} on {fmt(when)} could not be read: {why}"
-            readings.append(Reading(Span.day(when), None, Evidence(ref(obs), summary, when)))
-            continue
-        summary = f"{name} {value:g} {unit_label}"
-        readings.append(Reading(Span.day(when), value < below, Evidence(ref(obs), summary, when)))
-        values.append((value, obs))
-    if day is not None:
-        yield day, readings, values
+        else:
+            summary = f"{name} {value:g} {unit_label}"
+        low = None if value is None else value < below
+        readings.append(Reading(Span.day(when), low, Evidence(ref(obs), summary, when)))
+    found = latest(readings)
+    return found if found is not None else Latest(None, ())
 
 
 def _walk(
     ctx: Context, lineage: _Lineage, after: Callable[[date | None], bool], into: Counts
 ) -> None:
-    """Walk back from the newest count in the look-back window (core/facts/latest.py decides
-    each day); stop as soon as the lineage is decided, so older counts are never validated.
+    """Walk back from the newest count in the look-back window (each day decided by
+    `_one_day`); stop as soon as the lineage is decided, so older counts are never validated.
     The newest day decides whether the lineage is low; a day that cannot be read or disagrees
     with itself ends the run of low counts there."""
     name, _, _, below, unit_label = lineage
     persistence = ctx.thresholds.persistence_days
     latest_low: tuple[date, float, Any] | None = None
     earliest_low: date | None = None
-    for when, readings, values in _days(ctx, lineage, after):
-        day = latest(readings)
-        if day is None:  # a day holds at least one reading
-            continue
+    for when, counts in _days(ctx, lineage, after):
+        day = _one_day(lineage, when, counts)
+        values = [(v, obs) for v, _, obs in counts if v is not None]
         if day.value is None and latest_low is None:  # the newest day: nothing decides
             into.unread.extend(day.evidence)
             if day.conflict:
