@@ -246,7 +246,7 @@ def _prefetch_steps(
     """The record to fill, the keys missing, and the filling, one resource a step."""
     prefetch = parsed.request.prefetch or {}
     missing = (missing_keys(prefetch), missing_keys(prefetch, OPTIONAL_PREFETCH))
-    record = PatientRecord()
+    record = PatientRecord(patient_id=parsed.context.patientId)
     skipped = {*missing[0], *missing[1]}
 
     def steps() -> Iterator[None]:

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from cds_service.api.offload import Offload, worker_process_setup
 from cds_service.audit.record import decision_record
 from cds_service.audit.writer import AuditWriter
 from cds_service.core import Decision, DecisionInputs, decide, relevant_resources
+from cds_service.logs import safe_ids
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
 
@@ -120,6 +122,11 @@ def adopt_in_worker(deps: PipelineDeps) -> None:
     worker_process_setup()
 
 
+def worker_deps() -> PipelineDeps:
+    """In a large-call worker process: the deps of the app it was forked from."""
+    return _WORKER_DEPS[0]
+
+
 def _answer_in_worker(body: bytes, service_id: str) -> Answer:
     result = asyncio.run(answer(body, SERVICES[service_id], _WORKER_DEPS[0]))
     release(result)
@@ -187,7 +194,7 @@ def log_decision(service_id: str, result: Answer) -> None:
     """Ids and outcomes only: never tokens, prefetch contents or clinical values."""
     if not log.isEnabledFor(logging.INFO) or result.decision is None or result.gathered is None:
         return  # the fields are not free to build
-    parsed, decision = result.parsed, result.decision
+    parsed, decision, record = result.parsed, result.decision, result.gathered.record
     fields = {
         "hook": parsed.request.hook,
         "service": service_id,
@@ -199,14 +206,14 @@ def log_decision(service_id: str, result: Answer) -> None:
             f"{e.order.reference} {e.policy.id}": e.determination.value
             for e in decision.evaluations
         },
-        "unreadable_resources": len(result.gathered.record.problems),
+        "unreadable_resources": len(record.problems),
         "payer_recognised": decision.route.recognised,
-        # which criteria rested on a worksheet answer, and which answers were not read (ids only)
+        # which criteria rested on a worksheet answer; the answers not read as counts per reason
+        # only: a linkId is client text (it may hold anything), and one per line grew unbounded
         "attested": sorted({c.id for e in decision.evaluations for c in e.criteria if c.attested}),
-        "ignored_answers": [
-            f"{i.response} {i.link_id} {i.reason}".replace("  ", " ")
-            for i in decision.ignored_answers
-        ],
+        "ignored_answers": dict(Counter(i.reason for i in decision.ignored_answers)),
+        "other_patient": len(record.other_patient),
+        "other_patient_ids": safe_ids(record.other_patient),
         "ms": round(result.latency_ms, 1),
     }
     log.info("hook evaluated", extra={"fields": fields})
