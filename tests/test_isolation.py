@@ -125,9 +125,7 @@ def test_a_coverage_of_another_patient_does_not_route(client: TestClient) -> Non
 
 
 @pytest.mark.parametrize("what", ["coverage", "order", "patientRecord"])
-def test_the_package_refuses_inputs_for_different_patients(
-    client: TestClient, what: str
-) -> None:
+def test_the_package_refuses_inputs_for_different_patients(client: TestClient, what: str) -> None:
     params = package_parameters("relapsed-aml-allo-mac", Service.DLI)
     part = next(p for p in params["parameter"] if p["name"] == what)
     resource = part["resource"]
