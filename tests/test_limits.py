@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gzip
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -233,6 +236,44 @@ def test_a_declared_content_length_over_the_cap_is_refused_before_reading() -> N
     client = app_client(mock_ehr(answer), CDS_FHIR_MAX_PAGE_BYTES=len(page))
     response = client.post(SIGN, json=hook(only_missing("observations")))
     assert "Could not be retrieved" not in response.text
+
+
+def test_a_compressed_page_is_capped_as_it_inflates_not_after() -> None:
+    """Issue 24: a gzip page was capped only once httpx had inflated each network chunk whole:
+    14 kB of gzip (one chunk) became 64 MB in memory before the cap saw it."""
+    cap = 1_000_000
+    bomb = gzip.compress(b'{"resourceType": "Bundle", "entry": [' + b" " * 64_000_000)
+
+    class OneChunk(httpx.AsyncByteStream):  # as the network hands it over: not yet inflated
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield bomb
+
+    async def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=OneChunk(), headers={"content-encoding": "gzip"})
+
+    client = app_client(mock_ehr(answer), CDS_FHIR_MAX_PAGE_BYTES=cap)
+    tracemalloc.start()
+    try:
+        response = client.post(SIGN, json=hook(only_missing("observations")))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 200, response.text
+    fails_like_a_5xx(response.json(), f"answered a page larger than {cap} bytes")
+    assert peak < 16 * cap  # bounded by the cap, not by what the page inflates to
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_page_under_the_cap_is_read(encoding: str) -> None:
+    page = orjson.dumps(FULL["observations"])
+    sent = gzip.compress(page) if encoding == "gzip" else zlib.compress(page)
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "gzip, deflate"
+        return httpx.Response(200, content=sent, headers={"content-encoding": encoding})
+
+    inline = app_client(mock_ehr(answer)).post(SIGN, json=hook(only_missing("observations")))
+    assert inline.status_code == 200 and "Could not be retrieved" not in inline.text
 
 
 LARGE = order_sign_request(1500)  # a long record: about 650 kB, over CDS_LARGE_CALL_BYTES
