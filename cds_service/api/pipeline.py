@@ -77,7 +77,7 @@ def parse(body: bytes, service: ServiceDef, settings: Settings) -> ParsedHook:
 
 async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer:
     started, offload = time.perf_counter(), deps.offload
-    if offload is not None and offload.takes(len(body)):
+    if offload is not None and offload.takes(body):
         result = await offload.run(_answer_in_worker, body, service.id)
         return dataclasses.replace(result, latency_ms=_since(started))  # the wait included
     if offload is not None and offload.waits_turn(len(body)):

@@ -174,7 +174,7 @@ async def package(request: Request, deps: Pipeline) -> Response:
     as a hook call of its size is (api/offload.py): in the worker process when large, taking
     turns on the loop when mid-sized."""
     body, offload = await request.body(), deps.offload
-    if offload is not None and offload.takes(len(body)):
+    if offload is not None and offload.takes(body, worksheets=True):
         answer, patient_id, sheets = await offload.run(_package_in_worker, body)
     elif offload is not None and offload.waits_turn(len(body)):
         async with offload.turn:
