@@ -157,27 +157,26 @@ def mutated_requests(
     return path, request
 
 
-@settings(FUZZ, max_examples=400)
-@given(call=mutated_requests())
-def test_mutated_scenario_requests(call: tuple[str, dict[str, Any]]) -> None:
+def post_mutated(call: tuple[str, dict[str, Any]], counter: str) -> None:
     path, request = call
     response = CLIENT.post(
         path, content=json.dumps(request), headers={"content-type": "application/json"}
     )
-    REQUESTS["mutations"] += 1
+    REQUESTS[counter] += 1
     assert_answer(response.status_code, response.headers["content-type"], response.content)
+
+
+@settings(FUZZ, max_examples=400)
+@given(call=mutated_requests())
+def test_mutated_scenario_requests(call: tuple[str, dict[str, Any]]) -> None:
+    post_mutated(call, "mutations")
 
 
 @settings(FUZZ, max_examples=300)
 @given(call=mutated_requests(PACKAGE_REQUESTS))
 def test_mutated_questionnaire_package_requests(call: tuple[str, dict[str, Any]]) -> None:
     """Issue 24: $questionnaire-package answered 500 to 8 of 6,000 generated bodies."""
-    path, request = call
-    response = CLIENT.post(
-        path, content=json.dumps(request), headers={"content-type": "application/json"}
-    )
-    REQUESTS["package mutations"] += 1
-    assert_answer(response.status_code, response.headers["content-type"], response.content)
+    post_mutated(call, "package mutations")
 
 
 JWKS = JwksServer({JKU: jwk_set(("ec-1", EC_KEY))})
