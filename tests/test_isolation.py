@@ -212,3 +212,19 @@ def test_a_log_line_is_bounded_whatever_its_fields() -> None:
     line = JsonFormatter().format(record)
     assert len(line) <= MAX_LINE_CHARS
     assert '"truncated": true' in line
+
+
+def test_a_number_sent_as_a_string_is_not_read(client: TestClient) -> None:
+    """`valueQuantity.value: "71"` is not valid FHIR JSON (fhir.resources would coerce it): the
+    chimerism result that makes the HPC boost meet the policies is then unreadable."""
+    scenario = SCENARIOS["relapsed-aml-allo-mac"]
+    request = build_request(scenario.bundle(), "order-sign", (Service.HPC_BOOST,))
+    request["prefetch"]["coverage"] = None
+    before = _determinations(client.post(SIGN, json=request).json())
+    assert "meets-criteria" in before.values()
+    for entry in request["prefetch"]["observations"]["entry"]:
+        quantity = entry["resource"].get("valueQuantity")
+        if quantity is not None:
+            quantity["value"] = str(quantity["value"])
+    after = _determinations(client.post(SIGN, json=request).json())
+    assert after != before and "meets-criteria" not in after.values()

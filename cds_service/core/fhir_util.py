@@ -147,6 +147,44 @@ _ANSWER_JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+# Elements holding a Quantity (or a dose): their `value` is a JSON number in FHIR's JSON format.
+_QUANTITIES = frozenset(
+    {"valueQuantity", "dose", "doseQuantity", "rateQuantity", "low", "high", "numerator", "denominator"}
+)  # fmt: skip
+_NUMBER_SUFFIXES = ("Integer", "PositiveInt", "UnsignedInt", "Decimal")
+
+
+def _primitive_ok(key: str, value: Any, parent: str) -> bool:
+    """Whether `value` has the JSON type FHIR gives element `key` (under element `parent`);
+    elements this does not know are left to fhir.resources."""
+    if key.endswith("Boolean"):
+        return isinstance(value, bool)
+    if key.endswith(_NUMBER_SUFFIXES) or (key == "value" and parent in _QUANTITIES):
+        whole = key.endswith(_NUMBER_SUFFIXES[:3])
+        kinds = (int,) if whole else (int, float)
+        return isinstance(value, kinds) and not isinstance(value, bool)
+    return True
+
+
+def mistyped_primitive(raw: dict[str, Any]) -> str | None:
+    """The path of the first boolean, integer or decimal element whose JSON type is wrong
+    (`"true"` for a boolean, `"71"` for a Quantity's value), or None. fhir.resources, like
+    pydantic's lax mode, would coerce them: such a resource is not valid FHIR JSON and must not
+    decide anything. Iterative, for the few resources that are validated."""
+    stack: list[tuple[str, str, Any]] = [("", "", raw)]
+    while stack:
+        path, parent, node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not _primitive_ok(key, value, parent):
+                    return f"{path}.{key}".lstrip(".")
+                if isinstance(value, dict | list):
+                    stack.append((f"{path}.{key}", key, value))
+        elif isinstance(node, list):
+            stack += [(path, parent, item) for item in node if isinstance(item, dict | list)]
+    return None
+
+
 def _typed(answer: Any) -> bool:
     if not isinstance(answer, dict):
         return True  # not ours to judge: fhir.resources refuses it

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from cds_service.core.fhir_util import (
     INVALID_FHIR,
     about_another_patient,
+    mistyped_primitive,
     to_date,
     well_typed_answers,
 )
@@ -102,25 +103,31 @@ Keep = Callable[[str, tuple[tuple[str, str], ...], date | None], bool]
 
 
 def _validate(record: PatientRecord, raw: dict[str, Any], model: Any) -> Any | None:
-    """The validated model, or None after recording why it is not valid FHIR R4."""
+    """The validated model, or None after recording why it is not valid FHIR R4. A worksheet
+    answer of the wrong JSON type is left out of its QuestionnaireResponse (and named); any
+    other boolean / number of the wrong JSON type makes the resource invalid, as fhir.resources
+    would coerce it."""
     if model is QuestionnaireResponse and "item" in raw:
         mistyped: list[str] = []
         raw = {**raw, "item": well_typed_answers(raw["item"], mistyped)}
         reference = f"QuestionnaireResponse/{raw.get('id') or '(no id)'}"
         record.mistyped_answers += [(reference, link) for link in mistyped]
+    wrong_type = mistyped_primitive(raw)
+    if wrong_type is not None:
+        _unreadable(record, raw, f"invalid FHIR R4 at {wrong_type} (JSON type)")
+        return None
     try:
         return model.model_validate(raw)
-    except (ValidationError, *INVALID_FHIR) as error:
-        rid = raw.get("id") if isinstance(raw.get("id"), str) else None
-        described = (
-            _describe(error)
-            if isinstance(error, ValidationError)
-            else f"invalid FHIR R4 ({type(error).__name__})"
-        )
-        record.problems.append(
-            ParseProblem(str(raw.get("resourceType")), rid, described, sniff_codings(raw))
-        )
-        return None
+    except ValidationError as error:
+        _unreadable(record, raw, _describe(error))
+    except INVALID_FHIR as error:
+        _unreadable(record, raw, f"invalid FHIR R4 ({type(error).__name__})")
+    return None
+
+
+def _unreadable(record: PatientRecord, raw: dict[str, Any], why: str) -> None:
+    rid = raw.get("id") if isinstance(raw.get("id"), str) else None
+    record.problems.append(ParseProblem(str(raw.get("resourceType")), rid, why, sniff_codings(raw)))
 
 
 @dataclass(slots=True)
