@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -53,6 +54,9 @@ class Which(StrEnum):
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (env HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env PORT, default 8000).")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes, each with every limit.")
+    ] = 1,
 ) -> None:
     """Start the CDS Hooks service."""
     import uvicorn
@@ -60,7 +64,7 @@ def serve(
 
     from cds_service.api.issuers import ConfigError
     from cds_service.compose import create_dev_app
-    from cds_service.server import quiet_repeats, uvicorn_options
+    from cds_service.server import WORKERS_ENV, quiet_repeats, uvicorn_options
 
     try:
         settings = Settings()
@@ -81,14 +85,19 @@ def serve(
         typer.echo(f"Sandbox: {base}/sandbox")
     if settings.env == "development":
         typer.echo(f"API docs: {base}/docs")
+    if workers > 1:  # each worker builds its own app (server.worker_app); this one was a check
+        service.state.audit.close()
+        os.environ[WORKERS_ENV] = str(workers)
     uvicorn.run(
-        service,
+        service if workers == 1 else "cds_service.server:worker_app",
+        factory=workers > 1,
+        workers=workers,
         host=bind_host,
         port=bind_port,
         log_level=settings.log_level,
         log_config=None,  # keep the JSON handler: uvicorn's own would print request data
         access_log=False,  # the access log would print URLs only, but keep one log line per call
-        **uvicorn_options(settings),
+        **uvicorn_options(settings, workers),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,17 @@ _LIFECYCLE = frozenset(
         ("alembic.runtime.migration", "Will assume %s DDL."),
     }
 )
+
+
+MAX_LINE_CHARS = 16_384  # a line over this keeps its event and says how long it was
+MAX_IDS = 20  # ids named per field; the count says how many there were
+_FHIR_ID = re.compile(r"[A-Za-z]{1,64}/[A-Za-z0-9\-.]{1,64}")
+
+
+def safe_ids(references: list[str]) -> list[str]:
+    """`Type/id` references for a log line: the first MAX_IDS, each only if it has the form of
+    a FHIR reference (an id is client text: anything else in it could be patient data)."""
+    return [r if _FHIR_ID.fullmatch(r) else "(not a FHIR id)" for r in references[:MAX_IDS]]
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,7 +57,12 @@ class JsonFormatter(logging.Formatter):
             frames = traceback.extract_tb(record.exc_info[2])
             if frames:
                 entry["at"] = f"{frames[-1].filename}:{frames[-1].lineno}"
-        return json.dumps(entry, default=str)
+        line = json.dumps(entry, default=str)
+        if len(line) <= MAX_LINE_CHARS:
+            return line
+        kept = {k: entry[k] for k in ("time", "level", "logger")}
+        kept["event"] = str(entry["event"])[:200]
+        return json.dumps({**kept, "truncated": True, "chars": len(line)})
 
 
 def configure_logging(level: str) -> None:

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
                 f"CDS_ENV=production requires https:// in CDS_FHIR_ALLOWED_SERVERS (EHR tokens "
                 f"would travel in cleartext to {', '.join(cleartext)})"
             )
+        if "null" in self.cors_origins:
+            raise ValueError(
+                "CDS_ENV=production refuses CDS_CORS_ORIGINS=null: sandboxed frames, file: pages"
+                " and redirects all send Origin: null; list the SMART app origins"
+            )
         if "*" in self.cors_origins:
             raise ValueError(
                 "CDS_ENV=production refuses CDS_CORS_ORIGINS=*: list the SMART app origins"

@@ -262,7 +262,10 @@ def test_answers_for_another_patient_or_version_are_ignored_and_logged_by_id(
         result, _ = fire(client, scenario, Service.DLI, [answers])
     assert result["molina-mcp-210"]["determination"] == "needs-information"
     fields = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "hook evaluated"]
-    assert fields[-1]["ignored_answers"] == [f"QuestionnaireResponse/molina-dli-ws {reason}"]
+    if reason == "another patient":  # not this patient's record at all (issue 24): named by id
+        assert fields[-1]["other_patient_ids"] == ["QuestionnaireResponse/molina-dli-ws"]
+    else:  # counts per reason only: no linkIds or other client text in the log
+        assert fields[-1]["ignored_answers"] == {reason: 1}
     assert fields[-1]["attested"] == []
 
 
@@ -278,9 +281,8 @@ def test_an_unknown_item_is_ignored_the_rest_is_read(
         result, _ = fire(client, scenario, Service.DLI, [answers])
     assert result["molina-mcp-210"]["determination"] == "meets-criteria"
     fields = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "hook evaluated"]
-    assert fields[-1]["ignored_answers"] == [
-        "QuestionnaireResponse/molina-dli-ws made-up-question unknown item"
-    ]
+    assert fields[-1]["ignored_answers"] == {"unknown item": 1}
+    assert "made-up-question" not in caplog.text  # a linkId is client text
     assert fields[-1]["attested"] == ["molina-dli-planned-prevention"]  # criterion ids only
     assert "Secret note" not in caplog.text and "Attester" not in caplog.text
 

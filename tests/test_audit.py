@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ from sqlalchemy.engine import URL
 from typer.testing import CliRunner
 
 from cds_service.api.app import create_app
+from cds_service.audit import writer as writer_module
 from cds_service.audit.feedback import FeedbackRequest
 from cds_service.audit.models import Base, FeedbackRow
 from cds_service.audit.record import CardRecord, CriterionRecord, DecisionRecord, EvaluationRecord
@@ -391,6 +393,8 @@ BAD_FEEDBACK = [
     ("reason without code", feedback("c", overrideReason={"reason": {"system": "x"}}), "code"),
     ("timestamp without zone", {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-21T10:00:00"}]}, "outcomeTimestamp"),
     ("timestamp as a number", {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": 1700000000}]}, "RFC 3339"),
+    ("timestamp past 9999 in UTC", {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "9999-12-31T23:00:00-05:00"}]}, "out of range"),
+    ("timestamp before year 1 in UTC", {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "0001-01-01T00:30:00+01:00"}]}, "out of range"),
 ]  # fmt: skip
 
 
@@ -546,9 +550,14 @@ def test_unreachable_database_every_call_still_answers_correctly(
     assert response.status_code == 503 and response.json()["resourceType"] == "OperationOutcome"
 
 
-def test_a_hanging_database_does_not_hold_up_the_answers(knowledge: Knowledge) -> None:
+def test_a_hanging_database_does_not_hold_up_the_answers(
+    knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A database that accepts the connection and never answers: the writer is stuck in its
-    connect for the whole run, and every answer still comes back (structural, not timed)."""
+    connect for the whole run, and every answer still comes back, its record already on disk in
+    the spool file (issue 24: before, the records waited in memory and a kill -9 lost them);
+    past the write timeout /healthz says degraded (before: ok, "starting", for 15 s and more)."""
+    monkeypatch.setattr(writer_module, "WRITE_TIMEOUT_S", 0.3)
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(16)  # the kernel completes connects; nobody ever speaks
@@ -563,8 +572,14 @@ def test_a_hanging_database_does_not_hold_up_the_answers(knowledge: Knowledge) -
             }
             assert got == expected(i)
         health = client.get("/healthz").json()["audit"]
-        assert health["status"] == "starting" and health["written"] == 0  # still connecting
-        assert health["queued"] >= 2
+        assert health["written"] == 0 and health["queued"] == 0  # still connecting
+        assert health["spooled"] == 3 and health["heldInMemory"] == 0  # each answer's, on disk
+        spool_file = app.state.audit.spool.path
+        with sqlite3.connect(spool_file) as reading:  # what a kill -9 now would leave
+            assert reading.execute("SELECT count(*) FROM spooled").fetchone()[0] == 3
+        time.sleep(0.4)
+        assert client.get("/healthz").json()["status"] == "degraded"
+        assert "has not answered" in client.get("/healthz").json()["audit"]["lastError"]
     app.state.audit.close()  # the listener is gone: the remaining attempts fail fast
 
 

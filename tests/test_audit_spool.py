@@ -221,3 +221,25 @@ def test_records_held_in_memory_are_bounded_and_the_overflow_counted(
     spool.add(records[2:])
     assert (spool.held, spool.pending, spool.lost) == (3, 3, 2)
     assert [r for _, r in spool.oldest(10)] == records[:3]  # the oldest kept, in order
+
+
+def test_a_stop_during_an_outage_drops_nothing_silently(
+    store: AuditStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 24: a stop while the database was down dropped what was held in memory without a
+    line or a count. Now: in the spool file, kept for the next start (and said so); held in
+    memory only (no file), counted as dropped and logged."""
+    unreachable = AuditStore(URL.create("sqlite", database=str(tmp_path / "nodir" / "x" / "a.db")))
+    unreachable.migrate = lambda: (_ for _ in ()).throw(OperationalError("connect", {}, OSError()))  # type: ignore[method-assign]
+    records = [decision_record([("A", f"c{i}", "meets-criteria", [])]) for i in range(3)]
+    in_file = AuditWriter(unreachable, batch_window=0.0, spool=AuditSpool(tmp_path / "s.sqlite3"))
+    in_memory = AuditWriter(unreachable, batch_window=0.0, spool=AuditSpool(None))
+    for writer in (in_file, in_memory):
+        for record in records:
+            writer.submit(record)
+        writer.close()
+    assert in_file.health()["spooled"] == 3 and in_file.health()["dropped"] == 0
+    assert in_memory.health()["dropped"] == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("3 records in the spool file" in m for m in messages)
+    assert any("3 records held in memory" in m and "lost" in m for m in messages)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gzip
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +24,7 @@ from cds_service.api.hooks import parse_hook
 from cds_service.api.offload import Offload
 from cds_service.bench.workload import order_sign_request
 from cds_service.core import StructureLimits
+from cds_service.core.model import Service
 from tests.test_fetch import (
     FULL,
     KEYS,
@@ -31,6 +35,7 @@ from tests.test_fetch import (
     mock_ehr,
     only_missing,
 )
+from tests.test_questionnaires import package_parameters
 
 SECRET = "Zebra-Quartz-7781"  # a value that must never appear in an answer or a log
 
@@ -235,6 +240,44 @@ def test_a_declared_content_length_over_the_cap_is_refused_before_reading() -> N
     assert "Could not be retrieved" not in response.text
 
 
+def test_a_compressed_page_is_capped_as_it_inflates_not_after() -> None:
+    """Issue 24: a gzip page was capped only once httpx had inflated each network chunk whole:
+    14 kB of gzip (one chunk) became 64 MB in memory before the cap saw it."""
+    cap = 1_000_000
+    bomb = gzip.compress(b'{"resourceType": "Bundle", "entry": [' + b" " * 64_000_000)
+
+    class OneChunk(httpx.AsyncByteStream):  # as the network hands it over: not yet inflated
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield bomb
+
+    async def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=OneChunk(), headers={"content-encoding": "gzip"})
+
+    client = app_client(mock_ehr(answer), CDS_FHIR_MAX_PAGE_BYTES=cap)
+    tracemalloc.start()
+    try:
+        response = client.post(SIGN, json=hook(only_missing("observations")))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 200, response.text
+    fails_like_a_5xx(response.json(), f"answered a page larger than {cap} bytes")
+    assert peak < 16 * cap  # bounded by the cap, not by what the page inflates to
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_page_under_the_cap_is_read(encoding: str) -> None:
+    page = orjson.dumps(FULL["observations"])
+    sent = gzip.compress(page) if encoding == "gzip" else zlib.compress(page)
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "gzip, deflate"
+        return httpx.Response(200, content=sent, headers={"content-encoding": encoding})
+
+    inline = app_client(mock_ehr(answer)).post(SIGN, json=hook(only_missing("observations")))
+    assert inline.status_code == 200 and "Could not be retrieved" not in inline.text
+
+
 LARGE = order_sign_request(1500)  # a long record: about 650 kB, over CDS_LARGE_CALL_BYTES
 
 
@@ -254,6 +297,52 @@ def test_a_large_call_is_answered_in_the_worker_exactly_as_on_the_loop() -> None
     audit = in_worker.state.audit
     assert audit.flush()
     assert audit.health()["written"] == 1
+
+
+def _mid_sized_with_a_worksheet() -> dict[str, Any]:
+    request = order_sign_request(300)
+    answers = {
+        "resourceType": "QuestionnaireResponse", "id": "ws", "status": "completed",
+        "questionnaire": "http://dli-hpc-cds.org/fhir/Questionnaire/molina-dli|0",
+        "subject": {"reference": f"Patient/{request['context']['patientId']}"},
+        "item": [{"linkId": f"q{i}", "answer": [{"valueString": "x"}]} for i in range(500)],
+    }  # fmt: skip
+    request["prefetch"]["questionnaireResponses"] = {
+        "resourceType": "Bundle", "type": "searchset", "entry": [{"resource": answers}],
+    }  # fmt: skip
+    return request
+
+
+def test_a_mid_sized_call_with_a_worksheet_is_answered_in_the_worker() -> None:
+    """Issue 24: a worksheet is one resource, read in one piece: slices between resources do
+    not help, so a mid-sized call carrying one goes to the worker process (8 such calls gave
+    normal order-sign p50 979 ms on the loop)."""
+    request = _mid_sized_with_a_worksheet()
+    inline = app_client(None, CDS_LARGE_CALL_BYTES=100_000_000)
+    worker = app_client(None)
+    in_worker: Any = worker.app
+    size = len(orjson.dumps(request))
+    assert in_worker.state.pipeline.settings.turn_call_bytes < size
+    assert size <= in_worker.state.pipeline.settings.large_call_bytes
+    expected, answered = inline.post(SIGN, json=request), worker.post(SIGN, json=request)
+    assert answered.status_code == expected.status_code == 200
+    assert evaluations(answered.json()) == evaluations(expected.json())
+    assert in_worker.state.pipeline.offload.started
+
+
+def test_a_mid_sized_questionnaire_package_is_answered_in_the_worker() -> None:
+    params = package_parameters("relapsed-aml-allo-mac", Service.DLI)
+    record = next(p for p in params["parameter"] if p["name"] == "patientRecord")["resource"]
+    filler = {"resourceType": "Basic", "id": "f", "code": {"text": "x" * 100}}
+    record["entry"] += [{"resource": filler}] * 300  # over CDS_TURN_CALL_BYTES
+    inline = app_client(None, CDS_LARGE_CALL_BYTES=100_000_000)
+    worker = app_client(None)
+    in_worker: Any = worker.app
+    path = "/fhir/Questionnaire/$questionnaire-package"
+    expected, answered = inline.post(path, json=params), worker.post(path, json=params)
+    assert answered.status_code == expected.status_code == 200
+    assert answered.json() == expected.json()
+    assert in_worker.state.pipeline.offload.started
 
 
 MID_SIZED = order_sign_request(300)  # about 134 kB: over CDS_TURN_CALL_BYTES, answered on the loop

@@ -133,7 +133,7 @@ def test_a_failure_after_the_answer_is_logged_without_its_data(
     records, output = captured
     app = create_app(Settings(), knowledge)
 
-    def failing_submit(record: object) -> None:
+    def failing_submit(record: object, on_stored: object = None) -> None:
         raise RuntimeError("Rosalind Hutchins MRN-93104257")
 
     app.state.audit.submit = failing_submit
@@ -144,7 +144,7 @@ def test_a_failure_after_the_answer_is_logged_without_its_data(
     app.state.audit.close()
     assert response.status_code == 200 and response.json()["cards"]
     messages = [r.getMessage() for r in records]
-    assert "after-answer step failed: RuntimeError" in messages
+    assert "audit step failed: RuntimeError" in messages
     assert "Rosalind" not in output.getvalue() + "\n".join(messages)
 
 

@@ -35,6 +35,7 @@ SETTING_REFUSALS = [
     ({"CDS_PUBLIC_BASE_URL": "http://cds.example.org"}, "CDS_PUBLIC_BASE_URL"),
     ({"CDS_FHIR_ALLOWED_SERVERS": "https://ehr.example.org/fhir,http://ehr.example.org/fhir"}, "CDS_FHIR_ALLOWED_SERVERS"),
     ({"CDS_CORS_ORIGINS": "https://app.example.org,*"}, "CDS_CORS_ORIGINS"),
+    ({"CDS_CORS_ORIGINS": "https://app.example.org,null"}, "CDS_CORS_ORIGINS"),  # issue 24
     ({"CDS_SANDBOX": "true"}, "CDS_SANDBOX"),
 ]  # fmt: skip
 

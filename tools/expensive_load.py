@@ -4,10 +4,13 @@ normal order-sign calls run at a steady 20/s, against a real `cds-service serve`
 expensive calls' own latency, and that a structure over each limit gets 413 + OperationOutcome.
 
     .venv/bin/python tools/expensive_load.py [--seconds 25] [--parallel 8] [--rate 20] [--url URL]
+                                             [--kind hook|package|worksheet] [--body-bytes N]
 
 An expensive call is the relapsed-AML request plus as many Conditions as the body limit holds,
 each with a code the evaluation reads and the most codings one CodeableConcept may carry, so
-every one is validated. Loopback only (--url must be a development server: no token is sent);
+every one is validated. `--kind package`: the same Conditions as the patientRecord of a DTR
+$questionnaire-package call; `--kind worksheet`: an order-sign carrying a completed worksheet
+(QuestionnaireResponse) of that many answered items. Loopback only (--url must be a development server: no token is sent);
 bounded: rate x seconds normal calls and --parallel expensive callers for --seconds.
 """
 
@@ -29,9 +32,12 @@ import orjson
 from hostile_connections import free_port, start_service  # tools/ is this script's path
 
 from cds_service.bench.workload import order_sign_request
+from cds_service.core import worksheets
+from cds_service.policy_store import load
 from cds_service.settings import Settings
 
 SIGN = "/cds-services/dli-hpc-order-sign"
+PACKAGE = "/fhir/Questionnaire/$questionnaire-package"
 JSON = {"content-type": "application/json"}
 LIMITS = Settings()
 
@@ -50,10 +56,12 @@ def condition(i: int, codings: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def expensive_request(max_bytes: int, codings: int) -> bytes:
-    """The normal request plus Conditions of `codings` codings until the body nears `max_bytes`."""
+def expensive_request(max_bytes: int, codings: int, kind: str = "hook") -> tuple[str, bytes]:
+    """The path and body of an expensive call of `kind` whose body nears `max_bytes`."""
     request = order_sign_request(50)
     patient = request["context"]["patientId"]
+    if kind == "worksheet":
+        return SIGN, _with_worksheet(request, max_bytes)
     entries = request["prefetch"]["conditions"]["entry"]
     one = condition(0, codings)
     one["subject"]["reference"] = f"Patient/{patient}"
@@ -62,6 +70,39 @@ def expensive_request(max_bytes: int, codings: int) -> bytes:
     count = min(room // size, LIMITS.max_bundle_entries - len(entries))
     for i in range(count):
         entries.append({"resource": {**copy.deepcopy(one), "id": f"x{i}"}})
+    if kind == "package":
+        return PACKAGE, _package(request)
+    return SIGN, orjson.dumps(request)
+
+
+def _package(request: dict[str, Any]) -> bytes:
+    """DTR $questionnaire-package input: the coverage, the orders, the conditions as record."""
+    prefetch = request["prefetch"]
+    coverage = next(
+        e["resource"] for e in prefetch["coverage"]["entry"] if e["resource"]["resourceType"] == "Coverage"
+    )  # fmt: skip
+    orders = [e["resource"] for e in request["context"]["draftOrders"]["entry"]]
+    record = {"resourceType": "Bundle", "type": "collection", "entry": prefetch["conditions"]["entry"]}  # fmt: skip
+    parameters = [{"name": "coverage", "resource": coverage}]
+    parameters += [{"name": "order", "resource": o} for o in orders]
+    parameters += [{"name": "patientRecord", "resource": record}]
+    return orjson.dumps({"resourceType": "Parameters", "parameter": parameters})
+
+
+def _with_worksheet(request: dict[str, Any], max_bytes: int) -> bytes:
+    """The request with one completed worksheet of as many (unknown) answered items as fit."""
+    item = {"linkId": "filler-0000000", "answer": [{"valueString": "x" * 40}]}
+    count = (max_bytes - len(orjson.dumps(request)) - 1024) // (len(orjson.dumps(item)) + 1)
+    response = {
+        "resourceType": "QuestionnaireResponse", "id": "ws", "status": "completed",
+        "questionnaire": next(s.canonical for s in worksheets(load().policies) if s.id == "molina-dli"),
+        "subject": {"reference": f"Patient/{request['context']['patientId']}"},
+        "authored": "2026-03-01T10:00:00Z",
+        "item": [item | {"linkId": f"filler-{i:07d}"} for i in range(count)],
+    }  # fmt: skip
+    request["prefetch"]["questionnaireResponses"] = {
+        "resourceType": "Bundle", "type": "searchset", "entry": [{"resource": response}],
+    }  # fmt: skip
     return orjson.dumps(request)
 
 
@@ -100,10 +141,10 @@ def percentiles(values: list[float]) -> str:
     return f"{len(values)} ok, p50 {statistics.median(values):.1f} ms, p99 {cuts[98]:.1f} ms, max {max(values):.0f} ms"
 
 
-def post(client: httpx.Client, body: bytes) -> tuple[int | str, float]:
+def post(client: httpx.Client, body: bytes, path: str = SIGN) -> tuple[int | str, float]:
     started = time.perf_counter()
     try:
-        status: int | str = client.post(SIGN, content=body, headers=JSON).status_code
+        status: int | str = client.post(path, content=body, headers=JSON).status_code
     except httpx.HTTPError as error:
         status = type(error).__name__
     return status, (time.perf_counter() - started) * 1000
@@ -134,7 +175,9 @@ def normal_calls(base: str, seconds: float, rate: float) -> tuple[list[float], l
     return latencies, failures
 
 
-def expensive_calls(base: str, body: bytes, seconds: float) -> tuple[list[float], list[str]]:
+def expensive_calls(
+    base: str, path: str, body: bytes, seconds: float
+) -> tuple[list[float], list[str]]:
     """One expensive caller: a call, and the next as soon as it is answered (its own process,
     so that sending 10 MB bodies does not slow the normal calls' client; at a low CPU priority,
     so that the load generator does not take the CPU from the service it measures)."""
@@ -144,23 +187,25 @@ def expensive_calls(base: str, body: bytes, seconds: float) -> tuple[list[float]
     until = time.monotonic() + seconds
     with client(base) as http:
         while time.monotonic() < until:
-            status, ms = post(http, body)
+            status, ms = post(http, body, path)
             (latencies.append(ms) if status == 200 else failures.append(f"expensive {status}"))
     return latencies, failures
 
 
 def run(base: str, args: argparse.Namespace) -> None:
-    body = expensive_request(args.body_bytes or LIMITS.max_body_bytes, LIMITS.max_codings)
+    size = args.body_bytes or LIMITS.max_body_bytes
+    path, body = expensive_request(size, LIMITS.max_codings, args.kind)
     with client(base) as http:
-        status, ms = post(http, body)
-    print(f"one expensive call alone: {len(body):,} bytes, HTTP {status}, {ms:.0f} ms")
+        status, ms = post(http, body, path)
+    print(f"one expensive {args.kind} call alone: {len(body):,} bytes, HTTP {status}, {ms:.0f} ms")
     print(f"normal calls alone, {args.rate:g}/s for 5 s ...", flush=True)
     alone, failures = normal_calls(base, 5, args.rate)
     print(f"  {percentiles(alone)}")
     print(f"{args.parallel} expensive callers + normal calls {args.rate:g}/s for {args.seconds:g} s ...", flush=True)  # fmt: skip
     with ProcessPoolExecutor(args.parallel) as callers:
         jobs = [
-            callers.submit(expensive_calls, base, body, args.seconds) for _ in range(args.parallel)
+            callers.submit(expensive_calls, base, path, body, args.seconds)
+            for _ in range(args.parallel)
         ]
         loaded, more = normal_calls(base, args.seconds, args.rate)
         failures += more
@@ -187,6 +232,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--url", help="a running development service (default: start one)")
+    parser.add_argument("--kind", choices=["hook", "package", "worksheet"], default="hook")
     parser.add_argument(
         "--body-bytes",
         type=int,

@@ -96,7 +96,8 @@ def _lifespan(
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers) if exc.headers else None  # a 405 carries Allow
+        return error_response(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -29,11 +29,14 @@ def operation_outcome(
     }
 
 
-def error_response(status: int, diagnostics: str) -> JSONResponse:
+def error_response(
+    status: int, diagnostics: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         operation_outcome(diagnostics, ISSUE_CODES.get(status, "processing")),
         status_code=status,
         media_type="application/fhir+json",
+        headers=headers,
     )
 
 

@@ -23,7 +23,8 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,9 +112,33 @@ def _next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
+_PIECE = 65_536  # most bytes one step of decompression may produce
+
+
+def _decoder(encoding: str) -> Callable[[bytes], Iterator[bytes]] | None:
+    """A decoder of a `Content-Encoding` that yields at most _PIECE bytes at a time (httpx's
+    own decodes a whole network chunk at once: a few kB of gzip can become gigabytes before
+    any cap sees them); None for an encoding not asked for."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return lambda data: iter((data,)) if data else iter(())
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        return None
+    inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header, detected
+
+    def pieces(data: bytes) -> Iterator[bytes]:
+        piece = inflate.decompress(data, _PIECE)
+        while piece:
+            yield piece
+            piece = inflate.decompress(inflate.unconsumed_tail, _PIECE)
+
+    return pieces
+
+
 async def _read_body(client: httpx.AsyncClient, url: str, cap: int) -> bytes:
     """The body of a 200 answer to GET `url`, streamed: reading stops as soon as it passes
-    `cap` bytes (decoded), so an oversized page never sits in memory whole."""
+    `cap` bytes, counted both as sent (compressed) and decoded, a bounded piece at a time, so an
+    oversized page (or a small one that inflates) never sits in memory whole."""
     too_large = f"answered a page larger than {cap} bytes (CDS_FHIR_MAX_PAGE_BYTES)"
     async with client.stream("GET", url) as response:
         if response.status_code != 200:
@@ -121,12 +146,26 @@ async def _read_body(client: httpx.AsyncClient, url: str, cap: int) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise ValueError(too_large)
-        chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > cap:
-                raise ValueError(too_large)
-            chunks.append(chunk)
+        decode = _decoder(response.headers.get("content-encoding", ""))
+        if decode is None:
+            raise ValueError("answered in a content-encoding it was not asked for")
+        chunks, sent, size = [], 0, 0
+        try:
+            # the raw stream itself: aiter_raw() refuses a body a transport handed over whole
+            stream = response.stream
+            if not isinstance(stream, httpx.AsyncByteStream):
+                raise ValueError("answered with a body that could not be read")
+            async for raw in stream:
+                sent += len(raw)
+                if sent > cap:
+                    raise ValueError(too_large)
+                for piece in decode(raw):
+                    size += len(piece)
+                    if size > cap:
+                        raise ValueError(too_large)
+                    chunks.append(piece)
+        except zlib.error:
+            raise ValueError("answered with a body that could not be decompressed") from None
         return b"".join(chunks)
 
 
@@ -194,7 +233,11 @@ async def fetch_all(
     async with httpx.AsyncClient(
         transport=transport,
         verify=_tls() if transport is None else True,
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/fhir+json",
+            "Accept-Encoding": "gzip, deflate",  # what _read_body decodes, a bounded piece at a time
+        },
         follow_redirects=False,  # a redirect could lead off the allowlist, token and all
         trust_env=False,  # no proxies or .netrc credentials from the environment
         timeout=limits.query_timeout,
@@ -246,7 +289,7 @@ def _prefetch_steps(
     """The record to fill, the keys missing, and the filling, one resource a step."""
     prefetch = parsed.request.prefetch or {}
     missing = (missing_keys(prefetch), missing_keys(prefetch, OPTIONAL_PREFETCH))
-    record = PatientRecord()
+    record = PatientRecord(patient_id=parsed.context.patientId)
     skipped = {*missing[0], *missing[1]}
 
     def steps() -> Iterator[None]:

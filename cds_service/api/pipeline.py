@@ -1,7 +1,9 @@
 """One hook call, start to answer: parse -> gather -> decide -> render, as plain functions.
 
 The route (api/routes.py) only reads the body and hands it here; what runs after the answer is
-sent (the log line and the audit record) is `after_answer`, so it never delays the clinician.
+sent (the log line) is `after_answer`, so it never delays the clinician; the audit record is on
+disk before the answer (`audit_answer`: about a millisecond, one fsync shared by every call
+that waits with it).
 A large call is answered the same way in a worker process (api/offload.py).
 """
 
@@ -11,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +29,9 @@ from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.api.limits import GatherLimits
 from cds_service.api.offload import Offload, worker_process_setup
 from cds_service.audit.record import decision_record
-from cds_service.audit.writer import AuditWriter
+from cds_service.audit.writer import ACK_TIMEOUT_S, AuditWriter
 from cds_service.core import Decision, DecisionInputs, decide, relevant_resources
+from cds_service.logs import safe_ids
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
 
@@ -73,7 +77,7 @@ def parse(body: bytes, service: ServiceDef, settings: Settings) -> ParsedHook:
 
 async def answer(body: bytes, service: ServiceDef, deps: PipelineDeps) -> Answer:
     started, offload = time.perf_counter(), deps.offload
-    if offload is not None and offload.takes(len(body)):
+    if offload is not None and offload.takes(body):
         result = await offload.run(_answer_in_worker, body, service.id)
         return dataclasses.replace(result, latency_ms=_since(started))  # the wait included
     if offload is not None and offload.waits_turn(len(body)):
@@ -120,6 +124,11 @@ def adopt_in_worker(deps: PipelineDeps) -> None:
     worker_process_setup()
 
 
+def worker_deps() -> PipelineDeps:
+    """In a large-call worker process: the deps of the app it was forked from."""
+    return _WORKER_DEPS[0]
+
+
 def _answer_in_worker(body: bytes, service_id: str) -> Answer:
     result = asyncio.run(answer(body, SERVICES[service_id], _WORKER_DEPS[0]))
     release(result)
@@ -152,33 +161,50 @@ def _since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def audit_answer(
+async def audit_answer(
     result: Answer, service: ServiceDef, deps: PipelineDeps, client_iss: str | None
 ) -> None:
-    deps.audit.submit(
-        decision_record(
-            result.decision,
-            recorded_at=deps.clock(),
-            hook_instance=str(result.parsed.request.hookInstance),
-            service_id=service.id,
-            hook=service.hook,
-            patient_id=result.parsed.context.patientId,
-            latency_ms=result.latency_ms,
-            client_iss=client_iss,
-            data_source=result.gathered.source if result.gathered else "prefetch",
+    """Hand the call's audit record to the writer and wait (at most ACK_TIMEOUT_S: a full disk)
+    until it is on disk: the answer is sent only then, so no crash loses an answered call's
+    record (audit/writer.py). A failure is logged by its type only, and the answer stands."""
+    try:
+        loop = asyncio.get_running_loop()
+        stored = loop.create_future()
+
+        def settle() -> None:
+            if not stored.done():
+                stored.set_result(None)
+
+        def on_stored() -> None:  # on the writer's spool thread
+            loop.call_soon_threadsafe(settle)
+
+        deps.audit.submit(
+            decision_record(
+                result.decision,
+                recorded_at=deps.clock(),
+                hook_instance=str(result.parsed.request.hookInstance),
+                service_id=service.id,
+                hook=service.hook,
+                patient_id=result.parsed.context.patientId,
+                latency_ms=result.latency_ms,
+                client_iss=client_iss,
+                data_source=result.gathered.source if result.gathered else "prefetch",
+            ),
+            on_stored,
         )
-    )
+        await asyncio.wait_for(stored, ACK_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("audit record not on disk within %g s; answered anyway", ACK_TIMEOUT_S)
+    except Exception as error:
+        log.error("audit step failed: %s", type(error).__name__)
 
 
-async def after_answer(
-    result: Answer, service: ServiceDef, deps: PipelineDeps, client_iss: str | None
-) -> None:
-    """The log line and the audit record, once the answer is sent. None of it can change the
-    answer; a failure is logged by its type only (its message may hold data)."""
+async def after_answer(service: ServiceDef, result: Answer) -> None:
+    """The log line, once the answer is sent. It cannot change the answer; a failure is logged
+    by its type only (its message may hold data)."""
     try:
         if result.decision is not None:
             log_decision(service.id, result)
-        audit_answer(result, service, deps, client_iss)
     except Exception as error:
         log.error("after-answer step failed: %s", type(error).__name__)
 
@@ -187,7 +213,7 @@ def log_decision(service_id: str, result: Answer) -> None:
     """Ids and outcomes only: never tokens, prefetch contents or clinical values."""
     if not log.isEnabledFor(logging.INFO) or result.decision is None or result.gathered is None:
         return  # the fields are not free to build
-    parsed, decision = result.parsed, result.decision
+    parsed, decision, record = result.parsed, result.decision, result.gathered.record
     fields = {
         "hook": parsed.request.hook,
         "service": service_id,
@@ -199,14 +225,14 @@ def log_decision(service_id: str, result: Answer) -> None:
             f"{e.order.reference} {e.policy.id}": e.determination.value
             for e in decision.evaluations
         },
-        "unreadable_resources": len(result.gathered.record.problems),
+        "unreadable_resources": len(record.problems),
         "payer_recognised": decision.route.recognised,
-        # which criteria rested on a worksheet answer, and which answers were not read (ids only)
+        # which criteria rested on a worksheet answer; the answers not read as counts per reason
+        # only: a linkId is client text (it may hold anything), and one per line grew unbounded
         "attested": sorted({c.id for e in decision.evaluations for c in e.criteria if c.attested}),
-        "ignored_answers": [
-            f"{i.response} {i.link_id} {i.reason}".replace("  ", " ")
-            for i in decision.ignored_answers
-        ],
+        "ignored_answers": dict(Counter(i.reason for i in decision.ignored_answers)),
+        "other_patient": len(record.other_patient),
+        "other_patient_ids": safe_ids(record.other_patient),
         "ms": round(result.latency_ms, 1),
     }
     log.info("hook evaluated", extra={"fields": fields})

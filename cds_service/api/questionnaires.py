@@ -23,18 +23,23 @@ from cds_service.api.auth import RequireClient
 from cds_service.api.deps import Pipeline
 from cds_service.api.errors import HookError, operation_outcome
 from cds_service.api.hooks import explain
-from cds_service.api.limits import check_fhir_text, check_json_shape
+from cds_service.api.limits import check_fhir_text, check_json_shape, too_large
 from cds_service.api.openapi import (
     PACKAGE_BODY,
     PACKAGE_RESPONSES,
     QUESTIONNAIRE_READ,
     QUESTIONNAIRE_SEARCH,
 )
+from cds_service.api.pipeline import PipelineDeps, worker_deps
 from cds_service.core import (
+    INVALID_FHIR,
     PatientRecord,
+    StructureLimits,
+    TooLarge,
     Worksheet,
     add_prefetch_value,
     add_resource,
+    patient_of,
     questionnaire_package,
     recognise,
     worksheets,
@@ -96,49 +101,104 @@ def _parameters(body: bytes) -> list[dict[str, Any]]:
         raise HookError(400, "the body must be a FHIR Parameters resource")
     try:
         Parameters.model_validate(data)
-    except (ValidationError, TypeError, ValueError) as error:
+    except (ValidationError, *INVALID_FHIR) as error:
         detail = explain(error) if isinstance(error, ValidationError) else type(error).__name__
         raise HookError(400, f"invalid Parameters: {detail}") from error
     return [p for p in data.get("parameter") or () if isinstance(p, dict)]
 
 
-def _inputs(parameters: list[dict[str, Any]]) -> tuple[PatientRecord, list[Any], str]:
-    """The record (coverage + patientRecord), the recognised orders, and the patient id."""
-    record, orders = PatientRecord(), []
+def _patients(parameters: list[dict[str, Any]]) -> set[str]:
+    """Every patient the inputs name: the orders' subjects, the coverages' beneficiaries and
+    the patientRecord's resources' subject / patient."""
+    found: set[str] = set()
     for part in parameters:
-        name, resource = part.get("name"), part.get("resource")
-        if name == "coverage":
-            add_resource(record, resource, "Coverage")
-        elif name == RECORD_PARAMETER:
-            add_prefetch_value(record, resource, "Bundle")
-        elif name == "order" and isinstance(resource, dict):
-            order = (
-                recognise(resource) if resource.get("resourceType") == "ServiceRequest" else None
-            )
-            if order is not None:
-                orders.append(order)
+        resource = part.get("resource")
+        if not isinstance(resource, dict):
+            continue
+        entries = resource.get("entry") if part.get("name") == RECORD_PARAMETER else None
+        inner = (
+            [e.get("resource") for e in entries if isinstance(e, dict)]
+            if isinstance(entries, list)
+            else [resource]
+        )
+        for raw in inner:
+            patient = patient_of(raw) if isinstance(raw, dict) else None
+            if patient is not None:
+                found.add(patient)
+    return found
+
+
+def _inputs(
+    parameters: list[dict[str, Any]], limits: StructureLimits
+) -> tuple[PatientRecord, list[Any], str]:
+    """The record (coverage + patientRecord), the recognised orders, and the patient id.
+    One patient per call: inputs that name different patients are refused (400)."""
+    patients = _patients(parameters)
+    if len(patients) > 1:
+        raise HookError(
+            400,
+            f"the orders, coverage and patientRecord name {len(patients)} different patients;"
+            " $questionnaire-package answers for one patient at a time",
+        )
+    patient = next(iter(patients), "")
+    record, orders = PatientRecord(patient_id=patient), []
+    try:
+        for part in parameters:
+            name, resource = part.get("name"), part.get("resource")
+            if name == "coverage":
+                add_resource(record, resource, "Coverage", limits=limits)
+            elif name == RECORD_PARAMETER:
+                add_prefetch_value(
+                    record, resource, "Bundle", limits=limits, where=RECORD_PARAMETER
+                )
+            elif name == "order" and isinstance(resource, dict):
+                order = (
+                    recognise(resource)
+                    if resource.get("resourceType") == "ServiceRequest"
+                    else None
+                )
+                if order is not None:
+                    orders.append(order)
+    except TooLarge as error:
+        raise HookError(413, too_large(error)) from None
     if not record.coverages:
         raise HookError(400, "$questionnaire-package needs a `coverage` parameter (DTR 1..*)")
     if not orders:
         raise HookError(400, "no `order` parameter is a DLI (CPT 38242) or HPC boost (38243) order")
-    subject = (orders[0].resource.get("subject") or {}).get("reference", "")
-    beneficiary = record.coverages[0].beneficiary
-    patient = str(subject or (beneficiary.reference if beneficiary else "") or "")
-    return record, orders, patient.removeprefix("Patient/")
+    return record, orders, patient
 
 
 @router.post("/$questionnaire-package", responses=PACKAGE_RESPONSES, openapi_extra=PACKAGE_BODY)
 async def package(request: Request, deps: Pipeline) -> Response:
-    """DTR: the worksheets for the Coverage's payer and the orders, each pre-filled."""
-    record, orders, patient_id = _inputs(_parameters(await request.body()))
+    """DTR: the worksheets for the Coverage's payer and the orders, each pre-filled. Answered
+    as a hook call of its size is (api/offload.py): in the worker process when large, taking
+    turns on the loop when mid-sized."""
+    body, offload = await request.body(), deps.offload
+    if offload is not None and offload.takes(body, worksheets=True):
+        answer, patient_id, sheets = await offload.run(_package_in_worker, body)
+    elif offload is not None and offload.waits_turn(len(body)):
+        async with offload.turn:
+            answer, patient_id, sheets = package_answer(body, deps)
+    else:
+        answer, patient_id, sheets = package_answer(body, deps)
+    log.info(
+        "questionnaire package",
+        extra={"fields": {"patient": patient_id, "questionnaires": sheets}},
+    )
+    return Response(answer, media_type=FHIR_JSON)
+
+
+def _package_in_worker(body: bytes) -> tuple[bytes, str, list[str]]:
+    return package_answer(body, worker_deps())
+
+
+def package_answer(body: bytes, deps: PipelineDeps) -> tuple[bytes, str, list[str]]:
+    """The package as JSON, the patient id and the worksheets sent (for the log line)."""
+    record, orders, patient_id = _inputs(_parameters(body), deps.limits.structure)
     today = deps.clock().date()
     knowledge = deps.knowledge
     built = questionnaire_package(
         record, orders, knowledge.policies, knowledge.thresholds, today, patient_id
-    )
-    log.info(
-        "questionnaire package",
-        extra={"fields": {"patient": patient_id, "questionnaires": [s.id for s, _ in built]}},
     )
     out = [
         {
@@ -158,4 +218,5 @@ async def package(request: Request, deps: Pipeline) -> Response:
             "information",
         )
         out = [{"name": "operationOutcome", "resource": outcome}]
-    return _fhir({"resourceType": "Parameters", "parameter": out})
+    answer = orjson.dumps({"resourceType": "Parameters", "parameter": out})
+    return answer, patient_id, [s.id for s, _ in built]

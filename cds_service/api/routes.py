@@ -14,7 +14,7 @@ from cds_service.api.discovery import SERVICES, discovery_document
 from cds_service.api.errors import HookError
 from cds_service.api.health import health_report
 from cds_service.api.openapi import CARDS_RESPONSE, HOOK_CALL_BODY, REQUEST_ERRORS, UNAUTHORIZED
-from cds_service.api.pipeline import after_answer, answer
+from cds_service.api.pipeline import after_answer, answer, audit_answer
 
 router = APIRouter()
 
@@ -44,8 +44,10 @@ async def call_service(
     if service is None:
         raise HookError(404, f"no CDS service {service_id!r}; see GET /cds-services")
     result = await answer(await request.body(), service, deps)
-    # The log line and audit record run once the answer is sent; and, when the task is
-    # dropped, the request's objects (parsed prefetch, validated resources, cards) are freed,
-    # a good part of a large call's cost. None of it can change the answer.
-    task = BackgroundTask(after_answer, result, service, deps, client_issuer(request))
+    # Durable before acknowledged: the audit record is on disk before the answer goes out.
+    await audit_answer(result, service, deps, client_issuer(request))
+    # The log line runs once the answer is sent; and, when the task is dropped, the request's
+    # objects (parsed prefetch, validated resources, cards) are freed, a good part of a large
+    # call's cost. None of it can change the answer.
+    task = BackgroundTask(after_answer, service, result)
     return Response(result.body, media_type="application/json", background=task)

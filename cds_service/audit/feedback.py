@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +45,17 @@ class FeedbackItem(BaseModel):
     def _rfc3339_text(cls, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError("outcomeTimestamp must be an RFC 3339 date-time string")
+        return value
+
+    @field_validator("outcomeTimestamp", mode="after")
+    @classmethod
+    def _storable(cls, value: datetime) -> datetime:
+        """In UTC too (as stored): 9999-12-31T23:00:00-05:00 is a valid RFC 3339 text whose UTC
+        time is past year 9999; storing it failed as if the storage were down (503)."""
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("outcomeTimestamp is out of range in UTC") from None
         return value
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from cds_service.core.cards import CardOptions
 from cds_service.core.decide import Decision, DecisionInputs, decide
 from cds_service.core.facts import OBSERVATION_CODES, OBSERVATION_LOINC, Thresholds
 from cds_service.core.facts.relevance import relevant_resources
+from cds_service.core.fhir_util import INVALID_FHIR, patient_of
 from cds_service.core.model import Determination, Order, PatientRecord, Service
 from cds_service.core.orders import recognise
 from cds_service.core.payer import payer_organizations_to_read
@@ -26,6 +27,7 @@ from cds_service.core.structure import StructureLimits, TooLarge
 from cds_service.core.units import warm_up as warm_up_units
 
 __all__ = [
+    "INVALID_FHIR",
     "OBSERVATION_CODES",
     "OBSERVATION_LOINC",
     "CardOptions",
@@ -46,6 +48,7 @@ __all__ = [
     "codes",
     "decide",
     "is_operation_outcome",
+    "patient_of",
     "payer_organizations_to_read",
     "prefetch_value_steps",
     "questionnaire_package",

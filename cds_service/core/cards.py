@@ -334,6 +334,15 @@ def coverage_note(routed: Route) -> str:
     return note
 
 
+def other_patient_note(count: int) -> str:
+    """The call carried records of someone else (issue 24): they were not read."""
+    records = "1 record names" if count == 1 else f"{count} records name"
+    return (
+        "**Check the patient context:** records for another patient were ignored ("
+        f"{records} a different patient than this order's and were not used as evidence)."
+    )
+
+
 def build_cards(
     evaluations: list[Evaluation],
     options: CardOptions,

@@ -14,6 +14,7 @@ from cds_service.core.cards import (
     build_cards,
     coverage_action,
     coverage_note,
+    other_patient_note,
 )
 from cds_service.core.evaluate import Evaluation, evaluate
 from cds_service.core.facts import Facts, Thresholds
@@ -79,6 +80,9 @@ def decide(inputs: DecisionInputs) -> Decision:
     if routed.coverage is not None and (routed.in_force > 1 or routed.passed_over):
         for card in cards:
             card["detail"] += "\n\n" + coverage_note(routed)
+    if inputs.record.other_patient:
+        for card in cards:
+            card["detail"] += "\n\n" + other_patient_note(len(inputs.record.other_patient))
     body: dict[str, Any] = {"cards": cards}
     card_uuids = {
         (item["order"], item["policyId"]): card["uuid"]
@@ -97,11 +101,14 @@ def _attestations(
 ) -> tuple[dict[str, Attestations], list[Ignored]]:
     """The worksheet answers in the record and in the orders' supportingInfo."""
     responses = list(inputs.record.questionnaire_responses)
+    mistyped = list(inputs.record.mistyped_answers)
     for order in inputs.orders:
-        responses += supporting_responses(order.resource)
+        responses += supporting_responses(order.resource, mistyped)
+    not_valid = [Ignored(response, "invalid answer", link) for response, link in mistyped]
     if not responses:
-        return {}, []
-    return read_attestations(responses, inputs.patient_id, worksheets(policies))
+        return {}, not_valid
+    attested, ignored = read_attestations(responses, inputs.patient_id, worksheets(policies))
+    return attested, not_valid + ignored
 
 
 def _coverage_actions(

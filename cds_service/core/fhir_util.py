@@ -126,3 +126,128 @@ def observation_date(observation: Any) -> date | None:
 
 def fmt(when: date | None) -> str:
     return when.isoformat() if when else "undated"
+
+
+# What fhir.resources raises on malformed input besides ValidationError: TypeError /
+# AttributeError from its own validators, KeyError for a resource type R4B does not know (an R5
+# `Transport` in `contained`), RecursionError on very deep nesting. Any of them: not valid FHIR.
+INVALID_FHIR = (TypeError, ValueError, AttributeError, LookupError, RecursionError)
+
+# The JSON type FHIR's JSON format gives each answer value[x] (fhir.resources, like pydantic's
+# lax mode, would read "true", 1, "yes" or "on" as a boolean: a wrong type is not valid FHIR).
+_ANSWER_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "valueBoolean": (bool,),
+    "valueDecimal": (int, float),
+    "valueInteger": (int,),
+    "valueDate": (str,),
+    "valueDateTime": (str,),
+    "valueTime": (str,),
+    "valueString": (str,),
+    "valueUri": (str,),
+    "valueAttachment": (dict,),
+    "valueCoding": (dict,),
+    "valueQuantity": (dict,),
+    "valueReference": (dict,),
+}
+
+
+# Elements holding a Quantity (or a dose): their `value` is a JSON number in FHIR's JSON format.
+_QUANTITIES = frozenset(
+    {"valueQuantity", "dose", "doseQuantity", "rateQuantity", "low", "high", "numerator", "denominator"}
+)  # fmt: skip
+_NUMBER_SUFFIXES = ("Integer", "PositiveInt", "UnsignedInt", "Decimal")
+
+
+def _primitive_ok(key: str, value: Any, parent: str) -> bool:
+    """Whether `value` has the JSON type FHIR gives element `key` (under element `parent`);
+    elements this does not know are left to fhir.resources."""
+    if key.endswith("Boolean"):
+        return isinstance(value, bool)
+    if key.endswith(_NUMBER_SUFFIXES) or (key == "value" and parent in _QUANTITIES):
+        whole = key.endswith(_NUMBER_SUFFIXES[:3])
+        kinds = (int,) if whole else (int, float)
+        return isinstance(value, kinds) and not isinstance(value, bool)
+    return True
+
+
+def mistyped_primitive(raw: dict[str, Any]) -> str | None:
+    """The path of the first boolean, integer or decimal element whose JSON type is wrong
+    (`"true"` for a boolean, `"71"` for a Quantity's value), or None. fhir.resources, like
+    pydantic's lax mode, would coerce them: such a resource is not valid FHIR JSON and must not
+    decide anything. Iterative, for the few resources that are validated."""
+    stack: list[tuple[str, str, Any]] = [("", "", raw)]
+    while stack:
+        path, parent, node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not _primitive_ok(key, value, parent):
+                    return f"{path}.{key}".lstrip(".")
+                if isinstance(value, dict | list):
+                    stack.append((f"{path}.{key}", key, value))
+        elif isinstance(node, list):
+            stack += [(path, parent, item) for item in node if isinstance(item, dict | list)]
+    return None
+
+
+def _typed(answer: Any) -> bool:
+    if not isinstance(answer, dict):
+        return True  # not ours to judge: fhir.resources refuses it
+    for key, value in answer.items():
+        wanted = _ANSWER_JSON_TYPES.get(key)
+        if wanted is not None and (
+            not isinstance(value, wanted) or (bool not in wanted and isinstance(value, bool))
+        ):
+            return False
+    return True
+
+
+def well_typed_answers(items: Any, mistyped: list[str]) -> Any:
+    """QuestionnaireResponse `item`s (JSON) without the answers whose value[x] has the wrong
+    JSON type; the linkIds of those go to `mistyped`. The input is not changed (a copy where
+    something was dropped)."""
+    if not isinstance(items, list):
+        return items
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            out.append(item)
+            continue
+        kept = dict(item)
+        answers = item.get("answer")
+        if isinstance(answers, list):
+            good = [a for a in answers if _typed(a)]
+            if len(good) < len(answers):
+                mistyped.append(str(item.get("linkId")))
+            kept["answer"] = [
+                {**a, "item": well_typed_answers(a["item"], mistyped)}
+                if isinstance(a, dict) and "item" in a
+                else a
+                for a in good
+            ]
+            if not kept["answer"]:
+                del kept["answer"]
+        if "item" in item:
+            kept["item"] = well_typed_answers(item["item"], mistyped)
+        out.append(kept)
+    return out
+
+
+def patient_of(raw: dict[str, Any]) -> str | None:
+    """The id of the patient a resource is about, from a relative or absolute `Patient/<id>`
+    reference in `subject`, `patient` or (a Coverage) `beneficiary`; None when it names none
+    (or names it in a way that does not say who: a contained or urn: reference)."""
+    for key in ("subject", "patient", "beneficiary"):
+        value = raw.get(key)
+        reference = value.get("reference") if isinstance(value, dict) else None
+        if isinstance(reference, str):
+            segments = reference.split("/_history/")[0].rstrip("/").split("/")
+            return segments[-1] if len(segments) >= 2 and segments[-2] == "Patient" else None
+    return None
+
+
+def about_another_patient(raw: dict[str, Any], patient_id: str) -> bool:
+    """Whether `raw` names a patient other than `patient_id` (a resource naming none is not)."""
+    if not patient_id:
+        return False
+    other = patient_of(raw)
+    return other is not None and other != patient_id

@@ -118,6 +118,13 @@ class PatientRecord:
     problems: list[ParseProblem] = field(default_factory=list)
     unavailable: set[str] = field(default_factory=set)
     resources_read: int = 0  # prefetched and fetched, held to StructureLimits.resources
+    # The call's patient; a resource about another patient is not evidence: left out, and named
+    # (Type/id) in `other_patient` for the log and the card. Empty: not checked.
+    patient_id: str = ""
+    other_patient: list[str] = field(default_factory=list)
+    # Worksheet answers whose value has the wrong JSON type (not valid FHIR): left out of the
+    # QuestionnaireResponse before it is read; (QuestionnaireResponse/<id>, linkId)
+    mistyped_answers: list[tuple[str, str]] = field(default_factory=list)
 
     def complete(self, resource_type: str) -> bool:
         return resource_type not in self.unavailable

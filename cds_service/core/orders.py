@@ -17,7 +17,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from pydantic import ValidationError
 
 from cds_service.core import codes
-from cds_service.core.fhir_util import to_date
+from cds_service.core.fhir_util import INVALID_FHIR, to_date, well_typed_answers
 from cds_service.core.model import Order, Service
 
 # Well-known phrases (lower case, whole words) -> the order-detail code they state.
@@ -140,9 +140,11 @@ def _from_questions(service_request: dict[str, Any]) -> Stated:
     """Answers in our order-questions QuestionnaireResponse (validated; completed / amended)."""
     found: Stated = []
     for raw in supporting(service_request, "QuestionnaireResponse"):
+        # an answer of the wrong JSON type ("true" for a boolean) is not valid FHIR: dropped
+        typed = {**raw, "item": well_typed_answers(raw.get("item"), [])}
         try:
-            response = QuestionnaireResponse.model_validate(raw)
-        except (ValidationError, TypeError, ValueError, AttributeError):
+            response = QuestionnaireResponse.model_validate(typed)
+        except (ValidationError, *INVALID_FHIR):
             continue  # an unreadable answer states nothing
         canonical = str(response.questionnaire or "").split("|", 1)[0]
         if canonical != codes.ORDER_QUESTIONS or response.status not in _READ_QR:

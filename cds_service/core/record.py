@@ -18,7 +18,13 @@ from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from pydantic import ValidationError
 
-from cds_service.core.fhir_util import to_date
+from cds_service.core.fhir_util import (
+    INVALID_FHIR,
+    about_another_patient,
+    mistyped_primitive,
+    to_date,
+    well_typed_answers,
+)
 from cds_service.core.model import ParseProblem, PatientRecord
 from cds_service.core.structure import (
     StructureLimits,
@@ -97,22 +103,31 @@ Keep = Callable[[str, tuple[tuple[str, str], ...], date | None], bool]
 
 
 def _validate(record: PatientRecord, raw: dict[str, Any], model: Any) -> Any | None:
-    """The validated model, or None after recording why it is not valid FHIR R4."""
+    """The validated model, or None after recording why it is not valid FHIR R4. A worksheet
+    answer of the wrong JSON type is left out of its QuestionnaireResponse (and named); any
+    other boolean / number of the wrong JSON type makes the resource invalid, as fhir.resources
+    would coerce it."""
+    if model is QuestionnaireResponse and "item" in raw:
+        mistyped: list[str] = []
+        raw = {**raw, "item": well_typed_answers(raw["item"], mistyped)}
+        reference = f"QuestionnaireResponse/{raw.get('id') or '(no id)'}"
+        record.mistyped_answers += [(reference, link) for link in mistyped]
+    wrong_type = mistyped_primitive(raw)
+    if wrong_type is not None:
+        _unreadable(record, raw, f"invalid FHIR R4 at {wrong_type} (JSON type)")
+        return None
     try:
         return model.model_validate(raw)
-    except (ValidationError, TypeError, ValueError, AttributeError, RecursionError) as error:
-        # fhir.resources' own validators raise TypeError / AttributeError on some malformed
-        # input, and RecursionError on very deep nesting (prefetch depth is not pre-checked)
-        rid = raw.get("id") if isinstance(raw.get("id"), str) else None
-        described = (
-            _describe(error)
-            if isinstance(error, ValidationError)
-            else f"invalid FHIR R4 ({type(error).__name__})"
-        )
-        record.problems.append(
-            ParseProblem(str(raw.get("resourceType")), rid, described, sniff_codings(raw))
-        )
-        return None
+    except ValidationError as error:
+        _unreadable(record, raw, _describe(error))
+    except INVALID_FHIR as error:
+        _unreadable(record, raw, f"invalid FHIR R4 ({type(error).__name__})")
+    return None
+
+
+def _unreadable(record: PatientRecord, raw: dict[str, Any], why: str) -> None:
+    rid = raw.get("id") if isinstance(raw.get("id"), str) else None
+    record.problems.append(ParseProblem(str(raw.get("resourceType")), rid, why, sniff_codings(raw)))
 
 
 @dataclass(slots=True)
@@ -172,6 +187,9 @@ def add_resource(
     resource_type = raw.get("resourceType")
     model = MODELS.get(resource_type) if isinstance(resource_type, str) else None
     if model is None:
+        return
+    if about_another_patient(raw, record.patient_id):
+        record.other_patient.append(f"{resource_type}/{raw.get('id') or '(no id)'}")
         return
     code = raw.get("code")
     check_codings(code.get("coding") if isinstance(code, dict) else None, limits, ".code.coding")
@@ -261,9 +279,12 @@ def prefetch_value_steps(
         raise error.within(where) from None
 
 
-def supporting_responses(order_resource: dict[str, Any]) -> list[Any]:
+def supporting_responses(
+    order_resource: dict[str, Any], mistyped: list[tuple[str, str]]
+) -> list[Any]:
     """QuestionnaireResponses contained in a draft order and named in its supportingInfo (a
-    worksheet sent along with the order), validated; an invalid one is passed over."""
+    worksheet sent along with the order), validated; an invalid one is passed over, and an
+    answer of the wrong JSON type is left out and named in `mistyped`."""
     contained = order_resource.get("contained")
     by_id = {
         f"#{r.get('id')}": r
@@ -277,4 +298,5 @@ def supporting_responses(order_resource: dict[str, Any]) -> list[Any]:
         model = _validate(scratch, raw, QuestionnaireResponse) if raw is not None else None
         if model is not None:
             found.append(model)
+    mistyped += scratch.mistyped_answers
     return found

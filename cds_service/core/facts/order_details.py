@@ -16,6 +16,7 @@ from fhir.resources.R4B.biologicallyderivedproduct import BiologicallyDerivedPro
 from pydantic import ValidationError
 
 from cds_service.core.facts.context import Context
+from cds_service.core.fhir_util import INVALID_FHIR
 from cds_service.core.model import Evidence, Fact, Order
 from cds_service.core.orders import supporting
 
@@ -49,7 +50,7 @@ def _ordered_product_donor(order: Order) -> str | None:
     for raw in supporting(order.resource, "BiologicallyDerivedProduct"):
         try:
             donor = _donor(BiologicallyDerivedProduct.model_validate(raw))
-        except (ValidationError, TypeError, ValueError, AttributeError):
+        except (ValidationError, *INVALID_FHIR):
             continue  # an unreadable product says nothing
         if donor:
             return donor
