@@ -23,7 +23,9 @@ from cds_service import __version__
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.limits import GatherLimits
+from cds_service.api.metrics import Metrics
 from cds_service.api.offload import Offload
+from cds_service.api.operations import router as operations_router
 from cds_service.api.pipeline import PipelineDeps, adopt_in_worker
 from cds_service.api.questionnaires import router as questionnaire_router
 from cds_service.api.routes import router
@@ -64,6 +66,7 @@ def create_app(
         lifespan=_lifespan(audit, offload),
     )
     app.state.audit = audit
+    app.state.metrics = Metrics(audit, offload)
     app.state.pipeline = PipelineDeps(
         settings, knowledge, limits, audit, clock, new_uuid, fhir_transport, offload
     )
@@ -72,6 +75,7 @@ def create_app(
     _add_error_handlers(app)
     app.include_router(router)
     app.include_router(questionnaire_router)
+    app.include_router(operations_router)
     add_feedback_route(app, audit, clock)
     return app
 
