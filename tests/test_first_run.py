@@ -12,8 +12,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
 from sqlalchemy.engine import URL
 from typer.testing import CliRunner
@@ -79,11 +79,11 @@ def test_migration_log_lines_are_rendered_not_templates(tmp_path: Path) -> None:
     assert not [e for e in events if "%s" in e or "%d" in e]
 
 
-def _commands(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path under `command` (a click group: Typer may vendor its own click)."""
     found = [path]
-    if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
-            found += _commands(sub, (*path, name))
+    for name, sub in (getattr(command, "commands", None) or {}).items():
+        found += _commands(sub, (*path, name))
     return found
 
 

@@ -97,6 +97,7 @@ def test_metrics_count_calls_per_hook_payer_and_determination(app: FastAPI) -> N
     assert value(found, "cds_audit_records", state="dropped") == 0
     assert value(found, "cds_audit_storage_ok") is not None
     assert value(found, "cds_large_calls", state="capacity") == 16
+    assert value(found, "cds_replay_cache_ok", backend="memory") is None  # auth off: no cache
 
 
 def test_metrics_carry_no_patient_or_order_data(app: FastAPI) -> None:
@@ -145,6 +146,7 @@ def test_metrics_are_for_the_operator_or_a_client_when_auth_is_on(
         found = samples(client.get("/metrics", headers=operator).text)
         assert value(found, "cds_client_tokens_total", outcome="accepted") == 1
         assert value(found, "cds_client_tokens_total", outcome="rejected") == 2
+        assert value(found, "cds_replay_cache_ok", backend="memory") == 1
     finally:
         client.app.state.audit.close()  # type: ignore[attr-defined]
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
+from cds_service.api.auth import JwtVerifier
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.limits import GatherLimits
@@ -66,7 +67,7 @@ def create_app(
         lifespan=_lifespan(audit, offload),
     )
     app.state.audit = audit
-    app.state.metrics = Metrics(audit, offload)
+    app.state.metrics = Metrics(audit, offload, lambda: _replay_health(app))
     app.state.pipeline = PipelineDeps(
         settings, knowledge, limits, audit, clock, new_uuid, fhir_transport, offload
     )
@@ -78,6 +79,11 @@ def create_app(
     app.include_router(operations_router)
     add_feedback_route(app, audit, clock)
     return app
+
+
+def _replay_health(app: FastAPI) -> dict[str, str] | None:
+    verifier: JwtVerifier | None = getattr(app.state, "verifier", None)  # set by harden()
+    return None if verifier is None else verifier.replay.health()
 
 
 def _lifespan(
