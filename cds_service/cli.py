@@ -1,4 +1,4 @@
-"""Command line: `cds-service serve | fire | fixtures | fhir-server | matrix | bench | audit | dev-key`."""
+"""Command line: `cds-service serve | fire | fixtures | fhir-server | matrix | bench | audit | policy | dev-key`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import typer
 
 from cds_service import devkeys
 from cds_service.audit.cli import app as audit_app
-from cds_service.core import Service
+from cds_service.core import Policy, Service
 from cds_service.logs import configure_logging
 from cds_service.policy_store import load
 from cds_service.scenarios import (
@@ -31,8 +31,14 @@ from cds_service.scenarios import (
 )
 from cds_service.settings import Settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+# rich_markup_mode=None: click's plain help. Typer's rich help printed a `<bool>` value
+# placeholder beside every flag (--json, --quick, even --help), which then refused a value.
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
 app.add_typer(audit_app, name="audit")
+policy_app = typer.Typer(
+    no_args_is_help=True, help="Payer policies: their versions and what changed.", rich_markup_mode=None
+)
+app.add_typer(policy_app, name="policy")
 
 # The fixture FHIR server's default token: it guards synthetic sandbox data only.
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105
@@ -364,3 +370,60 @@ def dev_key(
         f"\nCDS_AUTH=true CDS_ISSUERS_FILE={issuers_path} cds-service serve\n"
         f"cds-service fire relapsed-aml-allo-mac --url http://127.0.0.1:8000 --sign {key_path}"
     )
+
+
+def _policy(policy_id: str) -> Policy:
+    found = next((p for p in load().policies if p.id == policy_id), None)
+    if found is None:
+        known = ", ".join(p.id for p in load().policies)
+        raise typer.BadParameter(f"no policy {policy_id!r}; policies: {known}")
+    return found
+
+
+@policy_app.command("versions")
+def policy_versions(policy_id: Annotated[str, typer.Argument(help="Policy id.")]) -> None:
+    """A policy's versions, newest first, with the dates each is in force."""
+    from cds_service.core import versions
+
+    for version in versions(_policy(policy_id)):
+        info = version.policy
+        start = info.effective_from.isoformat() if info.effective_from else "always"
+        until = f" until {info.in_force_until.isoformat()}" if info.in_force_until else ""
+        typer.echo(f"{info.version:<10} from {start}{until}: {info.version_note}")
+
+
+@policy_app.command("diff")
+def policy_diff(
+    policy_id: Annotated[str, typer.Argument(help="Policy id, e.g. centene-cp.mp.101.")],
+    v1: Annotated[str, typer.Argument(help="The version compared from.")],
+    v2: Annotated[str, typer.Argument(help="The version compared to.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Which criteria changed between two versions, and which fixtures' answers change."""
+    from cds_service.policy_diff import UnknownVersion, answer_changes, criteria_changes, pinned
+
+    knowledge, policy = load(), _policy(policy_id)
+    try:
+        before, after = pinned(policy, v1), pinned(policy, v2)
+    except UnknownVersion as error:
+        raise typer.BadParameter(str(error)) from error
+    criteria = criteria_changes(before, after)
+    compared, answers = answer_changes(
+        knowledge, before, after, lambda line: typer.secho(f"  {line}", dim=True, err=True)
+    )
+    if as_json:
+        typer.echo(json.dumps({
+            "policy": policy_id, "from": v1, "to": v2,
+            "criteria": [vars(c) for c in criteria],
+            "fixturesCompared": compared, "answers": [vars(a) for a in answers],
+        }, indent=2))  # fmt: skip
+        return
+    typer.secho(f"{policy_id}: version {v1} -> {v2}", bold=True)
+    typer.secho("Criteria", bold=True)
+    for c in criteria:
+        typer.echo(f"  {c.change:<8} {c.id}: {c.text}")
+    if not criteria:
+        typer.echo("  no criterion changed")
+    typer.secho(f"Fixture answers that change ({len(answers)} of {compared})", bold=True)
+    for a in answers:
+        typer.echo(f"  {a.scenario:<40} {a.service:<9} {a.before} -> {a.after}")

@@ -28,4 +28,5 @@ def create_dev_app(
 
         # The sandbox's no-prefetch mode reads the fixture FHIR server this app hosts itself.
         mount_sandbox(app, knowledge, SandboxFhir(token=secrets.token_urlsafe(16)))
+        app.state.sandbox_path = "/sandbox"  # GET / points to it
     return app

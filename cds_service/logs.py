@@ -25,6 +25,8 @@ _LIFECYCLE = frozenset(
         ("uvicorn.error", "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)"),
         ("alembic.runtime.migration", "Context impl %s."),
         ("alembic.runtime.migration", "Will assume %s DDL."),
+        # the migration step ("upgrade 0003 -> 0004, <its docstring's first line>"): ours
+        ("alembic.runtime.migration", "Running %s"),
     }
 )
 

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     fhir_max_pages: int = Field(10, alias="CDS_FHIR_MAX_PAGES", ge=1, le=100)
     fhir_max_page_bytes: int = Field(5_000_000, alias="CDS_FHIR_MAX_PAGE_BYTES", ge=1024)
 
-    @field_validator("fhir_allowed_servers", mode="before")
+    @field_validator("fhir_allowed_servers", "operator_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     issuers: str | None = Field(None, alias="CDS_ISSUERS")  # the issuers document, inline JSON
     public_base_url: str | None = Field(None, alias="CDS_PUBLIC_BASE_URL")
     cors_origins: Annotated[list[str], NoDecode] = Field([], alias="CDS_CORS_ORIGINS")
+    # Who may read /metrics and /audit/assertions besides a verified CDS client (api/operator.py):
+    # a scraper's bearer token, and / or the networks it calls from (CIDR, comma-separated).
+    operator_token: str | None = Field(None, alias="CDS_OPERATOR_TOKEN", min_length=16)
+    operator_networks: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), alias="CDS_OPERATOR_NETWORKS"
+    )
     max_body_bytes: int = Field(10_000_000, alias="CDS_MAX_BODY_BYTES", ge=1024)
     body_timeout: float = Field(10.0, alias="CDS_BODY_TIMEOUT", gt=0)
     # What one call's FHIR resources may hold, in prefetch and in fetched pages (api/limits.py).
@@ -87,6 +93,16 @@ class Settings(BaseSettings):
         return (
             [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
         )
+
+    @field_validator("operator_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as error:
+                raise ValueError(f"CDS_OPERATOR_NETWORKS: {network!r} is not a CIDR") from error
+        return value
 
     @property
     def auth_enabled(self) -> bool:

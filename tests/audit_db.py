@@ -30,7 +30,10 @@ def postgres_database() -> Iterator[URL]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as error:
         admin.dispose()
-        message = f"PostgreSQL at {server.render_as_string()} is unreachable: {error.orig}"
+        message = (
+            f"PostgreSQL at {server.render_as_string()} is unreachable ({error.orig}): start "
+            "a server there (trust auth, as in CI) or set CDS_TEST_DATABASE_URL to one"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -141,7 +141,7 @@ def test_migrations_run_from_empty_concurrently_and_match_the_models(store: Audi
             connection, opts={"version_table": "audit_alembic_version"}
         )
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
 
 
 def test_the_default_database_is_a_sqlite_file_created_on_first_start(

@@ -96,7 +96,7 @@ def test_postgres_unreachable_mid_run_loses_nothing_and_doubles_nothing(
 
 def test_sqlite_full_loses_nothing(store: AuditStore, knowledge: Knowledge, tmp_path: Path) -> None:
     if store.backend != "sqlite":
-        pytest.skip("a full disk is a SQLite condition")
+        pytest.skip("a full disk is a SQLite condition: not applicable to PostgreSQL")
     app = create_app(
         Settings(DATABASE_URL=url_text(store.url), CDS_DATA_DIR=str(tmp_path)), knowledge
     )
@@ -192,7 +192,7 @@ def test_immutable_sqlite_files_keep_the_process_answering_and_lose_nothing(
     assert app.state.audit.flush()
     if os.geteuid() != 0 or not chattr("+i", tmp_path):
         app.state.audit.close()
-        pytest.skip("needs root and chattr on this filesystem")
+        pytest.skip("needs root and chattr +i on this filesystem: run as root on ext4 / xfs, as CI does")
     try:
         fire(client, 10)  # the process survives: every call still answered 200
         assert app.state.audit.flush()

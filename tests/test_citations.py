@@ -7,12 +7,12 @@ vocabularies (mCODE "stable"). Matching ignores case, whitespace and the kind of
 ellipsis splits a quote into fragments that must each occur.
 
 The texts live in `shared/policies/` beside the checkout (as in CI). CDS_POLICY_TEXTS names
-another folder; without the folder the test skips, except under CI, where it fails.
+another folder; without the folder the test skips, except under CI, where it fails
+(tests/policy_texts.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +22,9 @@ import pytest
 import yaml
 
 from cds_service.policy_store import bundled
+from tests.policy_texts import policy_texts
 
 CARDS = bundled("cards")
-SOURCES = Path(
-    os.environ.get("CDS_POLICY_TEXTS")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "policies"
-)
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _ELLIPSIS = re.compile(r"\.\.\.|…")
 
@@ -64,17 +61,16 @@ def citing_texts(policy: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for rule in policy["services"].values():
         if "id" in rule:
             yield from _node_citations(rule)
+    for earlier in policy.get("earlier_versions") or ():
+        yield f"version {earlier['version']}", earlier["citation"]
 
 
 POLICY_FILES = sorted(CARDS.glob("*.yaml"))
 
 
 def _source(policy: dict[str, Any]) -> str:
-    if not SOURCES.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"policy texts not found at {SOURCES} (CI must check out shared/policies)")
-        pytest.skip("shared/policies is not beside this checkout")
-    return normalise((SOURCES / policy["policy"]["source_document"]).read_text(encoding="utf-8"))
+    texts = policy_texts()
+    return normalise((texts / policy["policy"]["source_document"]).read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.stem)

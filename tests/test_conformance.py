@@ -147,7 +147,7 @@ def healthchain_python() -> Path:
     except (subprocess.SubprocessError, OSError) as failure:
         if os.environ.get("CI") == "true":
             raise
-        pytest.skip(f"could not install {HEALTHCHAIN}: {failure}")
+        pytest.skip(f"could not install {HEALTHCHAIN} ({failure}): needs PyPI; rerun online")
     return python
 
 

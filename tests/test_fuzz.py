@@ -93,6 +93,7 @@ def test_openapi_fuzz_at_least_1000_requests() -> None:
         "GET /fhir/Questionnaire",
         "GET /fhir/Questionnaire/{questionnaire_id}",
         "POST /fhir/Questionnaire/$questionnaire-package",
+        "GET /audit/assertions/{assertion_id}",
     }
 
 

@@ -39,7 +39,7 @@ STARTUP_REFUSALS = [
     ({"CDS_AUTH": "true"}, "no CDS client is trusted"),
     ({"CDS_AUTH": "true", "CDS_ISSUERS_FILE": "/nonexistent/issuers.yaml"}, "cannot be read"),
     ({"CDS_AUTH": "true", "CDS_ISSUERS": '{"issuers": [{"iss": "x", "jwks_url": "https://x/j", "algorithms": ["HS256"]}]}'}, "algorithms must be"),
-    ({"CDS_AUTH": "true", "CDS_ISSUERS": '{"issuers": [{"iss": "x"}]}'}, "needs jwks_url, jku or jwks"),
+    ({"CDS_AUTH": "true", "CDS_ISSUERS": '{"issuers": [{"iss": "x"}]}'}, "needs jwks_url, jku, jku_list_url or jwks"),
     ({"CDS_AUTH": "true", "CDS_ISSUERS": '{"issuers": [{"iss": "x", "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "a"}]}}]}'}, "no public signing key"),
     ({"CDS_AUTH": "true", "CDS_ISSUERS": '{"issuers": [{"iss": "x", "jku": ["file:///etc/passwd"]}]}'}, "http(s) URLs"),
 ]  # fmt: skip

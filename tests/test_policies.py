@@ -14,11 +14,11 @@ from pydantic import ValidationError
 from cds_service.core.model import Service
 from cds_service.core.policy import Policy
 from cds_service.policy_store import PolicyLoadError, bundled, load, load_policy
+from tests.policy_texts import policy_texts
 
 CARDS = bundled("cards")
 POLICIES = {"wellmark-07.03.13", "molina-mcp-210", "centene-cp.mp.101", "anthem-cg-trans-03",
             "bcbsms-l.2.03.402"}  # fmt: skip
-SHARED_POLICIES = Path(__file__).resolve().parents[2] / "shared" / "policies"
 
 
 def raw(policy_id: str) -> dict[str, Any]:
@@ -44,9 +44,7 @@ def test_every_criterion_is_cited_and_ids_are_unique(policy: Policy) -> None:
 
 @pytest.mark.parametrize("policy", load().policies, ids=lambda p: p.id)
 def test_source_document_exists(policy: Policy) -> None:
-    if not SHARED_POLICIES.is_dir():
-        pytest.skip("../shared/policies is not beside this checkout")
-    assert (SHARED_POLICIES / policy.policy.source_document).is_file()
+    assert (policy_texts() / policy.policy.source_document).is_file()
 
 
 def test_services_not_addressed_are_explicit() -> None:

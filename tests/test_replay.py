@@ -268,7 +268,7 @@ def replays_accepted(port: int, workers: list[int], key: Path, tokens: int) -> i
 
 @pytest.mark.skipif(
     not Path(f"/proc/self/task/{os.getpid()}/children").exists(),
-    reason="finds the worker holding a connection in Linux /proc",
+    reason="finds the worker holding a connection in Linux /proc: runs on Linux only",
 )
 def test_a_token_replayed_to_the_other_worker_is_refused(postgres: URL, tmp_path: Path) -> None:
     key, issuers = devkeys.generate(tmp_path / "client")

@@ -20,10 +20,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cds_service import __version__
+from cds_service.api.auth import JwtVerifier
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
 from cds_service.api.limits import GatherLimits
+from cds_service.api.metrics import Metrics
 from cds_service.api.offload import Offload
+from cds_service.api.operations import router as operations_router
 from cds_service.api.pipeline import PipelineDeps, adopt_in_worker
 from cds_service.api.questionnaires import router as questionnaire_router
 from cds_service.api.routes import router
@@ -64,6 +67,7 @@ def create_app(
         lifespan=_lifespan(audit, offload),
     )
     app.state.audit = audit
+    app.state.metrics = Metrics(audit, offload, lambda: _replay_health(app))
     app.state.pipeline = PipelineDeps(
         settings, knowledge, limits, audit, clock, new_uuid, fhir_transport, offload
     )
@@ -72,8 +76,14 @@ def create_app(
     _add_error_handlers(app)
     app.include_router(router)
     app.include_router(questionnaire_router)
+    app.include_router(operations_router)
     add_feedback_route(app, audit, clock)
     return app
+
+
+def _replay_health(app: FastAPI) -> dict[str, str] | None:
+    verifier: JwtVerifier | None = getattr(app.state, "verifier", None)  # set by harden()
+    return None if verifier is None else verifier.replay.health()
 
 
 def _lifespan(

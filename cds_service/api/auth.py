@@ -28,6 +28,7 @@ log = logging.getLogger("cds_service.auth")
 LEEWAY_SECONDS = 60  # clock skew tolerated on exp / iat
 MAX_LIFETIME_SECONDS = 3600  # exp - iat; bounds how long a jti must be remembered
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+REPLAYED = "jti replayed"
 _KEY_TYPE = {"ES": "EC", "RS": "RSA", "PS": "RSA"}  # alg family -> JWK kty
 
 
@@ -72,8 +73,10 @@ class JwtVerifier:
             raise AuthFailed("typ is not JWT")
         if not isinstance(kid, str) or not kid:
             raise AuthFailed("no kid")
-        if jku is not None and jku not in issuer.jku:
+        if jku is not None and not await self._jku_allowed(issuer, jku):
             raise AuthFailed("jku not on the issuer's allowlist")  # and never fetched
+        if jku is None and issuer.jku_list_url and not (issuer.jwks_url or issuer.jwks):
+            raise AuthFailed("no jku: this issuer's keys are named by jku only")
         key = await self._key(issuer, kid, jku)
         if key is None:
             raise AuthFailed("kid not in the issuer's JWK Set")
@@ -84,7 +87,8 @@ class JwtVerifier:
                 token,
                 key.key,
                 algorithms=[alg],
-                audience=audience,
+                # the URL invoked, or one the issuer's EHR is known to send (Epic: as typed)
+                audience=[audience, *issuer.audiences],
                 issuer=issuer.iss,
                 leeway=LEEWAY_SECONDS,
                 options={"require": REQUIRED_CLAIMS, "verify_nbf": True},
@@ -104,8 +108,21 @@ class JwtVerifier:
         # Last, so only a token that passed every other check is remembered (and an attacker's
         # garbage never reaches the database).
         if not await self.replay.first_use(issuer.iss, jti, int(claims["exp"]) + LEEWAY_SECONDS):
-            raise AuthFailed("jti replayed")
+            raise AuthFailed(REPLAYED)
         return ClientIdentity(issuer.iss, kid, jti)
+
+    async def _jku_allowed(self, issuer: Issuer, jku: object) -> bool:
+        """On the issuer's own jku list, or on the list it publishes (Oracle Health)."""
+        if not isinstance(jku, str):
+            return False
+        if jku in issuer.jku:
+            return True
+        if issuer.jku_list_url is None:
+            return False
+        try:
+            return await self._jwks.listed(issuer.jku_list_url, jku)
+        except JwksUnavailable as error:
+            raise AuthFailed(f"published jku list unavailable: {error}") from error
 
     async def _key(self, issuer: Issuer, kid: str, jku: object) -> jwt.PyJWK | None:
         url = jku if isinstance(jku, str) else issuer.jwks_url
@@ -138,24 +155,34 @@ async def authenticate(request: Request) -> ClientIdentity | None:
         try:
             if scheme.lower() != "bearer" or not token.strip():
                 raise AuthFailed("no bearer token")
-            # aud must be the exact URL invoked, as the client sees it (the public base URL).
+            # aud: the exact URL invoked, as the client sees it (the public base URL), or one of
+            # the issuer's `audiences`.
             identity = await verifier.verify(
                 token.strip(), verifier.public_base_url + request.url.path
             )
         except AuthFailed as failure:
+            _count_token(request, "replayed" if str(failure) == REPLAYED else "rejected")
             log.warning(
                 "client rejected",
                 extra={"fields": {"reason": str(failure), "path": request.url.path}},
             )
             raise Unauthorized from failure
         except ReplayCheckUnavailable as failure:  # answered 503 (security.py): fail closed
+            _count_token(request, "unchecked")
             log.error(
                 "client token not checked for replay, call refused",
                 extra={"fields": {"reason": str(failure), "path": request.url.path}},
             )
             raise
+        _count_token(request, "accepted")
     request.state.client = identity
     return identity
+
+
+def _count_token(request: Request, outcome: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)  # api/metrics.py
+    if metrics is not None:
+        metrics.tokens.labels(outcome).inc()
 
 
 ClientAuth = Annotated[ClientIdentity | None, Depends(authenticate)]

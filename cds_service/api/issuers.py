@@ -1,8 +1,11 @@
 """Trusted CDS clients: the issuer allowlist (CDS Hooks 2.0 §trusting-cds-clients).
 
 Each issuer (`iss`) names where its public keys come from: a JWKS URL, the `jku` header values it
-may send (only these are ever fetched), or an inline JWK Set; and the signature algorithms it may
-use (asymmetric only). Read from `CDS_ISSUERS_FILE` (YAML or JSON) and/or `CDS_ISSUERS` (inline).
+may send (only these are ever fetched), a URL where it publishes that list of `jku` values
+(`jku_list_url`, Oracle Health's way), or an inline JWK Set; the signature algorithms it may use
+(asymmetric only); and the `aud` values it may send besides the URL invoked (`audiences`: Epic
+sends whatever the health system typed in). Read from `CDS_ISSUERS_FILE` (YAML or JSON) and/or
+`CDS_ISSUERS` (inline). Presets per EHR vendor are in the repository's `issuers/` folder.
 """
 
 from __future__ import annotations
@@ -55,14 +58,17 @@ class Issuer(BaseModel):
     iss: str = Field(min_length=1)
     jwks_url: str | None = Field(None, pattern=_URL)
     jku: tuple[str, ...] = ()  # allowed `jku` header values; a token's jku must be one of them
+    # a URL publishing the allowed jku values (a JSON list of URLs, or an object holding one)
+    jku_list_url: str | None = Field(None, pattern=_URL)
+    audiences: tuple[str, ...] = ()  # accepted `aud` values besides the URL invoked
     jwks: dict[str, Any] | None = None  # inline public JWK Set
     algorithms: tuple[str, ...] = ("ES384", "RS384")
 
-    @field_validator("jku")
+    @field_validator("jku", "audiences")
     @classmethod
     def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if bad := [u for u in value if not u.startswith(("https://", "http://"))]:
-            raise ValueError(f"jku values must be http(s) URLs: {bad}")
+            raise ValueError(f"jku and audiences values must be http(s) URLs: {bad}")
         return value
 
     @field_validator("algorithms")
@@ -76,8 +82,8 @@ class Issuer(BaseModel):
 
     @model_validator(mode="after")
     def _has_keys(self) -> Issuer:
-        if not (self.jwks_url or self.jku or self.jwks):
-            raise ValueError(f"issuer {self.iss!r} needs jwks_url, jku or jwks")
+        if not (self.jwks_url or self.jku or self.jwks or self.jku_list_url):
+            raise ValueError(f"issuer {self.iss!r} needs jwks_url, jku, jku_list_url or jwks")
         if self.jwks is not None and not public_keys(self.jwks):
             raise ValueError(f"issuer {self.iss!r}: jwks holds no public signing key with a kid")
         return self

@@ -1,8 +1,9 @@
-"""Fetch and cache CDS clients' JWK Sets over HTTP (httpx).
+"""Fetch and cache CDS clients' JWK Sets, and the jku lists some issuers publish, over HTTP.
 
-Only URLs from the issuer allowlist reach this module (the verifier checks `jku` first). Fetches
-have a timeout, no redirects and a size cap; a set is cached per URL and fetched again when it
-is old or when a token names a `kid` it lacks (key rotation), at most once per `min_refetch`.
+Only URLs from the issuer allowlist reach this module (the verifier checks `jku` first, against
+the issuer's own list or the list at its `jku_list_url`). Fetches have a timeout, no redirects
+and a size cap; a set (a list) is cached per URL and fetched again when it is old or when a
+token names a `kid` (a `jku`) it lacks (key rotation), at most once per `min_refetch`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from jwt import PyJWK
@@ -27,6 +29,27 @@ class JwksUnavailable(Exception):
 class _Entry:
     keys: dict[str, PyJWK]
     fetched: float
+
+
+@dataclass(frozen=True)
+class _Listed:
+    urls: frozenset[str]
+    fetched: float
+
+
+def listed_urls(document: Any, depth: int = 3) -> set[str]:
+    """The http(s) URLs in a published jku list. Its format is not publicly documented (Oracle
+    Health says only "the list of JKUs"), so a JSON array of URLs, an object whose values hold
+    them, or objects with a `jku` / `url` member are all read."""
+    if depth == 0:
+        return set()
+    if isinstance(document, str):
+        return {document} if document.startswith(("https://", "http://")) else set()
+    if isinstance(document, list):
+        return {u for item in document for u in listed_urls(item, depth - 1)}
+    if isinstance(document, dict):
+        return {u for value in document.values() for u in listed_urls(value, depth - 1)}
+    return set()
 
 
 class JwksCache:
@@ -46,6 +69,7 @@ class JwksCache:
         self._max_bytes = max_bytes
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._lists: dict[str, _Listed] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def key(self, url: str, kid: str) -> PyJWK | None:
@@ -62,7 +86,30 @@ class JwksCache:
                 self._entries[url] = entry
         return entry.keys.get(kid)
 
+    async def listed(self, list_url: str, jku: str) -> bool:
+        """Whether the jku list published at `list_url` names `jku`."""
+        async with self._locks.setdefault(list_url, asyncio.Lock()):
+            entry = self._lists.get(list_url)
+            age = self._clock() - entry.fetched if entry else None
+            if (
+                entry is None
+                or (age is not None and age > self._max_age)
+                or (jku not in entry.urls and age is not None and age >= self._min_refetch)
+            ):
+                urls = listed_urls(_json(await self._download(list_url)))
+                if not urls:
+                    raise JwksUnavailable("the jku list names no URL")
+                entry = _Listed(frozenset(urls), self._clock())
+                self._lists[list_url] = entry
+        return jku in entry.urls
+
     async def _fetch(self, url: str) -> dict[str, PyJWK]:
+        keys = public_keys(_json(await self._download(url)))
+        if not keys:
+            raise JwksUnavailable("no public signing key with a kid")
+        return keys
+
+    async def _download(self, url: str) -> bytes:
         try:
             async with (
                 httpx.AsyncClient(transport=self._transport, timeout=self._timeout) as client,
@@ -77,10 +124,11 @@ class JwksCache:
                         raise JwksUnavailable(f"larger than {self._max_bytes} bytes")
         except httpx.HTTPError as error:
             raise JwksUnavailable(type(error).__name__) from error
-        try:
-            keys = public_keys(json.loads(body))
-        except ValueError as error:
-            raise JwksUnavailable("not JSON") from error
-        if not keys:
-            raise JwksUnavailable("no public signing key with a kid")
-        return keys
+        return bytes(body)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise JwksUnavailable("not JSON") from error

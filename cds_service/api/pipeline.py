@@ -27,6 +27,7 @@ from cds_service.api.errors import HookError
 from cds_service.api.gather import FETCHED_TYPES, Gathered, gather
 from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.api.limits import GatherLimits
+from cds_service.api.metrics import data_sources
 from cds_service.api.offload import Offload, worker_process_setup
 from cds_service.audit.record import decision_record
 from cds_service.audit.writer import ACK_TIMEOUT_S, AuditWriter
@@ -189,6 +190,8 @@ async def audit_answer(
                 latency_ms=result.latency_ms,
                 client_iss=client_iss,
                 data_source=result.gathered.source if result.gathered else "prefetch",
+                crd_2_2=result.parsed.options.crd_2_2,
+                sources=data_sources(result.gathered),
             ),
             on_stored,
         )

@@ -77,9 +77,11 @@ def replay_cache(settings: Settings, audit: AuditWriter | None) -> ReplayCache:
 def refuse_cleartext_keys(issuers: Iterable[Issuer]) -> None:
     """A JWK Set fetched over http could be swapped on the way: anyone could then sign tokens."""
     for issuer in issuers:
-        for url in (issuer.jwks_url, *issuer.jku):
+        for url in (issuer.jwks_url, issuer.jku_list_url, *issuer.jku):
             if url is not None and not secure_url(url):
-                setting = "jwks_url" if url == issuer.jwks_url else "jku"
+                setting = {issuer.jwks_url: "jwks_url", issuer.jku_list_url: "jku_list_url"}.get(
+                    url, "jku"
+                )
                 raise ConfigError(
                     f"CDS_ENV=production requires https:// for issuer {issuer.iss!r} {setting} "
                     f"{url} (CDS_ISSUERS / CDS_ISSUERS_FILE)"

@@ -1,4 +1,4 @@
-"""`cds-service audit …`: list, show, export, stats and purge the decision audit log."""
+"""`cds-service audit …`: list, show, export, stats, metrics and purge the decision audit log."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from typing import Annotated, TextIO
 
 import typer
 
-from cds_service.audit.report import decision_dict, stats
+from cds_service.audit.crd_report import crd_metrics
+from cds_service.audit.report import assertion_dict, decision_dict, stats
 from cds_service.audit.store import AuditFilter, AuditStore, database_url
 from cds_service.core import Determination
 from cds_service.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, help=__doc__)
+app = typer.Typer(no_args_is_help=True, help=__doc__, rich_markup_mode=None)  # see cli.py
 EXPORT_BATCH = 500
 
 
@@ -95,14 +96,53 @@ def list_(
 
 
 @app.command()
-def show(key: Annotated[str, typer.Argument(help="Record id or hookInstance.")]) -> None:
-    """One decision in full, with its criteria, cards and feedback, as JSON."""
+def show(
+    key: Annotated[
+        str, typer.Argument(help="A CRD coverage-assertion-id, a record id or a hookInstance.")
+    ],
+) -> None:
+    """What was asserted under a coverage-assertion-id (orders, policy version, criteria and the
+    evidence ids), or one decision in full by record id / hookInstance, as JSON."""
     with _opened() as store:
+        asserted = store.assertion(key)
+        if asserted is not None:
+            typer.echo(json.dumps(assertion_dict(asserted, key), indent=2))
+            return
         row = store.find(key)
         if row is None:
-            raise typer.BadParameter(f"no audit record with id or hookInstance {key!r}")
+            raise typer.BadParameter(
+                f"no audit record with coverage-assertion-id, id or hookInstance {key!r}"
+            )
         feedback = store.feedback([row.id])[row.id]
     typer.echo(json.dumps(decision_dict(row, feedback), indent=2))
+
+
+@app.command("metrics")
+def metrics_(
+    since: Since = None,
+    until: Until = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """CRD metrics per hook and payer: calls, p50 / p90 response time, share under 5 s, share
+    with coverage information (CRD metrics.md), from the audit records."""
+    with _opened() as store:
+        rows = crd_metrics(store, _filter(since, until))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.secho(
+        f"{'hook':<13} {'payer':<20} {'calls':>6} {'p50 ms':>8} {'p90 ms':>8} "
+        f"{'< 5 s':>7} {'cov-info':>8}  covered",
+        bold=True,
+    )
+    for r in rows:
+        covered = " ".join(f"{code}={n}" for code, n in r["covered"].items()) or "-"
+        typer.echo(
+            f"{r['hook']:<13} {r['payer']:<20} {r['calls']:>6} {r['p50Ms']:>8} {r['p90Ms']:>8} "
+            f"{r['shareUnder5s']:>7.1%} {r['shareWithCoverageInfo']:>8.1%}  {covered}"
+        )
+    if not rows:
+        typer.echo("no hook calls recorded in that range", err=True)
 
 
 @app.command()

@@ -54,6 +54,12 @@ class DecisionRow(Base):
     data_source: Mapped[str] = mapped_column(String(16))  # prefetch | fetched | mixed
     latency_ms: Mapped[float]
     record_id: Mapped[str | None] = mapped_column(String(36), index=True, unique=True)
+    # CRDMetricData per call (audit/crd_metrics.py); null in records stored before 0004
+    payer: Mapped[str | None] = mapped_column(String(64), index=True)
+    crd_version: Mapped[str | None] = mapped_column(String(8))
+    http_status: Mapped[int | None]
+    token_use: Mapped[str | None] = mapped_column(String(16))
+    sources: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Read-only relationships: writes are Core bulk inserts (store.py), deletes cascade in SQL.
     evaluations: Mapped[list[EvaluationRow]] = relationship(order_by="EvaluationRow.id")
     cards: Mapped[list[CardRow]] = relationship(order_by="CardRow.id")
@@ -73,7 +79,9 @@ class EvaluationRow(Base):
     policy_version: Mapped[str] = mapped_column(String(32))
     determination: Mapped[str] = mapped_column(String(32), index=True)
     card_uuid: Mapped[str | None] = mapped_column(String(64), index=True)
-    coverage_assertion_id: Mapped[str | None] = mapped_column(String(64))
+    coverage_assertion_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # CRDMetricData coverageInfo (covered, paNeeded, docNeeded, infoNeeded); null: none returned
+    coverage_info: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     criteria: Mapped[list[CriterionRow]] = relationship(order_by="CriterionRow.id")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cds_service.audit.crd_metrics import coverage_information, crd_version, payer_of
 from cds_service.core import Decision
 
 
@@ -31,6 +32,9 @@ class EvaluationRecord:
     card_uuid: str | None
     coverage_assertion_id: str | None
     criteria: tuple[CriterionRecord, ...]
+    # CRDMetricData coverageInfo of this order (covered, paNeeded, docNeeded, infoNeeded):
+    # None when no coverage information was returned for it (order-select, another policy)
+    coverage_info: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,14 @@ class DecisionRecord:
     latency_ms: float
     client_iss: str | None = None
     data_source: str = "prefetch"
+    # CRDMetricData per call: the payer label (policy id, `none`, `no-order`), the CRD version
+    # answered, the HTTP status, whether a client token was used, and per prefetch key where its
+    # data came from (prefetch / fetched / failed)
+    payer: str | None = None
+    crd_version: str | None = None
+    http_status: int = 200
+    token_use: str = "not-used"  # noqa: S105 - CRD tokenUse, not a secret
+    sources: dict[str, str] = field(default_factory=dict)
     # Names this record across retries: the spool replays it until the store has it, and the
     # store's unique index on it keeps a replay after an unacknowledged commit from doubling it.
     record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -68,12 +80,15 @@ def decision_record(
     latency_ms: float,
     client_iss: str | None = None,
     data_source: str = "prefetch",
+    crd_2_2: bool = False,
+    sources: dict[str, str] | None = None,
 ) -> DecisionRecord:
     """`decision` is None for a call whose draft orders hold no DLI / HPC boost order."""
     body: dict[str, Any] = decision.body if decision else {"cards": []}
     evaluations = decision.evaluations if decision else []
     card_of = decision.card_uuids if decision else {}
     assertion_of = decision.assertion_ids if decision else {}
+    coverage_of = coverage_information(decision)
     return DecisionRecord(
         recorded_at=recorded_at,
         hook_instance=hook_instance,
@@ -98,6 +113,9 @@ def decision_record(
                     )
                     for c in e.criteria
                 ),
+                coverage_info=coverage_of.get(e.order.reference)
+                if decision and e.policy is decision.route.policies[0]
+                else None,
             )
             for e in evaluations
         ),
@@ -111,4 +129,8 @@ def decision_record(
         latency_ms=latency_ms,
         client_iss=client_iss,
         data_source=data_source,
+        payer=payer_of(decision),
+        crd_version=crd_version(crd_2_2),
+        token_use="used" if client_iss else "not-used",
+        sources=sources or {},
     )

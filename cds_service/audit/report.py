@@ -41,6 +41,7 @@ def decision_dict(row: DecisionRow, feedback: list[FeedbackRow]) -> dict[str, An
         "orders": row.orders,
         "dataSource": row.data_source,
         "latencyMs": round(row.latency_ms, 1),
+        "crdMetricData": crd_metric_data(row),
         "evaluations": [
             {
                 "order": e.order_ref,
@@ -50,6 +51,7 @@ def decision_dict(row: DecisionRow, feedback: list[FeedbackRow]) -> dict[str, An
                 "determination": e.determination,
                 "card": e.card_uuid,
                 "coverageAssertionId": e.coverage_assertion_id,
+                "coverageInfo": e.coverage_info,
                 "criteria": [
                     {"id": c.criterion_id, "status": c.status, "evidence": c.evidence}
                     for c in e.criteria
@@ -73,6 +75,63 @@ def decision_dict(row: DecisionRow, feedback: list[FeedbackRow]) -> dict[str, An
                 "receivedAt": f.received_at.isoformat(),
             }
             for f in feedback
+        ],
+    }
+
+
+def crd_metric_data(row: DecisionRow) -> dict[str, Any]:
+    """The CRDMetricData fields of one call (null in records stored before they were kept)."""
+    return {
+        "hookType": row.hook,
+        "payer": row.payer,
+        "crdVersion": row.crd_version,
+        "httpStatus": row.http_status,
+        "tokenUse": row.token_use,
+        "responseTimeMs": round(row.latency_ms, 1),
+        "fetched": row.sources,
+    }
+
+
+def assertion_dict(row: DecisionRow, assertion_id: str) -> dict[str, Any]:
+    """What was asserted under one coverage-assertion-id: when, for which orders, under which
+    policy version, each criterion's status and the ids it rested on. Ids and codes only."""
+    asserted = [e for e in row.evaluations if e.coverage_assertion_id == assertion_id]
+    return {
+        "coverageAssertionId": assertion_id,
+        "recordedAt": row.recorded_at.isoformat(),
+        "auditRecord": row.id,
+        "hookInstance": row.hook_instance,
+        "serviceId": row.service_id,
+        "hook": row.hook,
+        "clientIss": row.client_iss,
+        "patient": f"Patient/{row.patient_id}",
+        "dataSource": row.data_source,
+        "fetched": row.sources,
+        "payer": row.payer,
+        "orders": [
+            {
+                "order": e.order_ref,
+                "service": e.service,
+                "policyId": e.policy_id,
+                "policyVersion": e.policy_version,
+                "determination": e.determination,
+                "coverageInfo": e.coverage_info,
+                "card": e.card_uuid,
+                "criteria": [
+                    {"id": c.criterion_id, "status": c.status, "evidence": c.evidence}
+                    for c in e.criteria
+                ],
+                # the worksheet answers (QuestionnaireResponses) the criteria rested on
+                "worksheetAnswers": sorted(
+                    {
+                        ref
+                        for c in e.criteria
+                        for ref in c.evidence
+                        if ref.startswith("QuestionnaireResponse/")
+                    }
+                ),
+            }
+            for e in asserted
         ],
     }
 

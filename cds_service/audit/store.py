@@ -190,6 +190,11 @@ class AuditStore:
                             "data_source": r.data_source,
                             "latency_ms": r.latency_ms,
                             "record_id": r.record_id,
+                            "payer": r.payer,
+                            "crd_version": r.crd_version,
+                            "http_status": r.http_status,
+                            "token_use": r.token_use,
+                            "sources": r.sources,
                         }
                         for r in records
                     ],
@@ -229,6 +234,7 @@ class AuditStore:
                         "determination": e.determination,
                         "card_uuid": e.card_uuid,
                         "coverage_assertion_id": e.coverage_assertion_id,
+                        "coverage_info": e.coverage_info,
                     }
                     for decision_id, e in evaluations
                 ],
@@ -345,6 +351,21 @@ class AuditStore:
             .where(condition)
             .options(*_WHOLE_DECISION)
             .order_by(DecisionRow.id.desc())
+            .limit(1)
+        )
+        with self.session() as session:
+            return session.scalars(query).first()
+
+    def assertion(self, assertion_id: str) -> DecisionRow | None:
+        """The decision that returned the CRD coverage-assertion-id `assertion_id` (one per
+        coverage and response: every order it covers is in that decision)."""
+        query = (
+            select(DecisionRow)
+            .where(
+                DecisionRow.evaluations.any(EvaluationRow.coverage_assertion_id == assertion_id)
+            )
+            .options(*_WHOLE_DECISION)
+            .order_by(DecisionRow.id)
             .limit(1)
         )
         with self.session() as session:

@@ -5,7 +5,7 @@ internal and may change without notice (tests/test_layering.py holds other layer
 """
 
 from cds_service.core import codes
-from cds_service.core.cards import CardOptions
+from cds_service.core.cards import COVERAGE_INFO_URL, CardOptions
 from cds_service.core.decide import Decision, DecisionInputs, decide
 from cds_service.core.facts import OBSERVATION_CODES, OBSERVATION_LOINC, Thresholds
 from cds_service.core.facts.relevance import relevant_resources
@@ -13,7 +13,8 @@ from cds_service.core.fhir_util import INVALID_FHIR, patient_of
 from cds_service.core.model import Determination, Order, PatientRecord, Service
 from cds_service.core.orders import recognise
 from cds_service.core.payer import payer_organizations_to_read
-from cds_service.core.policy import Policy
+from cds_service.core.policy import Node, Policy
+from cds_service.core.policy_versions import version_named, versions
 from cds_service.core.prefill import questionnaire_package
 from cds_service.core.questionnaire import Worksheet, worksheets
 from cds_service.core.record import (
@@ -27,6 +28,7 @@ from cds_service.core.structure import StructureLimits, TooLarge
 from cds_service.core.units import warm_up as warm_up_units
 
 __all__ = [
+    "COVERAGE_INFO_URL",
     "INVALID_FHIR",
     "OBSERVATION_CODES",
     "OBSERVATION_LOINC",
@@ -35,6 +37,7 @@ __all__ = [
     "DecisionInputs",
     "Determination",
     "Keep",
+    "Node",
     "Order",
     "PatientRecord",
     "Policy",
@@ -54,6 +57,8 @@ __all__ = [
     "questionnaire_package",
     "recognise",
     "relevant_resources",
+    "version_named",
+    "versions",
     "warm_up_units",
     "worksheets",
 ]

@@ -515,6 +515,9 @@ def coverage_information(
             )
     parts += _what_is_needed(evaluation, covered, pa, technical if undetermined else "", crd_2_2)
     reasons += _determination_reasons(evaluation)
+    if evaluation.policy.policy.in_force_until is not None:  # an earlier version decided
+        info = evaluation.policy.policy
+        reasons.append(f"Assessed under {info.number} version {info.version} ({info.version_note})")
     order = evaluation.order
     billing = {"system": order.billing_system, "code": order.billing_code}
     parts.append({"url": "billingCode", "valueCoding": billing})

@@ -21,6 +21,7 @@ from cds_service.core.facts import Facts, Thresholds
 from cds_service.core.model import Order, PatientRecord
 from cds_service.core.payer import Route, route, service_date
 from cds_service.core.policy import Policy
+from cds_service.core.policy_versions import policies_in_force
 from cds_service.core.questionnaire import worksheet_for, worksheets
 from cds_service.core.record import supporting_responses
 
@@ -61,7 +62,9 @@ def decide(inputs: DecisionInputs) -> Decision:
     The cards and coverage information say which data was unretrieved (the record already
     marks those types unavailable, so their facts are unknown).
     """
-    routed = route(inputs.record, inputs.policies, service_date(inputs.orders, inputs.today))
+    on = service_date(inputs.orders, inputs.today)
+    # each policy in the version in force on the date of service (core/policy_versions.py)
+    routed = route(inputs.record, policies_in_force(inputs.policies, on), on)
     attested, ignored = _attestations(inputs, routed.policies)
     evaluations: list[Evaluation] = []
     for order in inputs.orders:

@@ -7,6 +7,7 @@ unmet criterion.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -130,6 +131,10 @@ class PolicyInfo(_Strict):
     source_document: str
     url: str = Field(pattern=r"^https://")
     url_note: str | None = None
+    # The first day this version is in force; None: always (a policy without earlier versions).
+    effective_from: date | None = None
+    # Set by the loader on an earlier version (core/policy_versions.py): the day the next took over
+    in_force_until: date | None = None
 
 
 class PriorAuthorization(_Strict):
@@ -145,6 +150,17 @@ class Advisory(_Strict):
     when_any: list[FactTest] = Field(min_length=1)
 
 
+class EarlierVersion(_Strict):
+    """A version the payer replaced, told as what the later revision added (its revision log):
+    the current criteria without `omits` (criterion ids, with their sub-criteria)."""
+
+    version: str = Field(min_length=1)
+    version_note: str = Field(min_length=1)
+    effective_from: date
+    citation: str = Field(min_length=1)  # where the source documents the revision
+    omits: list[str] = Field(min_length=1)
+
+
 class Policy(_Strict):
     id: str
     payer: Payer
@@ -153,6 +169,7 @@ class Policy(_Strict):
     assumptions: list[str] = []
     advisories: list[Advisory] = []
     services: dict[Service, Node | NotAddressed]
+    earlier_versions: list[EarlierVersion] = []
 
     @model_validator(mode="after")
     def _unique(self) -> Policy:
@@ -165,7 +182,23 @@ class Policy(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"{self.id}: duplicate criterion ids {duplicates}")
+        self._check_versions(set(ids))
         return self
+
+    def _check_versions(self, ids: set[str]) -> None:
+        if not self.earlier_versions:
+            return
+        start = self.policy.effective_from
+        if start is None:
+            raise ValueError(f"{self.id}: earlier_versions need policy.effective_from")
+        versions = [self.policy.version, *(v.version for v in self.earlier_versions)]
+        if len(set(versions)) != len(versions):
+            raise ValueError(f"{self.id}: policy versions must differ: {versions}")
+        for earlier in self.earlier_versions:
+            if earlier.effective_from >= start:
+                raise ValueError(f"{self.id}: version {earlier.version} must start before {start}")
+            if unknown := sorted(set(earlier.omits) - ids):
+                raise ValueError(f"{self.id}: version {earlier.version} omits unknown {unknown}")
 
     def rule(self, service: Service) -> Node | None:
         rule = self.services[service]
