@@ -17,7 +17,7 @@ import typer
 
 from cds_service import devkeys
 from cds_service.audit.cli import app as audit_app
-from cds_service.core import Service
+from cds_service.core import Service, status_word
 from cds_service.logs import configure_logging
 from cds_service.policy_store import load
 from cds_service.scenarios import (
@@ -36,7 +36,6 @@ app.add_typer(audit_app, name="audit")
 
 # The fixture FHIR server's default token: it guards synthetic sandbox data only.
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105
-_STATUS_MARK = {"met": "✓", "not-met": "✗", "unknown": "?", "not-applicable": "–"}
 
 
 class Hook(StrEnum):
@@ -153,11 +152,12 @@ def _print_response(body: dict[str, Any]) -> None:
                 f" → {evaluation['determination']}"
             )
             for criterion in evaluation.get("criteria", []):
-                mark = _STATUS_MARK[criterion["status"]]
+                # the card's status words (core/card_text.py); the ids are for integrators
+                word = status_word(criterion["status"], criterion.get("notNeeded", False))
                 evidence = (
                     f"  [{', '.join(criterion['evidence'])}]" if criterion.get("evidence") else ""
                 )
-                typer.echo(f"    {mark} {criterion['text']}{evidence}")
+                typer.echo(f"    {word.upper():<14} {criterion['text']}{evidence}")
         typer.echo("")
     for action in body.get("systemActions") or []:
         info: dict[str, Any] = next(
