@@ -31,6 +31,7 @@ from cds_service.api.security import harden
 from cds_service.audit.writer import AuditWriter
 from cds_service.policy_store import Knowledge, load
 from cds_service.settings import Settings
+from cds_service.smart.router import mount_smart_app
 
 log = logging.getLogger("cds_service")
 
@@ -72,6 +73,7 @@ def create_app(
     _add_error_handlers(app)
     app.include_router(router)
     app.include_router(questionnaire_router)
+    mount_smart_app(app)  # the SMART app the cards link to (issue 21)
     add_feedback_route(app, audit, clock)
     return app
 
