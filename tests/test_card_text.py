@@ -74,7 +74,11 @@ def test_next_step_first_and_the_budget_held(answers: dict[str, Any], scenario: 
             assert NEXT_STEP.match(first), first
             assert re.search(r"\d items? needs? documenting for ", card["summary"]), card["summary"]
         smart = [link for link in card.get("links", []) if link["type"] == "smart"]
-        assert len(smart) == 1 and smart[0]["url"].endswith("/smart/launch")
+        if determinations & {"needs-information", "does-not-meet-criteria"}:
+            assert len(smart) == 1 and smart[0]["url"].endswith("/smart/launch")
+            assert "in the app" in detail or "more criteri" not in detail
+        else:  # met / not addressed: Inferno's external-reference / instructions cards
+            assert smart == [] and "in the app" not in detail
 
 
 def test_a_needs_information_card_leads_with_the_action_then_determination() -> None:

@@ -160,6 +160,15 @@ class Context:
     """What the detail mentions besides the evaluation: the worksheet that settles it, if any."""
 
     worksheet: bool = False
+    app: bool = False  # the card links the SMART app (wants_app)
+
+
+def wants_app(evaluation: Evaluation) -> bool:
+    """Whether the card links the SMART app: when something is open or not met. A met or
+    not-addressed card keeps only absolute links (or none), which is also what Inferno's card
+    type checks read as external-reference / instructions cards (tests/conformance.py)."""
+    return evaluation.determination in (Determination.NEEDS_INFORMATION,
+                                        Determination.DOES_NOT_MEET)  # fmt: skip
 
 
 def next_step(evaluation: Evaluation, context: Context) -> str:
@@ -256,7 +265,7 @@ def _parents(shown: list[CriterionResult]) -> list[int | None]:
     return parents
 
 
-def criteria_block(criteria: tuple[CriterionResult, ...], budget: int) -> str:
+def criteria_block(criteria: tuple[CriterionResult, ...], budget: int, app: bool = True) -> str:
     """The criteria within `budget` characters: every top-level criterion that fits, then level
     by level the sub-criteria under a shown parent, what is open or not met first. What is left
     out is counted, and shown in the app."""
@@ -275,11 +284,13 @@ def criteria_block(criteria: tuple[CriterionResult, ...], budget: int) -> str:
                 used += len(lines[i]) + 1
     text = "\n".join(lines[i] for i in sorted(kept))
     hidden = len(shown) - len(kept)
-    return text + (f"\n\n{_more(hidden)}" if hidden else "")
+    return text + (f"\n\n{_more(hidden, app)}" if hidden else "")
 
 
-def _more(hidden: int) -> str:
+def _more(hidden: int, app: bool) -> str:
     what = "1 more criterion" if hidden == 1 else f"{hidden} more criteria"
+    if not app:
+        return f"*{what} not listed here: the policy link below has them all.*"
     return f"*{what}, the evidence and the policy citations: open the case in the app.*"
 
 
@@ -295,7 +306,7 @@ def detail_text(evaluation: Evaluation, context: Context, budget: int = VISIBLE_
     used = sum(len(b) + 2 for b in head + notes) + NOTES_RESERVE
     blocks = [*head]
     if e.criteria:
-        blocks.append(criteria_block(e.criteria, max(budget - used, 200)))
+        blocks.append(criteria_block(e.criteria, max(budget - used, 200), context.app))
     return "\n\n".join(blocks + notes)
 
 

@@ -78,7 +78,9 @@ def summary(evaluation: Evaluation) -> str:
 
 def detail(evaluation: Evaluation) -> str:
     """GitHub-Flavored Markdown, written for the clinician (core/card_text.py)."""
-    context = card_text.Context(worksheet=worksheet_canonical(evaluation) is not None)
+    context = card_text.Context(
+        worksheet=worksheet_canonical(evaluation) is not None, app=card_text.wants_app(evaluation)
+    )
     return card_text.detail_text(evaluation, context)
 
 
@@ -149,7 +151,8 @@ def _card(
         }
         for e in {e.policy.id: e for e in addressed}.values()
     ]
-    if app_url:  # the whole case, behind the visible-detail budget (core/card_text.py)
+    if app_url and any(card_text.wants_app(e) for e in evaluations):
+        # the whole case, behind the visible-detail budget (core/card_text.py)
         links.insert(0, {"label": APP_LINK_LABEL, "url": app_url, "type": "smart"})
     if links:
         card["links"] = links

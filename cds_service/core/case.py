@@ -70,7 +70,7 @@ def evaluation_view(e: Evaluation) -> dict[str, Any]:
         "determination": e.determination.value,
         "determinationWords": DETERMINATION_WORDS[e.determination],
         "summary": summary_text(e),
-        "nextStep": next_step(e, Context(worksheet=canonical is not None)),
+        "nextStep": next_step(e, Context(worksheet=canonical is not None, app=True)),
         "worksheet": canonical,
         "criteria": [criterion_view(c) for c in e.criteria],
         "advisories": [clinical(a) for a in e.advisories],

@@ -72,10 +72,11 @@ function criterionItem(criterion) {
 }
 
 function policySection(evaluation) {
-  const box = el("section", `policy determination-${evaluation.determination}`);
+  const box = el("section", "policy");
   box.dataset.policy = evaluation.policyId;
   box.dataset.determination = evaluation.determination;
-  box.append(el("h3", null, `${evaluation.payer} ${evaluation.policy.number}: ${evaluation.serviceLabel} ${evaluation.determinationWords}`));
+  box.append(el("h3", `determination-${evaluation.determination}`,
+    `${evaluation.payer} ${evaluation.policy.number}: ${evaluation.serviceLabel} ${evaluation.determinationWords}`));
   box.append(el("p", "next-step", evaluation.nextStep.replace(/\*\*/g, "").replace(/\\(.)/g, "$1")));
   const list = el("ul", "criteria");
   for (const criterion of evaluation.criteria) list.append(criterionItem(criterion));
