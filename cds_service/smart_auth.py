@@ -257,7 +257,10 @@ class SmartAuthorization:
 
     async def register_launch(self, request: Request) -> JSONResponse:
         """The EHR (the sandbox, with the server's own token) opens a launch: patient, orders."""
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
         if not isinstance(body, dict) or not isinstance(body.get("patient"), str):
             return JSONResponse({"error": "a launch needs a patient"}, status_code=400)
         launch = secrets.token_urlsafe(16)

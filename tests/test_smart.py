@@ -128,6 +128,15 @@ def test_bad_authorize_requests_are_refused(ehr: TestClient) -> None:
     assert ehr.get("/smart/authorize", params=bad).status_code == 400
 
 
+def test_bad_launch_and_token_requests_are_4xx(ehr: TestClient) -> None:
+    own = {"Authorization": f"Bearer {EHR_TOKEN}"}
+    assert ehr.post("/smart/launch-context", content=b"{not json", headers=own).status_code == 400
+    assert ehr.post("/smart/launch-context", json={"orders": []}, headers=own).status_code == 400
+    assert ehr.post("/smart/token", content=b"\xff\x00").status_code == 400
+    assert ehr.post("/smart/token", data={"grant_type": "password"}).status_code in (400, 401)
+    assert ehr.post("/smart/authorize", data={"decision": "approve"}).status_code == 400
+
+
 def test_denied_consent_gives_no_code(ehr: TestClient) -> None:
     _, challenge = _pkce()
     params = _authorize_params(challenge, _launch(ehr))
