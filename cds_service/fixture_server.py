@@ -110,6 +110,24 @@ def _included(
     return list(found.values())
 
 
+_SESSION_PREFIX = re.compile(r"^/session/([A-Za-z0-9\-]{1,64})(?=/)")
+
+
+def _enter_session(request: Request) -> str | None:
+    """`<base>/session/<id>/...` is this server seen by one sandbox session (the no-prefetch
+    mode names it as fhirServer): the rest of the path is served as usual, and only that
+    session's stored worksheets are found."""
+    scope = request.scope
+    root = scope.get("root_path", "")
+    local = scope["path"][len(root) :] if scope["path"].startswith(root) else scope["path"]
+    match = _SESSION_PREFIX.match(local)
+    if match is None:
+        return None
+    scope["root_path"] = root + match.group(0)
+    scope["path"] = root + match.group(0) + local[match.end() :]
+    return match.group(1)
+
+
 def _local_path(request: Request) -> str:
     """The path inside this server (it may be mounted, e.g. at /sandbox/fhir)."""
     path, root = request.url.path, request.scope.get("root_path", "")
@@ -137,6 +155,7 @@ def create_fixture_server(
         """The EHR's own token (the CDS service, the sandbox), or an access token an app got by
         the SMART flow (that one reads and writes only its launch patient's records)."""
         request.state.smart = None
+        request.state.session = _enter_session(request)
         if request.method == "OPTIONS" or smart.is_public(request.url.path):  # CORS preflight
             return await call_next(request)
         given = request.headers.get("authorization", "")
@@ -193,6 +212,9 @@ def create_fixture_server(
         if delay:
             await asyncio.sleep(delay)
         params = dict(request.query_params)
+        session = request.state.session
+        if session is not None and resource_type == "QuestionnaireResponse":
+            params["_tag"] = f"{SESSION_TAG}|{session}"  # a session sees its own worksheets only
         unsupported = sorted(set(params) - SEARCH_PARAMETERS)
         if unsupported:
             return error_response(400, f"unsupported search parameters: {', '.join(unsupported)}")

@@ -229,6 +229,8 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
         if spec.prefetch == "none" and fhir is not None:
             del request["prefetch"]
             own = str(http_request.base_url).rstrip("/") + "/sandbox/fhir"
+            if fhir.url is None:  # our own fixture server, seen by this session only
+                own += f"/session/{spec.session or 'none'}"
             point_at_fhir_server(request, fhir.url or own, fhir.token)
         else:
             if spec.payer != "fixture":
