@@ -331,6 +331,21 @@ def test_launch_to_answer(page: Page) -> None:
     submit it to the EHR (with the app's own SMART token), fire again: the answer changed."""
     fire(page, "relapse-before-transplant-only")
     assert "needs documenting" in page.locator(".card-summary").first.inner_text()
+    issued: list[str] = []  # access tokens the fixture EHR's /smart/token gave the app
+    used: set[str] = set()  # Authorization headers the app sent to the EHR's FHIR API
+
+    def seen(response: Any) -> None:
+        if response.url.split("?")[0].endswith("/smart/token") and response.ok:
+            issued.append(response.json()["access_token"])
+
+    def sent(request: Any) -> None:
+        public = ("/smart/", "/.well-known/")  # discovery, authorize and token need no token
+        if "/sandbox/fhir/" in request.url and not any(p in request.url for p in public) \
+                and request.method != "OPTIONS":
+            used.add(request.headers.get("authorization", ""))
+
+    page.context.on("response", seen)
+    page.context.on("request", sent)
     with page.context.expect_page() as opened:
         page.click(".cds-card .launch-app")
     app = opened.value
@@ -345,6 +360,8 @@ def test_launch_to_answer(page: Page) -> None:
     assert app.locator(".ws-status").inner_text().startswith("Saved to the EHR as QuestionnaireResponse/")
     app.click("#recheck")
     app.wait_for_selector('body[data-loaded="2"]')
+    # every FHIR call of the app (reads and the write) carried the token it got by the SMART flow
+    assert len(issued) == 1 and used == {f"Bearer {issued[0]}"}, used
     assert app.locator('#own-payer [data-policy="molina-mcp-210"]').get_attribute("data-determination") == "meets-criteria"
     page.bring_to_front()
     fire(page, "relapse-before-transplant-only")
