@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cds_service.core.evaluate import CriterionResult, Evaluation
 from cds_service.core.model import Determination, Evidence, Status
@@ -93,6 +94,11 @@ def md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
 
 
+# Policy text (criteria, actions, names) is the same on every call: escaped once. Only policy
+# data goes through these caches, never the record's.
+md_policy = lru_cache(maxsize=4096)(md)
+
+
 def status_word(status: Status | str, not_needed: bool = False) -> str:
     """The one status vocabulary: met / not met / unknown / not needed / not applicable."""
     return NOT_NEEDED if not_needed else STATUS_WORDS[Status(status)]
@@ -125,6 +131,7 @@ def evidence_text(evidence: Evidence) -> str:
     return f"{summary}{when}"
 
 
+@lru_cache(maxsize=1024)
 def action_text(to_settle: str) -> str:
     """What to do, without the coding hint (the part after "Coding:" is for integrators)."""
     action = to_settle.partition("Coding:")[0].strip()
@@ -176,7 +183,7 @@ def next_step(evaluation: Evaluation, context: Context) -> str:
     e = evaluation
     policy = f"{md(e.policy.payer.name)} {md(e.policy.policy.number)}"
     if e.determination is Determination.NEEDS_INFORMATION:
-        actions = [md(action_text(c.to_settle or "")) for c in e.unknown]
+        actions = [md_policy(action_text(c.to_settle or "")) for c in e.unknown]
         sheet = f"Answer the {policy} worksheet (button below)" if context.worksheet else ""
         if len(actions) == 1:
             also = f" Or: {sheet[0].lower()}{sheet[1:]}." if sheet else ""
@@ -225,8 +232,9 @@ def _evidence_clause(c: CriterionResult) -> str:
 def criterion_line(c: CriterionResult) -> str:
     indent = "  " * (c.depth - 1)
     if c.superseded:
-        return f"{indent}- **{NOT_NEEDED.capitalize()}** (another option is met): {md(c.text)}"
-    return f"{indent}- **{status_word(c.status).capitalize()}**: {md(c.text)}{_evidence_clause(c)}"
+        return f"{indent}- **{NOT_NEEDED.capitalize()}** (another option is met): {md_policy(c.text)}"
+    word = status_word(c.status).capitalize()
+    return f"{indent}- **{word}**: {md_policy(c.text)}{_evidence_clause(c)}"
 
 
 def conflict_lines(criteria: tuple[CriterionResult, ...]) -> list[str]:
@@ -299,7 +307,7 @@ def detail_text(evaluation: Evaluation, context: Context, budget: int = VISIBLE_
     e = evaluation
     head = [
         next_step(e, context),
-        f"**{md(e.policy.payer.name)} {md(e.policy.policy.number)}:** "
+        f"**{md_policy(e.policy.payer.name)} {md_policy(e.policy.policy.number)}:** "
         f"{e.service.label} {DETERMINATION_WORDS[e.determination]}.",
     ]
     notes = conflict_lines(e.criteria) + [f"**Note:** {md(clinical(a))}" for a in e.advisories]
