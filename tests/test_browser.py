@@ -378,3 +378,14 @@ def test_the_timeline_is_drawn(page: Page, base_url: str, scenario: str) -> None
     assert svg.locator(".event-transplant").count() >= 1 and svg.locator(".event-order").count() >= 1
     assert svg.locator(".series circle").count() >= 2
     shot(page, f"timeline-{scenario}", "#timeline")
+
+
+def test_the_api_docs_page_renders_offline(page: Page) -> None:
+    """/docs draws the OpenAPI page from our own Swagger UI copy: nothing from a CDN."""
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if "127.0.0.1" not in r.url
+            and not r.url.startswith("data:") else None)  # fmt: skip
+    page.goto("/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "DLI / HPC boost" in page.locator(".swagger-ui .info .title").inner_text()
+    assert outside == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -194,6 +195,14 @@ def test_the_case_endpoint_answers_the_whole_case(client: TestClient) -> None:
 )  # fmt: skip
 def test_the_case_endpoint_refuses_bad_input(client: TestClient, body: Any, status: int) -> None:
     assert client.post("/smart/api/case", json=body).status_code == status
+
+
+def test_the_docs_page_needs_no_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert not re.search(r"(?:src|href)=['\"]https?://", page.text), page.text  # nothing external
+    for asset in re.findall(r"(?:src|href)=['\"](/smart/static/[^'\"]+)", page.text):
+        assert client.get(asset).status_code == 200, asset
 
 
 def test_the_app_is_served_without_a_cdn(client: TestClient) -> None:

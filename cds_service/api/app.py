@@ -58,7 +58,7 @@ def create_app(
     app = FastAPI(
         title="DLI / HPC boost medical-necessity CDS Hooks service",
         version=__version__,
-        docs_url="/docs" if settings.env == "development" else None,
+        docs_url=None,  # /docs is served from our own assets (cds_service/smart/router.py)
         redoc_url=None,
         # The schema maps every route and limit: production serves it to nobody.
         openapi_url="/openapi.json" if settings.env == "development" else None,
@@ -73,7 +73,8 @@ def create_app(
     _add_error_handlers(app)
     app.include_router(router)
     app.include_router(questionnaire_router)
-    mount_smart_app(app)  # the SMART app the cards link to (issue 21)
+    # the SMART app the cards link to (issue 21), and /docs without a CDN in development
+    mount_smart_app(app, docs=settings.env == "development")
     add_feedback_route(app, audit, clock)
     return app
 

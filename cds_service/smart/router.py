@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from cds_service.api.deps import Pipeline
@@ -86,6 +87,21 @@ async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
-def mount_smart_app(app: FastAPI) -> None:
+def mount_smart_app(app: FastAPI, docs: bool = False) -> None:
+    """The app under /smart; with `docs`, the OpenAPI page at /docs on the Swagger UI files
+    the smart_app build copies into static/swagger (FastAPI's default loads them from a CDN,
+    so the page was blank offline)."""
     app.include_router(router)
     app.mount("/smart/static", StaticFiles(directory=STATIC_DIR), name="smart-static")
+    if docs:
+
+        async def swagger() -> HTMLResponse:
+            return get_swagger_ui_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title=f"{app.title} - API",
+                swagger_js_url="/smart/static/swagger/swagger-ui-bundle.js",
+                swagger_css_url="/smart/static/swagger/swagger-ui.css",
+                swagger_favicon_url="data:,",
+            )
+
+        app.add_api_route("/docs", swagger, include_in_schema=False)
