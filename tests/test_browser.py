@@ -241,6 +241,10 @@ def test_the_worksheet_loop_turns_needs_information_into_a_determination(page: P
     assert page.locator('[data-link-id="molina-dli-allogeneic-hsct"] .ws-origin').count() == 1
     open_item = page.locator('[data-link-id="molina-dli-planned-prevention"] select')
     assert open_item.is_enabled() and open_item.input_value() == ""
+    # each question says where its criterion stands, in the card's words
+    word = '[data-link-id="{}"] .ws-status-word'
+    assert page.locator(word.format("molina-dli-planned-prevention")).inner_text().strip() == "Unknown:"
+    assert page.locator(word.format("molina-dli-allogeneic-hsct")).inner_text().strip() == "Met:"
     shot(page, "worksheet-molina-dli", "#worksheet")
     open_item.select_option("true")
     page.click('form.worksheet button[type="submit"]')

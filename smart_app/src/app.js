@@ -135,7 +135,7 @@ function offerWorksheet(client, body, onSaved) {
     const saved = await client.create(unsaved);
     onSaved();
     return `Saved to the EHR as QuestionnaireResponse/${saved.id}. The next order-sign reads it.`;
-  });
+  }, new Map(open.criteria.map((c) => [c.id, c.status])));
 }
 
 function render(client, { patient, body }) {

@@ -2,7 +2,7 @@
 // paste a CDS Hooks response and preview its cards. Requests are built by /sandbox/api/request
 // and then POSTed by this page to /cds-services/{id} unchanged.
 
-import { el, renderExchange } from "./render.js";
+import { el, renderExchange, statusOf } from "./render.js";
 import { renderWorksheet } from "./worksheet.js";
 
 const $ = (id) => document.getElementById(id);
@@ -157,12 +157,14 @@ function offerWorksheets(result, response, spec, request) {
     const button = el("button", "open-worksheet", "Open the worksheet");
     button.type = "button";
     button.dataset.canonical = canonical;
-    button.addEventListener("click", () => openWorksheet(canonical, spec, request.context.userId));
+    const statuses = new Map((card.extension?.["dli-hpc-cds.evaluations"] ?? [])
+      .flatMap((e) => (e.criteria ?? []).map((c) => [c.id, statusOf(c)])));
+    button.addEventListener("click", () => openWorksheet(canonical, spec, request.context.userId, statuses));
     nodes[index].append(button);
   });
 }
 
-async function openWorksheet(canonical, spec, author) {
+async function openWorksheet(canonical, spec, author, statuses) {
   const box = $("worksheet");
   box.hidden = false;
   box.replaceChildren(el("p", "hint", "Loading the pre-filled worksheet…"));
@@ -180,7 +182,7 @@ async function openWorksheet(canonical, spec, author) {
     const stored = await post(`/sandbox/api/worksheet?session=${encodeURIComponent(SESSION)}`, qr);
     if (stored.status !== 201) return `Not stored (HTTP ${stored.status}): ${stored.body.issue?.[0]?.diagnostics ?? ""}`;
     return `Stored as QuestionnaireResponse/${stored.body.id}. Fire again to see the new determination.`;
-  });
+  }, statuses);
   box.scrollIntoView({ block: "start" });
 }
 
