@@ -17,7 +17,7 @@ import typer
 
 from cds_service import devkeys
 from cds_service.audit.cli import app as audit_app
-from cds_service.core import Policy, Service
+from cds_service.core import Policy, Service, status_word
 from cds_service.logs import configure_logging
 from cds_service.policy_store import load
 from cds_service.scenarios import (
@@ -42,7 +42,6 @@ app.add_typer(policy_app, name="policy")
 
 # The fixture FHIR server's default token: it guards synthetic sandbox data only.
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105
-_STATUS_MARK = {"met": "✓", "not-met": "✗", "unknown": "?", "not-applicable": "–"}
 
 
 class Hook(StrEnum):
@@ -159,11 +158,12 @@ def _print_response(body: dict[str, Any]) -> None:
                 f" → {evaluation['determination']}"
             )
             for criterion in evaluation.get("criteria", []):
-                mark = _STATUS_MARK[criterion["status"]]
+                # the card's status words (core/card_text.py); the ids are for integrators
+                word = status_word(criterion["status"], criterion.get("notNeeded", False))
                 evidence = (
                     f"  [{', '.join(criterion['evidence'])}]" if criterion.get("evidence") else ""
                 )
-                typer.echo(f"    {mark} {criterion['text']}{evidence}")
+                typer.echo(f"    {word.upper():<14} {criterion['text']}{evidence}")
         typer.echo("")
     for action in body.get("systemActions") or []:
         info: dict[str, Any] = next(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,16 +25,23 @@ from urllib.parse import urlencode
 
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from pydantic import ValidationError
 
 from cds_service.api.errors import error_response
 from cds_service.scenarios import FIXTURES_DIR, load_scenarios, resources
+from cds_service.smart_auth import SmartAuthorization, server_base
 
 SEARCH_PARAMETERS = frozenset(
-    {"patient", "subject", "status", "code", "_count", "_offset", "_include"}
+    {"patient", "subject", "status", "code", "_count", "_offset", "_include", "_tag"}
 )
+# Sandbox sessions (issue 21): a stored worksheet is tagged with the page's session, and the
+# sandbox reads back only its own (search `_tag=<SESSION_TAG>|<session>`).
+SESSION_TAG = "http://dli-hpc-cds.org/fhir/CodeSystem/sandbox-session"
+SESSION_HEADER = "X-Sandbox-Session"
+SESSION_PATTERN = r"^[A-Za-z0-9\-]{1,64}$"
 INCLUDES = {"Coverage:payor": ("payor", "Organization")}  # _include value -> (element, type)
 PATIENT_REFERENCES = ("subject", "patient", "beneficiary")  # Coverage.beneficiary is `patient`
 MAX_COUNT = 100
@@ -67,6 +75,10 @@ def _matches(resource: dict[str, Any], name: str, value: str) -> bool:
         )
     if name == "status":
         return resource.get("status") in value.split(",")
+    if name == "_tag":
+        tags = (resource.get("meta") or {}).get("tag") or ()
+        return any((system is None or t.get("system") == system) and t.get("code") == code
+                   for system, code in _tokens(value) for t in tags)  # fmt: skip
     concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
     codings = concept.get("coding") or ()  # `code` of a medication resource is its drug
     return any(
@@ -98,6 +110,30 @@ def _included(
     return list(found.values())
 
 
+_SESSION_PREFIX = re.compile(r"^/session/([A-Za-z0-9\-]{1,64})(?=/)")
+
+
+def _enter_session(request: Request) -> str | None:
+    """`<base>/session/<id>/...` is this server seen by one sandbox session (the no-prefetch
+    mode names it as fhirServer): the rest of the path is served as usual, and only that
+    session's stored worksheets are found."""
+    scope = request.scope
+    root = scope.get("root_path", "")
+    local = scope["path"][len(root) :] if scope["path"].startswith(root) else scope["path"]
+    match = _SESSION_PREFIX.match(local)
+    if match is None:
+        return None
+    scope["root_path"] = root + match.group(0)
+    scope["path"] = root + match.group(0) + local[match.end() :]
+    return match.group(1)
+
+
+def _local_path(request: Request) -> str:
+    """The path inside this server (it may be mounted, e.g. at /sandbox/fhir)."""
+    path, root = request.url.path, request.scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def create_fixture_server(
     token: str, folder: Path | None = None, page_size: int = 20, delay: float = 0.0
 ) -> FastAPI:
@@ -108,17 +144,35 @@ def create_fixture_server(
         return load_resources(folder)
 
     app = FastAPI(title="Fixture FHIR server", docs_url=None, redoc_url=None, openapi_url=None)
+    # A SMART app served from another origin calls it from the browser with its Bearer token.
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
+                       allow_headers=["authorization", "content-type"])  # fmt: skip
+
+    smart = SmartAuthorization(store)
 
     @app.middleware("http")
     async def _bearer(request: Request, call_next: Any) -> Any:
+        """The EHR's own token (the CDS service, the sandbox), or an access token an app got by
+        the SMART flow (that one reads and writes only its launch patient's records)."""
+        request.state.smart = None
+        request.state.session = _enter_session(request)
+        if request.method == "OPTIONS" or smart.is_public(request.url.path):  # CORS preflight
+            return await call_next(request)
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            response = error_response(401, "a valid 'Authorization: Bearer <token>' is required")
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
+            grant = smart.grant_for(given.removeprefix("Bearer ").strip())
+            if grant is None or smart.is_internal(request.url.path):
+                response = error_response(401, "a valid 'Authorization: Bearer <token>' is required")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+            if not grant.allows(_local_path(request), dict(request.query_params)):
+                return error_response(403, "the token's patient context does not cover this request")
+            request.state.smart = grant
         return await call_next(request)
 
     app.state.store = store  # the sandbox reads the worksheets it stored
+    app.state.smart = smart
+    app.include_router(smart.router())
 
     @app.post("/QuestionnaireResponse")
     async def create(request: Request) -> JSONResponse:
@@ -128,18 +182,26 @@ def create_fixture_server(
             QuestionnaireResponse.model_validate(resource)
         except (ValueError, ValidationError):
             return error_response(400, "the body is not a valid FHIR R4 QuestionnaireResponse")
+        grant = request.state.smart
+        if grant is not None and not grant.owns(resource):
+            return error_response(403, "the token's patient context does not cover this subject")
         stored = store()["QuestionnaireResponse"]
         resource = {**resource, "id": f"ws-{len(stored) + 1}"}
+        session = grant.session if grant is not None else request.headers.get(SESSION_HEADER)
+        if session and re.match(SESSION_PATTERN, session):
+            tag = {"system": SESSION_TAG, "code": session}
+            resource["meta"] = {**(resource.get("meta") or {}), "tag": [tag]}
         stored[resource["id"]] = resource
         headers = {
-            "Location": f"{str(request.base_url).rstrip('/')}/QuestionnaireResponse/{resource['id']}"
+            "Location": f"{server_base(request)}/QuestionnaireResponse/{resource['id']}"
         }
         return JSONResponse(resource, status_code=201, media_type=FHIR_JSON, headers=headers)
 
     @app.get("/{resource_type}/{resource_id}")
-    async def read(resource_type: str, resource_id: str) -> JSONResponse:
+    async def read(resource_type: str, resource_id: str, request: Request) -> JSONResponse:
         resource = store().get(resource_type, {}).get(resource_id)
-        if resource is None:
+        grant = request.state.smart
+        if resource is None or (grant is not None and not grant.owns(resource)):
             return error_response(404, f"{resource_type}/{resource_id} is not known")
         return JSONResponse(resource, media_type=FHIR_JSON)
 
@@ -150,6 +212,9 @@ def create_fixture_server(
         if delay:
             await asyncio.sleep(delay)
         params = dict(request.query_params)
+        session = request.state.session
+        if session is not None and resource_type == "QuestionnaireResponse":
+            params["_tag"] = f"{SESSION_TAG}|{session}"  # a session sees its own worksheets only
         unsupported = sorted(set(params) - SEARCH_PARAMETERS)
         if unsupported:
             return error_response(400, f"unsupported search parameters: {', '.join(unsupported)}")
@@ -170,7 +235,7 @@ def create_fixture_server(
             for _, r in sorted(store()[resource_type].items())
             if all(_matches(r, name, value) for name, value in params.items())
         ]
-        base = str(request.base_url).rstrip("/")
+        base = server_base(request)
 
         def page_url(at: int) -> str:
             return f"{base}/{resource_type}?{urlencode({**params, '_count': count, '_offset': at})}"

@@ -245,13 +245,13 @@ def test_card_detail_escapes_record_text(client: TestClient) -> None:
     condition = body["prefetch"]["conditions"]["entry"][0]["resource"]
     condition["code"]["text"] = "AML [click](https://evil.example) <script>x</script>"
     details = [c["detail"] for c in client.post(SIGN, json=body).json()["cards"]]
-    assert any(r"AML \[click\](https://evil.example) \<script\>x\</script\>" in d for d in details)
-    assert not any("[click](" in d or "<script>" in d for d in details)
+    assert any(r"AML \[click\]() \<script\>x\</script\>" in d for d in details)
+    assert not any("[click](" in d or "<script>" in d or "evil.example" in d for d in details)
 
 
 def test_card_detail_blocks_are_separate_markdown_paragraphs(client: TestClient) -> None:
     """GFM joins lines separated by a single newline; each header line is its own paragraph."""
     detail = client.post(SIGN, json=request()).json()["cards"][0]["detail"]
-    assert detail.startswith("**Order:** Donor lymphocyte infusion (CPT 38242)")
-    assert "\n\n**Policy:** Molina Healthcare MCP-210" in detail
-    assert "\n\n**Determination:** meets medical-necessity criteria\n\n- ✅ Met:" in detail
+    assert detail.startswith("**Next step:** Sign the order")
+    assert "\n\n**Molina Healthcare MCP-210:** Donor lymphocyte infusion meets the criteria." in detail
+    assert "meets the criteria.\n\n- **Met**:" in detail

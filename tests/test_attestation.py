@@ -216,7 +216,7 @@ def test_a_documented_value_wins_over_a_worksheet_answer_and_the_card_says_so(
         for c in body["cards"]
         if c["extension"]["dli-hpc-cds.evaluations"][0]["policyId"] == policy_id
     ]
-    assert f"Conflict: QuestionnaireResponse/{sheet.id}-ws (2026-11-20)" in card["detail"]
+    assert "Conflict: the worksheet (2026-11-20)" in card["detail"]  # words, not the id
     assert "the record is used" in card["detail"]
     criterion = next(c for c in result[policy_id]["criteria"] if c["id"] == leaf)
     assert f"QuestionnaireResponse/{sheet.id}-ws" not in criterion.get("evidence", [])
@@ -228,10 +228,7 @@ def test_the_evidence_line_says_who_attested_and_when(client: TestClient) -> Non
     result, body = fire(client, scenario, Service.DLI, [answers])
     assert result["molina-mcp-210"]["determination"] == "meets-criteria"
     [card] = [c for c in body["cards"] if "Molina" in c["source"]["label"]]
-    assert (
-        "QuestionnaireResponse/molina-dli-ws (2026-11-20): Attested by Dr. Ada Attester "
-        "(Practitioner/attester): yes"
-    ) in card["detail"]
+    assert "Attested by Dr. Ada Attester (a clinician): yes on 2026-11-20" in card["detail"]
     assert "suggestions" not in card  # met: nothing left to complete
 
 
@@ -352,7 +349,7 @@ def test_a_documented_transplant_wins_over_a_contradicting_answer(client: TestCl
     assert hsct["status"] == "met" and "QuestionnaireResponse/molina-dli-ws" not in hsct["evidence"]
     [card] = [c for c in body["cards"] if "Molina" in c["source"]["label"]]
     line = next(x for x in card["detail"].splitlines() if "Conflict" in x)
-    assert "QuestionnaireResponse/molina-dli-ws (2026-11-20)" in line and "Autologous" in line
+    assert "the worksheet (2026-11-20)" in line and "Autologous" in line
 
 
 def test_of_two_worksheets_the_latest_answer_counts(client: TestClient) -> None:

@@ -113,9 +113,9 @@ def test_firing_a_scenario_shows_cards_checklist_and_coverage(
     assert cards.count() == 1
     card = cards.first
     assert card.get_attribute("data-indicator") == indicator
-    phrase = {"meets-criteria": "meets medical-necessity criteria",
-              "does-not-meet-criteria": "does not meet medical-necessity criteria",
-              "needs-information": "needs documentation"}[determination]  # fmt: skip
+    phrase = {"meets-criteria": "meets",
+              "does-not-meet-criteria": "does not meet",
+              "needs-information": "needs documenting"}[determination]  # fmt: skip
     assert phrase in card.locator(".card-summary").inner_text()
     assert card.locator(".card-detail li").count() >= 3  # the Markdown checklist became a list
     assert card.locator(".card-link").count() >= 1
@@ -241,6 +241,10 @@ def test_the_worksheet_loop_turns_needs_information_into_a_determination(page: P
     assert page.locator('[data-link-id="molina-dli-allogeneic-hsct"] .ws-origin').count() == 1
     open_item = page.locator('[data-link-id="molina-dli-planned-prevention"] select')
     assert open_item.is_enabled() and open_item.input_value() == ""
+    # each question says where its criterion stands, in the card's words
+    word = '[data-link-id="{}"] .ws-status-word'
+    assert page.locator(word.format("molina-dli-planned-prevention")).inner_text().strip() == "Unknown:"
+    assert page.locator(word.format("molina-dli-allogeneic-hsct")).inner_text().strip() == "Met:"
     shot(page, "worksheet-molina-dli", "#worksheet")
     open_item.select_option("true")
     page.click('form.worksheet button[type="submit"]')
@@ -251,6 +255,141 @@ def test_the_worksheet_loop_turns_needs_information_into_a_determination(page: P
     page.wait_for_selector('#fire-result[data-fired="prophylactic-dli-ric"]:not([aria-busy])')
     assert page.locator("td.determination").inner_text() == "Meets criteria"
     detail = page.locator(".cds-card .card-detail").inner_text()
-    assert "Attested by" in detail and "QuestionnaireResponse/ws-" in detail
+    assert "Attested by" in detail and "QuestionnaireResponse/" not in detail  # words, not ids
     assert page.locator(".cds-card .open-worksheet").count() == 0  # nothing left to complete
     shot(page, "worksheet-after", "#fire-result")
+
+
+# --- issue 21: what the clinician sees ------------------------------------------------------------
+def test_the_tabs_switch(page: Page) -> None:
+    assert page.locator("#fire-tab").is_visible() and not page.locator("#preview-tab").is_visible()
+    page.click("#tab-preview")
+    page.wait_for_selector("#preview-tab", state="visible")
+    # `hidden` beats .layout{display:grid}: the fire form is gone, not merely covered
+    page.wait_for_selector("#fire-tab", state="hidden", timeout=2000)
+    assert page.locator("#fire-tab").evaluate("e => getComputedStyle(e).display") == "none"
+    page.click("#tab-fire")
+    page.wait_for_selector("#preview-tab", state="hidden", timeout=2000)
+    assert page.locator("#fire-tab").is_visible()
+
+
+def test_firing_another_patient_closes_the_open_worksheet(page: Page) -> None:
+    fire(page, "prophylactic-dli-ric", payer="molina-mcp-210")
+    page.click(".cds-card .open-worksheet")
+    page.wait_for_selector("form.worksheet")
+    fire(page, "relapsed-aml-allo-mac")
+    assert not page.locator("#worksheet").is_visible()
+    assert page.locator("form.worksheet").count() == 0  # nothing left to submit for the last patient
+
+
+def test_worksheets_belong_to_the_sandbox_session(browser: Browser, base_url: str) -> None:
+    """One tester's submitted worksheet does not change another's answers (nor the README loop)."""
+    pages = []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base_url)
+        tab = context.new_page()
+        tab.goto("/sandbox")
+        tab.wait_for_selector("body.ready")
+        pages.append(tab)
+    first, second = pages
+    fire(first, "prophylactic-dli-ric", payer="molina-mcp-210")
+    first.click(".cds-card .open-worksheet")
+    first.locator('[data-link-id="molina-dli-planned-prevention"] select').select_option("true")
+    first.click('form.worksheet button[type="submit"]')
+    first.wait_for_selector('form.worksheet[data-submitted="true"]')
+    fire(first, "prophylactic-dli-ric", payer="molina-mcp-210")
+    assert first.locator("td.determination").inner_text() == "Meets criteria"
+    fire(second, "prophylactic-dli-ric", payer="molina-mcp-210")
+    assert second.locator("td.determination").inner_text() == "Needs information"
+    for tab in pages:
+        tab.context.close()
+
+
+def test_the_card_at_side_panel_width_shows_the_next_step_first(browser: Browser, base_url: str) -> None:
+    context = browser.new_context(viewport={"width": 480, "height": 800}, base_url=base_url)
+    tab = context.new_page()
+    tab.goto("/sandbox")
+    tab.wait_for_selector("body.ready")
+    fire(tab, "prophylactic-dli-ric", payer="molina-mcp-210")
+    assert tab.evaluate("document.documentElement.scrollWidth") <= 480  # no sideways scrolling
+    assert tab.evaluate("window.scrollY") == 0
+    step = tab.locator(".cds-card .card-detail p").first
+    assert step.inner_text().startswith("Next step:")
+    box = step.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 800, box  # on the first screen
+    shot(tab, "card-480px")
+    context.close()
+
+
+def _authorize(app: Page, patient: str | None = None) -> None:
+    """The fixture EHR's consent page (a standalone launch also picks the patient)."""
+    app.wait_for_selector("#approve")
+    if patient is not None:
+        app.select_option("#patient", patient)
+    app.click("#approve")
+    app.wait_for_selector("body[data-loaded]")
+
+
+def test_launch_to_answer(page: Page) -> None:
+    """Fire, follow the card's `smart` link, authorize, see the timeline, answer the worksheet,
+    submit it to the EHR (with the app's own SMART token), fire again: the answer changed."""
+    fire(page, "relapse-before-transplant-only")
+    assert "needs documenting" in page.locator(".card-summary").first.inner_text()
+    issued: list[str] = []  # access tokens the fixture EHR's /smart/token gave the app
+    used: set[str] = set()  # Authorization headers the app sent to the EHR's FHIR API
+
+    def seen(response: Any) -> None:
+        if response.url.split("?")[0].endswith("/smart/token") and response.ok:
+            issued.append(response.json()["access_token"])
+
+    def sent(request: Any) -> None:
+        public = ("/smart/", "/.well-known/")  # discovery, authorize and token need no token
+        if "/sandbox/fhir/" in request.url and not any(p in request.url for p in public) \
+                and request.method != "OPTIONS":
+            used.add(request.headers.get("authorization", ""))
+
+    page.context.on("response", seen)
+    page.context.on("request", sent)
+    with page.context.expect_page() as opened:
+        page.click(".cds-card .launch-app")
+    app = opened.value
+    _authorize(app)
+    assert app.locator("#timeline svg .event-transplant").count() >= 1
+    assert app.locator("#timeline svg .series-chimerism circle").count() >= 1
+    assert app.locator("#comparison td").count() == 5
+    shot(app, "smart-app-launched")
+    app.locator('[data-link-id="molina-dli-planned-prevention"] select').select_option("true")
+    app.click('#worksheet form.worksheet button[type="submit"]')
+    app.wait_for_selector('form.worksheet[data-submitted="true"]')
+    assert app.locator(".ws-status").inner_text().startswith("Saved to the EHR as QuestionnaireResponse/")
+    app.click("#recheck")
+    app.wait_for_selector('body[data-loaded="2"]')
+    # every FHIR call of the app (reads and the write) carried the token it got by the SMART flow
+    assert len(issued) == 1 and used == {f"Bearer {issued[0]}"}, used
+    assert app.locator('#own-payer [data-policy="molina-mcp-210"]').get_attribute("data-determination") == "meets-criteria"
+    page.bring_to_front()
+    fire(page, "relapse-before-transplant-only")
+    assert page.locator("td.determination").inner_text() == "Meets criteria"
+
+
+@pytest.mark.parametrize("scenario", ["relapsed-aml-allo-mac", "acute-gvhd-grade-3",
+                                      "short-neutropenia-after-transplant"])  # fmt: skip
+def test_the_timeline_is_drawn(page: Page, base_url: str, scenario: str) -> None:
+    """Standalone launch against the fixture EHR; the screenshots are in docs/ (README)."""
+    page.goto(f"/smart/launch?iss={base_url}/sandbox/fhir")
+    _authorize(page, scenario)
+    svg = page.locator("#timeline svg")
+    assert svg.locator(".event-transplant").count() >= 1 and svg.locator(".event-order").count() >= 1
+    assert svg.locator(".series circle").count() >= 2
+    shot(page, f"timeline-{scenario}", "#timeline")
+
+
+def test_the_api_docs_page_renders_offline(page: Page) -> None:
+    """/docs draws the OpenAPI page from our own Swagger UI copy: nothing from a CDN."""
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if "127.0.0.1" not in r.url
+            and not r.url.startswith("data:") else None)  # fmt: skip
+    page.goto("/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "DLI / HPC boost" in page.locator(".swagger-ui .info .title").inner_text()
+    assert outside == []

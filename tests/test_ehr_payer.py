@@ -131,7 +131,7 @@ def test_ehr_shape_agrees_with_its_twin(scenario: str, hook: str) -> None:
 def test_two_coverages_the_card_says_which_decided() -> None:
     request = build_request(find_scenario("ehr-two-coverages").bundle())
     body = app_client(None).post(SIGN, json=request).json()
-    assert all("Coverage/tcv-cov, Coverage.order 1" in card["detail"] for card in body["cards"])
+    assert all("the patient's coverage (coverage order 1), the first of 2 in force" in card["detail"] for card in body["cards"])
     coverage = body["systemActions"][0]["resource"]["extension"][-1]["extension"]
     assert {"url": "coverage", "valueReference": {"reference": "Coverage/tcv-cov"}} in coverage
 

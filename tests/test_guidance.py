@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from cds_service.core.cards import detail, md
-from cds_service.core.evaluate import evaluate
+from cds_service.core.card_text import action_text, criterion_line, md, shown_criteria
+from cds_service.core.cards import detail
+from cds_service.core.case import criterion_view
+from cds_service.core.evaluate import Evaluation, evaluate
 from cds_service.core.model import Fact, Order, Service, Status
 from cds_service.core.policy import Node, Policy
 from cds_service.policy_store import load
@@ -55,7 +57,10 @@ def test_every_unknown_criterion_shows_its_guidance(
     for c in unknown:
         if c.id in leaves:
             assert c.to_settle, f"{c.id} can be unknown and says nothing about what settles it"
-            assert f"- {md(c.text)}: {md(c.to_settle)}" in card
+            # the app shows every one; the card leads with the first (core/card_text.py)
+            assert criterion_view(c)["toSettle"] == action_text(c.to_settle)
+    if evaluation.unknown:
+        assert md(action_text(evaluation.unknown[0].to_settle or "")) in card
 
 
 @pytest.mark.parametrize(("policy", "node"), LEAVES, ids=LEAF_IDS)
@@ -96,20 +101,29 @@ def test_count_windows_in_guidance_match_the_thresholds(policy: Policy, node: No
     assert window in reading
 
 
-def _rendered(policy_id: str, service: Service, values: dict[str, Any]) -> str:
+def _evaluated(policy_id: str, service: Service, values: dict[str, Any]) -> Evaluation:
     class Given:
         def __getitem__(self, name: str) -> Fact:
             return Fact(values.get(name))
 
     policy = next(p for p in STORE.policies if p.id == policy_id)
-    return detail(evaluate(policy, service, _order(service), Given()))  # type: ignore[arg-type]
+    return evaluate(policy, service, _order(service), Given())  # type: ignore[arg-type]
+
+
+def _rendered(policy_id: str, service: Service, values: dict[str, Any]) -> str:
+    return detail(_evaluated(policy_id, service, values))
 
 
 def test_centene_i_b_is_not_needed_when_i_a_carries_the_answer() -> None:
-    card = _rendered("centene-cp.mp.101", Service.DLI, {
-        "hsct_type": "allogeneic", "diagnosis_class": "hematologic-malignancy",
-        "donor_chimerism_pct": 100.0, "disease_status": "remission",
-    })  # fmt: skip
-    assert "➖ Not needed (another option is met): To convert mixed to full donor chimerism" in card
-    assert "Mixed chimerism (latest donor chimerism" not in card  # I.B's sub-criteria are not shown
-    assert "❌" not in card.split("Does not have ANY")[0]
+    values = {"hsct_type": "allogeneic", "diagnosis_class": "hematologic-malignancy",
+              "donor_chimerism_pct": 100.0, "disease_status": "remission"}  # fmt: skip
+    card = _rendered("centene-cp.mp.101", Service.DLI, values)
+    evaluation = _evaluated("centene-cp.mp.101", Service.DLI, values)
+    shown = shown_criteria(evaluation.criteria)
+    line = next(criterion_line(c) for c in shown if c.text.startswith("To convert mixed"))
+    assert "- **Not needed** (another option is met): To convert mixed to full donor" in line
+    # I.B's sub-criteria are not listed, and nothing before the contraindications is not met
+    assert not any(c.text.startswith("Mixed chimerism (latest donor") for c in shown)
+    before = next(i for i, c in enumerate(shown) if c.text.startswith("Does not have ANY"))
+    assert all(c.status is not Status.NOT_MET for c in shown[:before])
+    assert "**Not met**" not in card.split("Does not have ANY")[0]

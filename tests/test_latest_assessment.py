@@ -319,6 +319,6 @@ def test_each_reproduced_class_is_answered_by_the_latest_readable_evidence(
     if scenario_id == "same-day-chimerism-lineages":
         assert "Conflict: results at the same time disagree" in details
     if scenario_id == "ended-coverage":
-        assert "Coverage/ecv-cov-old was not used: ended 2025-12-31" in details
+        assert "Another coverage was not used: ended 2025-12-31" in details
     if scenario_id == "attested-substance-use":
         assert "the record holds no dated entry that says otherwise" in details

@@ -205,3 +205,32 @@ def test_no_prefetch_reads_the_hosted_fixture_server_over_http(knowledge: Knowle
                 for e in card["extension"]["dli-hpc-cds.evaluations"]
             ]
     assert results["none"] == results["full"] and results["full"]
+
+
+def test_stored_worksheets_belong_to_their_sandbox_session(knowledge: Knowledge) -> None:
+    """Issue 21: a worksheet stored by one session changes that session's answers only, with
+    prefetch (the page sends them) and without (the service reads the fixture server as
+    `<base>/session/<id>`); a request with no session (the README loop) sees none."""
+    from cds_service.core import Service, worksheets
+    from tests.test_attestation import worksheet_answers
+
+    sheet = next(s for s in worksheets(knowledge.policies)
+                 if s.policy.id == "molina-mcp-210" and s.service is Service.DLI)  # fmt: skip
+    qr = worksheet_answers(sheet, "relapse-before-transplant-only",
+                           {"molina-dli-planned-prevention": True})  # fmt: skip
+    app = create_dev_app(Settings(), knowledge)
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+        stored = http.post("/sandbox/api/worksheet?session=tab-a", json=qr)
+        assert stored.status_code == 201, stored.text
+
+        def determination(**spec: Any) -> str:
+            built = http.post(BUILD, json={"scenario": "relapse-before-transplant-only", **spec})
+            built.raise_for_status()
+            answer = http.post(built.json()["service"], json=built.json()["request"]).json()
+            first = answer["cards"][0]["extension"]["dli-hpc-cds.evaluations"][0]
+            return str(first["determination"])
+
+        for prefetch in ("full", "none"):
+            assert determination(prefetch=prefetch, session="tab-a") == "meets-criteria"
+            assert determination(prefetch=prefetch, session="tab-b") == "needs-information"
+            assert determination(prefetch=prefetch) == "needs-information"

@@ -34,6 +34,7 @@ from cds_service.api.security import harden
 from cds_service.audit.writer import AuditWriter
 from cds_service.policy_store import Knowledge, load
 from cds_service.settings import Settings
+from cds_service.smart.router import mount_smart_app
 
 log = logging.getLogger("cds_service")
 
@@ -60,7 +61,7 @@ def create_app(
     app = FastAPI(
         title="DLI / HPC boost medical-necessity CDS Hooks service",
         version=__version__,
-        docs_url="/docs" if settings.env == "development" else None,
+        docs_url=None,  # /docs is served from our own assets (cds_service/smart/router.py)
         redoc_url=None,
         # The schema maps every route and limit: production serves it to nobody.
         openapi_url="/openapi.json" if settings.env == "development" else None,
@@ -77,6 +78,8 @@ def create_app(
     app.include_router(router)
     app.include_router(questionnaire_router)
     app.include_router(operations_router)
+    # the SMART app the cards link to (issue 21), and /docs without a CDN in development
+    mount_smart_app(app, docs=settings.env == "development")
     add_feedback_route(app, audit, clock)
     return app
 

@@ -35,6 +35,7 @@ from cds_service.core import Decision, DecisionInputs, decide, relevant_resource
 from cds_service.logs import safe_ids
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
+from cds_service.smart.links import launch_url
 
 log = logging.getLogger("cds_service")
 
@@ -103,7 +104,7 @@ async def _answer_here(
             record=gathered.record,
             policies=deps.knowledge.policies,
             thresholds=deps.knowledge.thresholds,
-            options=parsed.options,
+            options=dataclasses.replace(parsed.options, app_url=launch_url(deps.settings)),
             today=today,
             new_uuid=deps.new_uuid,
             unretrieved=tuple(

@@ -5,7 +5,9 @@ internal and may change without notice (tests/test_layering.py holds other layer
 """
 
 from cds_service.core import codes
+from cds_service.core.card_text import status_word
 from cds_service.core.cards import COVERAGE_INFO_URL, CardOptions
+from cds_service.core.case import case_view
 from cds_service.core.decide import Decision, DecisionInputs, decide
 from cds_service.core.facts import OBSERVATION_CODES, OBSERVATION_LOINC, Thresholds
 from cds_service.core.facts.relevance import relevant_resources
@@ -48,6 +50,7 @@ __all__ = [
     "Worksheet",
     "add_prefetch_value",
     "add_resource",
+    "case_view",
     "codes",
     "decide",
     "is_operation_outcome",
@@ -57,6 +60,7 @@ __all__ = [
     "questionnaire_package",
     "recognise",
     "relevant_resources",
+    "status_word",
     "version_named",
     "versions",
     "warm_up_units",

@@ -11,15 +11,14 @@ both CRD 2.0.1 and 2.2 readers (../shared/reference/cds-hooks-and-crd.md items 1
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
+from cds_service.core import card_text
+from cds_service.core.card_text import md
 from cds_service.core.evaluate import CriterionResult, Evaluation
-from cds_service.core.fhir_util import system_name
 from cds_service.core.model import Determination, Status
 from cds_service.core.payer import Route
 from cds_service.core.questionnaire import worksheet_for
@@ -44,26 +43,13 @@ OVERRIDE_REASONS = (
 )
 MAX_SUMMARY = 139
 
-_MARK = {
-    Status.MET: "✅ Met",
-    Status.NOT_MET: "❌ Not met",
-    Status.UNKNOWN: "❔ Unknown",
-    Status.NOT_APPLICABLE: "➖ Not applicable",
-}
-_NOT_NEEDED = "➖ Not needed (another option is met)"
-_PHRASE = {
-    Determination.MEETS: "meets medical-necessity criteria",
-    Determination.DOES_NOT_MEET: "does not meet medical-necessity criteria",
-    Determination.NEEDS_INFORMATION: "needs documentation",
-    Determination.NOT_ADDRESSED: "is not addressed by this policy",
-}
 _SEVERITY = {
     Determination.DOES_NOT_MEET: 0,
     Determination.NEEDS_INFORMATION: 1,
     Determination.MEETS: 2,
     Determination.NOT_ADDRESSED: 3,
 }
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+APP_LINK_LABEL = "Open the case: timeline, all criteria, payer comparison, worksheet"
 
 
 @dataclass(frozen=True)
@@ -78,16 +64,8 @@ class CardOptions:
     # 2.0.1 client cannot ask, and its coverage-information has none of them
     # (cds-hooks-and-crd.md items 124, 131, 163).
     crd_2_2: bool = False
-
-
-def md(text: str) -> str:
-    """Escape data from the record before it goes into Markdown (no injected links or HTML)."""
-    return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
-
-
-# Policy text (criteria, citations, readings) is the same on every call: escaped once. Only
-# policy data goes through this cache, never the record's.
-md_policy = lru_cache(maxsize=4096)(md)
+    # The SMART app's launch URL (this service's /smart/launch): a `smart` link on every card.
+    app_url: str = ""
 
 
 def clip(text: str, limit: int = MAX_SUMMARY) -> str:
@@ -95,76 +73,15 @@ def clip(text: str, limit: int = MAX_SUMMARY) -> str:
 
 
 def summary(evaluation: Evaluation) -> str:
-    p = evaluation.policy
-    counts = ""
-    if evaluation.determination is Determination.DOES_NOT_MEET:
-        failed = sum(1 for c in evaluation.criteria if c.status is Status.NOT_MET and c.depth == 1)
-        counts = f" ({failed} not met)" if failed else ""
-    elif evaluation.determination is Determination.NEEDS_INFORMATION:
-        counts = f" ({len(evaluation.unknown)} item(s) unknown)"
-    phrase = _PHRASE[evaluation.determination]
-    return clip(f"{p.payer.name} {p.policy.number}: {evaluation.service.short} {phrase}{counts}")
-
-
-def _criterion_line(c: CriterionResult) -> str:
-    indent = "  " * (c.depth - 1)
-    line = f"{indent}- {_MARK[c.status]}: {md_policy(c.text)}"
-    if c.evidence:
-        shown = "; ".join(
-            f"{md(e.reference)} ({e.when.isoformat() if e.when else 'undated'}): {md(e.summary)}"
-            for e in c.evidence[:3]
-        )
-        more = f" (+{len(c.evidence) - 3} more)" if len(c.evidence) > 3 else ""
-        line += f". Evidence: {shown}{more}"
-    elif c.note and c.status is not Status.MET:
-        line += f". ({md(c.note)})"
-    line += f". *{md_policy(c.citation)}*"
-    if c.conflict:  # a worksheet answer the record contradicts: the record was used
-        line += f"\n{indent}  - ⚠️ {md(c.conflict)}"
-    if c.reading and c.status in (Status.NOT_MET, Status.UNKNOWN):
-        line += f"\n{indent}  - Reading: {md_policy(c.reading)}"
-    return line
-
-
-def _superseded_line(c: CriterionResult) -> str:
-    indent = "  " * (c.depth - 1)
-    return f"{indent}- {_NOT_NEEDED}: {md_policy(c.text)}. *{md_policy(c.citation)}*"
-
-
-def criteria_lines(criteria: tuple[CriterionResult, ...]) -> str:
-    """One line per criterion. An any_of branch that cannot change the answer (another branch
-    is met) is one "not needed" line, without its evidence, reading or sub-criteria."""
-    lines: list[str] = []
-    head_depth: int | None = None  # depth of the superseded branch being skipped
-    for c in criteria:
-        if c.superseded and head_depth is not None and c.depth > head_depth:
-            continue
-        head_depth = c.depth if c.superseded else None
-        lines.append(_superseded_line(c) if c.superseded else _criterion_line(c))
-    return "\n".join(lines)
+    return clip(card_text.summary_text(evaluation))
 
 
 def detail(evaluation: Evaluation) -> str:
-    """GitHub-Flavored Markdown; blocks are separated by blank lines, because GFM joins
-    single-newline lines into one paragraph."""
-    p, order = evaluation.policy, evaluation.order
-    blocks = [
-        f"**Order:** {evaluation.service.label} ({system_name(order.billing_system)} "
-        f"{order.billing_code}), {md(order.reference)}",
-        f"**Policy:** {md_policy(p.payer.name)} {md_policy(p.policy.number)}, *{md_policy(p.policy.title)}* "
-        f"({md_policy(p.policy.version_note)})",
-        f"**Determination:** {_PHRASE[evaluation.determination]}",
-        criteria_lines(evaluation.criteria),
-    ]
-    if evaluation.unknown:
-        blocks += [
-            "**To settle the unknown criteria:**",
-            "\n".join(
-                f"- {md_policy(c.text)}: {md(c.to_settle or '')}" for c in evaluation.unknown
-            ),
-        ]
-    blocks += [f"**Note:** {md(a)}" for a in evaluation.advisories]
-    return "\n\n".join(blocks)
+    """GitHub-Flavored Markdown, written for the clinician (core/card_text.py)."""
+    context = card_text.Context(
+        worksheet=worksheet_canonical(evaluation) is not None, app=card_text.wants_app(evaluation)
+    )
+    return card_text.detail_text(evaluation, context)
 
 
 def machine_result(evaluation: Evaluation) -> dict[str, Any]:
@@ -188,6 +105,8 @@ def _machine_criterion(c: CriterionResult) -> dict[str, Any]:
         "status": c.status.value,
         "citation": c.citation,
     }
+    if c.superseded:  # another any_of branch is met: this one cannot change the answer
+        item["notNeeded"] = True
     if c.evidence:  # CDS Hooks forbids empty arrays: no evidence, no key
         item["evidence"] = list(dict.fromkeys(e.reference for e in c.evidence))
     return item
@@ -199,6 +118,7 @@ def _card(
     detail_text: str,
     new_uuid: Callable[[], str],
     comparison: bool,
+    app_url: str = "",
 ) -> dict[str, Any]:
     worst = min((e.determination for e in evaluations), key=_SEVERITY.__getitem__)
     card: dict[str, Any] = {
@@ -231,6 +151,9 @@ def _card(
         }
         for e in {e.policy.id: e for e in addressed}.values()
     ]
+    if app_url and any(card_text.wants_app(e) for e in evaluations):
+        # the whole case, behind the visible-detail budget (core/card_text.py)
+        links.insert(0, {"label": APP_LINK_LABEL, "url": app_url, "type": "smart"})
     if links:
         card["links"] = links
     suggestions = [form_completion(e, new_uuid) for e in evaluations]
@@ -310,10 +233,7 @@ def form_completion(evaluation: Evaluation, new_uuid: Callable[[], str]) -> dict
 
 
 def unretrieved_note(unretrieved: tuple[str, ...]) -> str:
-    return (
-        "**Could not be retrieved from the EHR** (criteria that depend on it are unknown): "
-        + "; ".join(md(u) for u in unretrieved)
-    )
+    return card_text.unretrieved_note(unretrieved)
 
 
 def coverage_note(routed: Route) -> str:
@@ -321,26 +241,12 @@ def coverage_note(routed: Route) -> str:
     coverage = routed.coverage
     if coverage is None:
         return ""
-    order = f", Coverage.order {coverage.order}" if coverage.order is not None else ""
-    note = f"**Coverage:** the payer is the one on {md(f'Coverage/{coverage.id}')}{order}"
-    if routed.in_force > 1:
-        note += (
-            f", the first of the {routed.in_force} Coverages in force (primary first) whose "
-            "payer has a policy here"
-        )
-    note += "."
-    for reference, why in routed.passed_over:
-        note += f" {md(reference)} was not used: {md(why)}."
-    return note
+    order = int(coverage.order) if coverage.order is not None else None
+    return card_text.coverage_words(order, routed.in_force, [why for _, why in routed.passed_over])
 
 
 def other_patient_note(count: int) -> str:
-    """The call carried records of someone else (issue 24): they were not read."""
-    records = "1 record names" if count == 1 else f"{count} records name"
-    return (
-        "**Check the patient context:** records for another patient were ignored ("
-        f"{records} a different patient than this order's and were not used as evidence)."
-    )
+    return card_text.other_patient_note(count)
 
 
 def build_cards(
@@ -370,24 +276,27 @@ def build_cards(
     cards = []
     for group in groups:
         if len(group) == 1:
-            cards.append(_card(group, summary(group[0]), detail(group[0]), new_uuid, comparison))
+            text = detail(group[0])
+            cards.append(_card(group, summary(group[0]), text, new_uuid, comparison, options.app_url))
         elif all(e.determination is Determination.NOT_ADDRESSED for e in group):
             names = ", ".join(
                 sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group})
             )
-            text = "\n".join(
-                f"- {md(e.policy.payer.name)} {md(e.policy.policy.number)}: "
-                f"{md(e.policy.not_addressed(e.service) or '')}"
-                f" ({e.service.short}, {md(e.order.reference)})"
+            lines = [
+                card_text.not_addressed_line(e, e.policy.not_addressed(e.service) or "")
                 for e in group
-            )
-            cards.append(_card(group, f"Not addressed by {names}", text, new_uuid, comparison))
+            ]
+            text = "\n".join(["**Next step:** Check each plan's own rule for this order.", *lines])
+            title = f"Not addressed by {names}"
+            cards.append(_card(group, title, text, new_uuid, comparison, options.app_url))
         else:
             title = f"{len(group)} more payer evaluations (card limit reached)"
-            text = "\n\n---\n\n".join(
-                f"### {md(summary(e))}\n\n{detail(e) if e.criteria else ''}" for e in group
-            )
-            cards.append(_card(group, title, text, new_uuid, comparison))
+            text = "\n\n".join([
+                "**Next step:** Review each evaluation below; the app has their criteria.",
+                *(f"**{md(summary(e))}**\n\n{card_text.next_step(e, card_text.Context())}"
+                  for e in group),
+            ])  # fmt: skip
+            cards.append(_card(group, title, text, new_uuid, comparison, options.app_url))
     if unretrieved:
         for card in cards:
             card["detail"] += "\n\n" + unretrieved_note(unretrieved)

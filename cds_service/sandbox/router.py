@@ -15,17 +15,23 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cds_service.api.errors import HookError
 from cds_service.api.hooks import explain
 from cds_service.core import Service
-from cds_service.fixture_server import create_fixture_server
+from cds_service.fixture_server import (
+    SESSION_HEADER,
+    SESSION_PATTERN,
+    SESSION_TAG,
+    create_fixture_server,
+)
 from cds_service.policy_store import Knowledge
 from cds_service.scenarios import (
     Scenario,
@@ -37,6 +43,7 @@ from cds_service.scenarios import (
     service_id,
     set_payer,
 )
+from cds_service.smart.links import LAUNCH_PATH
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SERVICE_CHOICES: dict[str, tuple[Service, ...]] = {
@@ -55,6 +62,18 @@ class RequestSpec(BaseModel):
     hook: Literal["order-sign", "order-select"] = "order-sign"
     payer: str = "fixture"  # "fixture" (the scenario's Coverage), "none", or a policy id
     prefetch: Literal["full", "none"] = "full"
+    # The page's sandbox session: only the worksheets stored under it are sent (none without).
+    session: str | None = Field(None, pattern=SESSION_PATTERN)
+
+
+class LaunchSpec(BaseModel):
+    """An EHR launch of the SMART app from a card's `smart` link."""
+
+    model_config = ConfigDict(extra="forbid")
+    launchUrl: str  # the card link the page followed (its path must be /smart/launch)
+    patient: str = Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$")
+    orders: list[str] = Field(default_factory=list, max_length=10)
+    session: str | None = Field(None, pattern=SESSION_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -164,12 +183,15 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
             timeout=10,
         )
 
-    async def stored_worksheets(patient_id: str) -> dict[str, Any] | None:
+    async def stored_worksheets(patient_id: str, session: str | None) -> dict[str, Any] | None:
+        """The worksheets this sandbox session stored for the patient (none without a session:
+        a request built for someone else's page, or the README loop, sees no one's answers)."""
         client = fhir_client()
         if client is None:
             return None
+        query = {"subject": f"Patient/{patient_id}", "status": "completed"}
+        query["_tag"] = f"{SESSION_TAG}|{session or 'none'}"
         async with client:
-            query = {"subject": f"Patient/{patient_id}", "status": "completed"}
             response = await client.get("/QuestionnaireResponse", params=query)
         return response.json() if response.status_code == 200 else None
 
@@ -207,12 +229,15 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
         if spec.prefetch == "none" and fhir is not None:
             del request["prefetch"]
             own = str(http_request.base_url).rstrip("/") + "/sandbox/fhir"
+            if fhir.url is None:  # our own fixture server, seen by this session only
+                own += f"/session/{spec.session or 'none'}"
             point_at_fhir_server(request, fhir.url or own, fhir.token)
         else:
             if spec.payer != "fixture":
                 set_payer(request["prefetch"], policies.get(spec.payer))
             patient = request["context"]["patientId"]
-            request["prefetch"]["questionnaireResponses"] = await stored_worksheets(patient)
+            stored = await stored_worksheets(patient, spec.session)
+            request["prefetch"]["questionnaireResponses"] = stored
         return {"service": f"/cds-services/{service_id(spec.hook)}", "request": request}
 
     @router.post("/api/package")
@@ -232,18 +257,45 @@ def mount_sandbox(app: FastAPI, knowledge: Knowledge, fhir: SandboxFhir | None =
         return {"url": "/fhir/Questionnaire/$questionnaire-package", "parameters": parameters}
 
     @router.post("/api/worksheet")
-    async def store_worksheet(http_request: Request) -> JSONResponse:
-        """Store a completed worksheet in the sandbox FHIR server (FHIR create)."""
+    async def store_worksheet(http_request: Request, session: str | None = None) -> JSONResponse:
+        """Store a completed worksheet in the sandbox FHIR server (FHIR create), under the
+        page's sandbox session."""
         client = fhir_client()
         if client is None:
             raise HookError(400, "no sandbox FHIR server is configured to store the worksheet")
+        headers = {"Content-Type": "application/fhir+json"}
+        if session is not None:
+            headers[SESSION_HEADER] = session
         async with client:
             response = await client.post(
-                "/QuestionnaireResponse",
-                content=await http_request.body(),
-                headers={"Content-Type": "application/fhir+json"},
+                "/QuestionnaireResponse", content=await http_request.body(), headers=headers
             )
         return JSONResponse(response.json(), status_code=response.status_code)
+
+    @router.post("/api/launch")
+    async def launch(http_request: Request) -> dict[str, str]:
+        """Play the EHR's part of a SMART EHR launch: register the launch context (patient,
+        the orders, the sandbox session) with the fixture FHIR server's authorization server,
+        and answer the URL to open: the app's launch URL with `iss` and `launch`."""
+        try:
+            spec = LaunchSpec.model_validate_json(await http_request.body())
+        except ValidationError as error:
+            raise HookError(400, explain(error)) from error
+        if urlsplit(spec.launchUrl).path != LAUNCH_PATH:
+            raise HookError(400, f"launchUrl must be this service's {LAUNCH_PATH}")
+        client = fhir_client()
+        if client is None or fhir is None:
+            raise HookError(400, "no sandbox FHIR server is configured to launch the app from")
+        context = {"patient": spec.patient, "orders": spec.orders, "session": spec.session}
+        async with client:
+            response = await client.post("/smart/launch-context", json=context)
+        if response.status_code != 200:
+            raise HookError(502, "the sandbox FHIR server did not register the launch")
+        own = str(http_request.base_url).rstrip("/")
+        iss = fhir.url or own + "/sandbox/fhir"
+        query = urlencode({"iss": iss, "launch": response.json()["launch"]})
+        # the app of the service this page fires at (the card names CDS_PUBLIC_BASE_URL's)
+        return {"url": f"{own}{LAUNCH_PATH}?{query}"}
 
     app.include_router(router)
     if fixture is not None:

@@ -7,12 +7,17 @@ import { renderMarkdown, safeUrl } from "./markdown.js";
 
 const EVALUATIONS = "dli-hpc-cds.evaluations";
 const COVERAGE_INFO = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information";
-const STATUS = {
+// The one status vocabulary (cds_service/core/card_text.py STATUS_WORDS): the word carries the
+// meaning, the mark only decorates (it renders in any font).
+export const STATUS = {
   met: ["✓", "Met"],
   "not-met": ["✗", "Not met"],
   unknown: ["?", "Unknown"],
+  "not-needed": ["–", "Not needed"],
   "not-applicable": ["–", "Not applicable"],
 };
+/** The status a criterion is shown with: "not-needed" for an any_of branch another one settles. */
+export const statusOf = (criterion) => (criterion.notNeeded ? "not-needed" : criterion.status);
 const DETERMINATION = {
   "meets-criteria": "Meets criteria",
   "does-not-meet-criteria": "Does not meet criteria",
@@ -81,8 +86,10 @@ function renderLinks(card) {
       a.rel = "noopener noreferrer";
       box.append(a);
     } else {
-      const why = link.type === "smart" ? "SMART app: the sandbox does not launch apps" : "link not shown: unsafe URL";
-      box.append(el("span", "card-link disabled", `${link.label ?? "link"} (${why})`));
+      const why = link.type === "smart" ? "SMART app: the EHR launches it" : "link not shown: unsafe URL";
+      const span = el("span", "card-link disabled", `${link.label ?? "link"} (${why})`);
+      if (link.type === "smart") span.dataset.smart = "true";
+      box.append(span);
     }
   }
   return box;
@@ -155,13 +162,16 @@ function evaluationsOf(response) {
 function renderChecklist(evaluation) {
   const list = el("ul", "checklist");
   for (const criterion of evaluation.criteria ?? []) {
-    const [mark, word] = STATUS[criterion.status] ?? ["·", criterion.status];
-    const item = el("li", `criterion status-${criterion.status}`);
-    item.dataset.status = criterion.status;
+    const status = statusOf(criterion);
+    const [mark, word] = STATUS[status] ?? ["·", status];
+    const item = el("li", `criterion status-${status}`);
+    item.dataset.status = status;
     item.dataset.criterion = criterion.id;
     const badge = el("span", "status-mark", mark);
-    badge.title = word;
-    item.append(badge, el("span", "criterion-text", criterion.text));
+    badge.setAttribute("aria-hidden", "true");
+    const text = el("span", "criterion-text");
+    text.append(el("strong", "status-word", `${word}: `), criterion.text);
+    item.append(badge, text);
     if (criterion.citation) item.append(el("span", "citation", criterion.citation));
     list.append(item);
   }
@@ -236,11 +246,12 @@ function coverageSentences(info) {
   ];
   if (pa) sentences.push(`${capital(PA_NEEDED[pa] ?? `prior authorization: ${pa}`)}.`);
   if (doc) sentences.push(`${capital(DOC_NEEDED[doc] ?? `documentation: ${doc}`)}.`);
-  if (infoNeeded) sentences.push(`The payer needs more information (${infoNeeded}) to decide.`);
-  for (const detail of parts.filter((p) => p.url === "detail")) {
-    const [text] = (detail.extension ?? []).filter((p) => p.url === "value").map(value);
-    if (text) sentences.push(`Needed: ${text}`);
-  }
+  // info-needed OTH only says "see the details"; on a covered order it is the prior-authorization
+  // question, so the sentence names what is open rather than "needs more information".
+  const details = parts.filter((p) => p.url === "detail")
+    .map((d) => (d.extension ?? []).filter((p) => p.url === "value").map(value)[0]).filter(Boolean);
+  if (infoNeeded && !details.length) sentences.push("The payer needs more information to decide.");
+  for (const text of details) sentences.push(`Still open: ${text}`);
   for (const reason of get("reason")) if (reason?.text) sentences.push(`Reason: ${reason.text}`);
   if (date || assertion) sentences.push(`Assessed ${date ?? "(no date)"}; assertion ${assertion ?? "(no id)"}.`);
   return sentences;
@@ -291,12 +302,13 @@ export function renderExchange(container, exchange) {
   } else if (!response || !Array.isArray(response.cards)) {
     container.append(el("div", "error", "Not a CDS Hooks response: it needs a \"cards\" array."));
   } else {
-    const coverage = renderCoverage(response);
-    if (coverage) container.append(coverage);
+    // The cards first, as the EHR shows them to the clinician; then the coverage information.
     const cards = section(`Cards (${response.cards.length})`, "cards-section");
     if (!response.cards.length) cards.append(el("p", "none", "No cards: no guidance for these orders."));
     for (const card of response.cards) cards.append(renderCard(card ?? {}));
     container.append(cards);
+    const coverage = renderCoverage(response);
+    if (coverage) container.append(coverage);
     const comparison = renderComparison(response);
     if (comparison) container.append(comparison);
   }

@@ -2,11 +2,15 @@
 // paste a CDS Hooks response and preview its cards. Requests are built by /sandbox/api/request
 // and then POSTed by this page to /cds-services/{id} unchanged.
 
-import { el, renderExchange } from "./render.js";
+import { el, renderExchange, statusOf } from "./render.js";
 import { renderWorksheet } from "./worksheet.js";
 
 const $ = (id) => document.getElementById(id);
 let catalogue = null;
+// This tab's sandbox session: the worksheets it stores are read back only by it (another user of
+// the same server, or the README's curl loop, never sees them).
+const SESSION = sessionStorage.getItem("sandbox-session") ?? crypto.randomUUID();
+sessionStorage.setItem("sandbox-session", SESSION);
 
 async function fetchJson(url, options) {
   const response = await fetch(url, options);
@@ -74,12 +78,14 @@ async function fire(event) {
   event.preventDefault();
   const result = $("fire-result");
   result.setAttribute("aria-busy", "true");
+  closeWorksheet(); // the previous answer's worksheet must not stay open (or be submitted)
   const spec = {
     scenario: $("scenario").value,
     services: $("services").value,
     hook: $("hook").value,
     payer: $("payer").value,
     prefetch: $("prefetch").value,
+    session: SESSION,
   };
   try {
     const built = await post("/sandbox/api/request", spec);
@@ -89,7 +95,10 @@ async function fire(event) {
       const { service, request } = built.body;
       const answer = await post(service, request);
       renderExchange(result, { status: answer.status, response: answer.body, request, url: service });
-      if (answer.status === 200) offerWorksheets(result, answer.body, spec, request);
+      if (answer.status === 200) {
+        offerWorksheets(result, answer.body, spec, request);
+        offerApp(result, answer.body, request);
+      }
     }
   } catch (error) {
     result.replaceChildren(el("div", "error", `Could not reach the service: ${error.message}`));
@@ -98,7 +107,36 @@ async function fire(event) {
   result.removeAttribute("aria-busy");
 }
 
+// --- the SMART app (issue 21): the card's `smart` link, launched as the EHR would ---------------
+function offerApp(result, response, request) {
+  const nodes = result.querySelectorAll(".cds-card");
+  (response.cards ?? []).forEach((card, index) => {
+    const link = (card.links ?? []).find((l) => l.type === "smart");
+    if (!link || !nodes[index]) return;
+    const button = el("button", "launch-app", link.label);
+    button.type = "button";
+    button.addEventListener("click", async () => {
+      const orders = (request.context.draftOrders?.entry ?? []).map((e) => `ServiceRequest/${e.resource.id}`);
+      const launched = await post("/sandbox/api/launch", {
+        launchUrl: link.url, patient: request.context.patientId, orders, session: SESSION,
+      });
+      if (launched.status !== 200) {
+        button.replaceWith(el("div", "error", `Could not launch the app (HTTP ${launched.status})`));
+        return;
+      }
+      window.open(launched.body.url, "_blank");
+    });
+    nodes[index].querySelector('.card-links [data-smart="true"]')?.replaceWith(button);
+  });
+}
+
 // --- the worksheet loop (issue 13) ------------------------------------------------------------
+function closeWorksheet() {
+  const box = $("worksheet");
+  box.hidden = true;
+  box.replaceChildren();
+}
+
 /** The worksheet canonical a card's "Request form completion" suggestion asks for, if any. */
 function worksheetCanonical(card) {
   for (const suggestion of card.suggestions ?? []) {
@@ -119,12 +157,14 @@ function offerWorksheets(result, response, spec, request) {
     const button = el("button", "open-worksheet", "Open the worksheet");
     button.type = "button";
     button.dataset.canonical = canonical;
-    button.addEventListener("click", () => openWorksheet(canonical, spec, request.context.userId));
+    const statuses = new Map((card.extension?.["dli-hpc-cds.evaluations"] ?? [])
+      .flatMap((e) => (e.criteria ?? []).map((c) => [c.id, statusOf(c)])));
+    button.addEventListener("click", () => openWorksheet(canonical, spec, request.context.userId, statuses));
     nodes[index].append(button);
   });
 }
 
-async function openWorksheet(canonical, spec, author) {
+async function openWorksheet(canonical, spec, author, statuses) {
   const box = $("worksheet");
   box.hidden = false;
   box.replaceChildren(el("p", "hint", "Loading the pre-filled worksheet…"));
@@ -139,10 +179,10 @@ async function openWorksheet(canonical, spec, author) {
   const [questionnaire, prefilled] = found.map((e) => e.resource);
   const response = { ...prefilled, author: { reference: author } };
   renderWorksheet(box, questionnaire, response, async (qr) => {
-    const stored = await post("/sandbox/api/worksheet", qr);
+    const stored = await post(`/sandbox/api/worksheet?session=${encodeURIComponent(SESSION)}`, qr);
     if (stored.status !== 201) return `Not stored (HTTP ${stored.status}): ${stored.body.issue?.[0]?.diagnostics ?? ""}`;
     return `Stored as QuestionnaireResponse/${stored.body.id}. Fire again to see the new determination.`;
-  });
+  }, statuses);
   box.scrollIntoView({ block: "start" });
 }
 

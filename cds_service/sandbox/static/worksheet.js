@@ -3,7 +3,7 @@
 // It builds DOM nodes with textContent only, never HTML. Pre-filled answers (from the record,
 // DTR information-origin) are shown read-only: the record wins over a worksheet answer anyway.
 
-import { el } from "./render.js";
+import { el, STATUS } from "./render.js";
 
 const flatten = (items) => (items ?? []).flatMap((i) => [i, ...flatten(i.item), ...(i.answer ?? []).flatMap((a) => flatten(a.item))]);
 
@@ -36,11 +36,20 @@ function control(item) {
   return input;
 }
 
-function question(item, prefilled) {
+/** "Met: " etc. before a question: the criterion's status now, in the card's words. */
+function statusWord(status) {
+  const word = el("strong", `ws-status-word status-${status}`, `${STATUS[status]?.[1] ?? status}: `);
+  word.dataset.status = status;
+  return word;
+}
+
+function question(item, prefilled, statuses) {
   const box = el("div", "ws-item");
   box.dataset.linkId = item.linkId;
   const id = `ws-${item.linkId}`;
-  const label = el("label", null, item.text);
+  const label = el("label", null);
+  if (statuses.has(item.linkId)) label.append(statusWord(statuses.get(item.linkId)));
+  label.append(item.text);
   label.htmlFor = id;
   box.append(label);
   if (item.type === "attachment") {
@@ -64,17 +73,17 @@ function question(item, prefilled) {
   return box;
 }
 
-function build(items, prefilled) {
+function build(items, prefilled, statuses) {
   const nodes = [];
   for (const item of items ?? []) {
     if (item.type === "display") continue;
     if (item.type === "group") {
       const set = el("fieldset", "ws-group");
       set.dataset.linkId = item.linkId;
-      set.append(el("legend", null, item.text), ...build(item.item, prefilled));
+      set.append(el("legend", null, item.text), ...build(item.item, prefilled, statuses));
       nodes.push(set);
     } else {
-      nodes.push(question(item, prefilled));
+      nodes.push(question(item, prefilled, statuses));
     }
   }
   return nodes;
@@ -92,14 +101,15 @@ function value(input) {
   }
 }
 
-/** Render `questionnaire` into `container`, pre-filled from `response`; `submit(qr)` on send. */
-export function renderWorksheet(container, questionnaire, response, submit) {
+/** Render `questionnaire` into `container`, pre-filled from `response`; `submit(qr)` on send.
+ * `statuses`: criterion id (= item linkId) -> status ("met", "not-needed", ...), shown in words. */
+export function renderWorksheet(container, questionnaire, response, submit, statuses = new Map()) {
   const prefilled = new Map(flatten(response.item).filter((i) => i.answer).map((i) => [i.linkId, i.answer]));
   const byLink = new Map(flatten(questionnaire.item).map((i) => [i.linkId, i]));
   const form = el("form", "worksheet");
   form.dataset.questionnaire = questionnaire.id;
   form.append(el("h3", null, questionnaire.title), el("p", "hint", questionnaire.description));
-  form.append(...build(questionnaire.item, prefilled));
+  form.append(...build(questionnaire.item, prefilled, statuses));
   const send = el("button", null, "Submit worksheet");
   send.type = "submit";
   const status = el("p", "ws-status");
