@@ -40,7 +40,7 @@ async def home(request: Request) -> dict[str, Any]:
         "health": "/healthz",
         "metrics": "/metrics",
         "sandbox": getattr(request.app.state, "sandbox_path", None),  # set by compose.py
-        "docs": request.app.docs_url,  # None in production
+        "docs": getattr(request.app.state, "docs_path", None),  # development only
         "integrationGuide": "docs/integration.md in the source repository",
     }
     return {

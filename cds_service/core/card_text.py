@@ -304,10 +304,12 @@ def _more(hidden: int, app: bool) -> str:
 
 def detail_text(evaluation: Evaluation, context: Context, budget: int = VISIBLE_BUDGET) -> str:
     """Next step, determination, criteria (within the budget), then the policy's notes."""
-    e = evaluation
+    e, policy = evaluation, evaluation.policy.policy
+    # an earlier version decided (the order's date of service is before a revision): say which
+    earlier = "" if policy.in_force_until is None else f" ({md_policy(policy.version_note)})"
     head = [
         next_step(e, context),
-        f"**{md_policy(e.policy.payer.name)} {md_policy(e.policy.policy.number)}:** "
+        f"**{md_policy(e.policy.payer.name)} {md_policy(policy.number)}{earlier}:** "
         f"{e.service.label} {DETERMINATION_WORDS[e.determination]}.",
     ]
     notes = conflict_lines(e.criteria) + [f"**Note:** {md(clinical(a))}" for a in e.advisories]

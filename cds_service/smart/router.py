@@ -105,3 +105,4 @@ def mount_smart_app(app: FastAPI, docs: bool = False) -> None:
             )
 
         app.add_api_route("/docs", swagger, include_in_schema=False)
+        app.state.docs_path = "/docs"  # the home page links it (api/operations.py)
