@@ -30,8 +30,13 @@ from cds_service.api.limits import GatherLimits
 from cds_service.api.offload import Offload, worker_process_setup
 from cds_service.audit.record import decision_record
 from cds_service.audit.writer import ACK_TIMEOUT_S, AuditWriter
-from cds_service.core import Decision, DecisionInputs, decide, relevant_resources
-from cds_service.core.payer_scope import unhandled_payer
+from cds_service.core import (
+    Decision,
+    DecisionInputs,
+    decide,
+    relevant_resources,
+    unhandled_payer,
+)
 from cds_service.logs import safe_ids
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings

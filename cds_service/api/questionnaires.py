@@ -35,6 +35,7 @@ from cds_service.api.openapi import (
 )
 from cds_service.api.pipeline import PipelineDeps, worker_deps
 from cds_service.core import (
+    BUNDLE_PROFILE,
     INVALID_FHIR,
     PatientRecord,
     StructureLimits,
@@ -47,7 +48,6 @@ from cds_service.core import (
     recognise,
     worksheets,
 )
-from cds_service.core.prefill import BUNDLE_PROFILE
 
 log = logging.getLogger("cds_service.questionnaires")
 router = APIRouter(prefix="/fhir/Questionnaire", dependencies=[RequireClient])

@@ -13,8 +13,9 @@ from cds_service.core.fhir_util import INVALID_FHIR, patient_of
 from cds_service.core.model import Determination, Order, PatientRecord, Service
 from cds_service.core.orders import recognise
 from cds_service.core.payer import payer_organizations_to_read
+from cds_service.core.payer_scope import unhandled_payer
 from cds_service.core.policy import Policy
-from cds_service.core.prefill import questionnaire_package
+from cds_service.core.prefill import BUNDLE_PROFILE, questionnaire_package
 from cds_service.core.questionnaire import Worksheet, worksheets
 from cds_service.core.record import (
     Keep,
@@ -27,6 +28,7 @@ from cds_service.core.structure import StructureLimits, TooLarge
 from cds_service.core.units import warm_up as warm_up_units
 
 __all__ = [
+    "BUNDLE_PROFILE",
     "INVALID_FHIR",
     "OBSERVATION_CODES",
     "OBSERVATION_LOINC",
@@ -54,6 +56,7 @@ __all__ = [
     "questionnaire_package",
     "recognise",
     "relevant_resources",
+    "unhandled_payer",
     "warm_up_units",
     "worksheets",
 ]

@@ -431,20 +431,14 @@ def build_cards(
     limit = max(1, options.max_cards)
     if len(groups) > limit:
         groups = [*groups[: limit - 1], [e for g in groups[limit - 1 :] for e in g]]
+
+    def make_card(group: list[Evaluation], title: str, text: str) -> dict[str, Any]:
+        return _card(group, title, text, new_uuid, comparison, options.crd_2_2, today)
+
     cards = []
     for group in groups:
         if len(group) == 1:
-            cards.append(
-                _card(
-                    group,
-                    summary(group[0]),
-                    detail(group[0]),
-                    new_uuid,
-                    comparison,
-                    options.crd_2_2,
-                    today,
-                )
-            )
+            cards.append(make_card(group, summary(group[0]), detail(group[0])))
         elif all(e.determination is Determination.NOT_ADDRESSED for e in group):
             names = ", ".join(
                 sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group})
@@ -455,23 +449,13 @@ def build_cards(
                 f" ({e.service.short}, {md(e.order.reference)})"
                 for e in group
             )
-            cards.append(
-                _card(
-                    group,
-                    f"Not addressed by {names}",
-                    text,
-                    new_uuid,
-                    comparison,
-                    options.crd_2_2,
-                    today,
-                )
-            )
+            cards.append(make_card(group, f"Not addressed by {names}", text))
         else:
             title = f"{len(group)} more payer evaluations (card limit reached)"
             text = "\n\n---\n\n".join(
                 f"### {md(summary(e))}\n\n{detail(e) if e.criteria else ''}" for e in group
             )
-            cards.append(_card(group, title, text, new_uuid, comparison, options.crd_2_2, today))
+            cards.append(make_card(group, title, text))
     if unretrieved:
         for card in cards:
             card["detail"] += "\n\n" + unretrieved_note(unretrieved)
