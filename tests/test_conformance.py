@@ -103,7 +103,12 @@ def test_inferno_checks_for_a_crd_2_2_client(
             assert response.status_code == 400
             continue
         assert response.status_code == 200, response.text
-        assert problems(response.json(), hook, "2.2") == [], hook
+        body = response.json()
+        assert problems(body, hook, "2.2") == [], hook
+        for task in questionnaire_tasks(body, url_check=False):
+            get_fhir_model_class("Task").model_validate(task)
+        for action in body.get("systemActions", []):
+            get_fhir_model_class("ServiceRequest").model_validate(action["resource"])
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
@@ -133,6 +138,8 @@ def test_inferno_request_form_completion_tasks_are_checked(
     bodies = [a["body"] for by in answers.values() for a in by.values() if a["status"] == 200]
     tasks = [t for body in bodies for t in questionnaire_tasks(body, url_check=False)]
     assert len(tasks) >= 10
+    for task in tasks:  # R4 core, by fhir.resources (the profile: form_completion_problems)
+        get_fhir_model_class("Task").model_validate(task)
     assert all("|" in t["input"][0]["valueCanonical"] for t in tasks)
     assert [t for body in bodies for t in questionnaire_tasks(body)] == []
     assert _inferno_valid_url("http://dli-hpc-cds.org/fhir/Questionnaire/molina-dli")

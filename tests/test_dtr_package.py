@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.parameters import Parameters
+from fhir.resources.R4B.questionnaire import Questionnaire
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse as QR
 
 from cds_service.core.model import Service
 from tests.test_questionnaires import package_parameters
@@ -80,6 +83,8 @@ def test_a_standard_dtr_client_gets_the_payers_package(client: TestClient, versi
         DTR + "DTR-QPackageBundle"
     ]
     questionnaire, response_ = (e["resource"] for e in bundle["entry"])
+    for model, resource in ((Bundle, bundle), (Questionnaire, questionnaire), (QR, response_)):
+        model.model_validate(resource)  # R4 core, by fhir.resources
     assert questionnaire["resourceType"] == "Questionnaire"
     assert response_["questionnaire"] == f"{questionnaire['url']}|{questionnaire['version']}"
     _check_qr(response_, version)
