@@ -1,10 +1,11 @@
 """Conformance with clients we did not write, over every scenario's responses (the ones the
-golden files hold: order-sign with its own Coverage and with none, order-select).
+golden files hold: order-sign and order-select, with its own Coverage and with none; order-sign
+without a payer it handles is CRD hook-13's 400), for a CRD 2.0.1 client and a CRD 2.2 client.
 
 - Inferno's CRD server checks that apply without Inferno (tests/conformance.py names each test
-  id it mirrors), over every response, and the discovery document.
+  id it mirrors), over every 200 response, and the discovery document.
 - fhir.resources (R4B, as core/record.py validates what it reads) on every resource of every
-  systemActions entry.
+  systemActions entry and every form-completion Task.
 - HealthChain's CDS Hooks models (github dotimplement/HealthChain, PyPI `healthchain`) read our
   discovery document and every response, and build requests our service must accept.
 
