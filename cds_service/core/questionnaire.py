@@ -142,7 +142,8 @@ def _question(leaf: Leaf) -> dict[str, Any]:
     elif item["type"] == "string":
         item["repeats"] = True
         item["text"] += " (ICD-10-CM code of the indication)"
-    expression = initial_expression(test.fact)
+    # a yes/no question may ask the opposite of its fact (answer_value): so may its expression
+    expression = initial_expression(test.fact, (test.equals is False) ^ leaf.exclusion)
     if expression is not None:  # SDC population from the EHR (core/population.py)
         item["extension"] = [*item.get("extension", []), expression]
     item["item"] = [_citation(node)]
