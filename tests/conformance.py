@@ -16,6 +16,15 @@ Inferno (inferno-framework/davinci-crd-test-kit, lib/davinci_crd_test_kit/, read
   resources with fhir.resources.
 - `crd_external_reference_card_validation`, `crd_valid_instructions_card_received` and the
   "required card response" group: `card_types`.
+- `crd_request_form_completion_response_validation` (form_completion_response_validation_test.rb,
+  cards_identification.rb): `form_completion_problems`, the Tasks against CRD
+  profile-taskquestionnaire of the client's version (2.0.1: afterCompletion 1..*; 2.2: none).
+- `crd_service_response_validation`'s "systemActions must be present" for order-sign (and
+  appointment-book, order-dispatch), on every 200 answer, as Inferno has it.
+Every check takes the client's CRD version ("2.0.1" or "2.2"): card-type and detail code systems,
+value sets and Task profile differ. The coverage-information invariants themselves are run from
+the IG's own FHIRPath by fhirpathpy in tests/test_crd_invariants.py; the hand-written ones here
+are kept as readable messages.
 Not applicable to a server test without Inferno: TLS (`crd_server_tls_version_stu2`) and the
 tester's own request checks (`crd_service_request_*`, run on our requests in
 tests/test_conformance.py instead).
@@ -36,6 +45,21 @@ REQUEST_TYPES = (
     "ServiceRequest",
     "VisionPrescription",
 )
+SYSTEM_ACTIONS_HOOKS = ("appointment-book", "order-sign", "order-dispatch")  # Inferno's list
+CRD_TEMP = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
+SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
+CARD_TYPE_SYSTEM = {
+    "2.0.1": CRD_TEMP,
+    "2.2": "http://terminology.hl7.org/CodeSystem/cdshooks-card-type",
+}
+# ext-coverage-information detail.code: CRD 2.0.1 binds coverageDetail (CRD temp codes, none
+# for "what is needed", extensible); CRD 2.2 binds coverageDetailNew = THO crd-coverage-detail.
+DETAIL_SYSTEMS = {
+    "2.0.1": {CRD_TEMP, "http://dli-hpc-cds.org/fhir/CodeSystem/coverage-detail"},
+    "2.2": {"http://terminology.hl7.org/CodeSystem/crd-coverage-detail"},
+}
+# RFC 3986 URI-reference characters (what Ruby's URI::RFC3986_Parser accepts), for valid_url?.
+RFC3986_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
 # Required value sets of ext-coverage-information, CRD 2.0.1 (package davinci-crd-2.0.1 that
 # Inferno loads) and 2.2.1 (HL7/davinci-crd input/fsh @2.2.1).
 CODES = {
@@ -232,9 +256,12 @@ def coverage_information_problems(ext: dict[str, Any], where: str, crd: str) -> 
     )
     if "questionnaire" in by_url and "doc-needed" not in by_url:
         found.append(f"{where}: questionnaire needs doc-needed (q1)")
-    if (covered == "not-covered") == ("pa-needed" in by_url):
-        # 2.2 q2 forbids pa-needed on not-covered; 2.0.1 crd-ci-q2 requires it otherwise.
+    if crd == "2.2" and (covered == "not-covered") == ("pa-needed" in by_url):
+        # 2.2 q2 forbids pa-needed on not-covered (and we give it otherwise).
         found.append(f"{where}: pa-needed must be present exactly when not not-covered (q2)")
+    if crd == "2.0.1" and "pa-needed" not in by_url:
+        # 2.0.1 crd-ci-q2 is true on not-covered only with pa-needed (see crd_invariants.json).
+        found.append(f"{where}: pa-needed is needed for crd-ci-q2 to be true (2.0.1)")
     if conditional != ("info-needed" in by_url):
         # 2.0.1 crd-ci-q3: info-needed only with a conditional; 2.2 q3: always with one.
         found.append(f"{where}: info-needed exactly when something is conditional (q3)")
@@ -260,6 +287,13 @@ def _detail_problems(details: list[dict[str, Any]], where: str, crd: str) -> lis
             found.append(f"{where}: a detail needs one code and one value")
         if parts.count("category") != (1 if crd == "2.2" else 0):
             found.append(f"{where}: detail.category is 1..1 in CRD 2.2 and undefined in 2.0.1")
+        for part in detail.get("extension", []):
+            codings = (part.get("valueCodeableConcept") or {}).get("coding") or []
+            if (
+                part.get("url") == "code"
+                and not {c.get("system") for c in codings} <= (DETAIL_SYSTEMS[crd])
+            ):
+                found.append(f"{where}: detail.code is not from CRD {crd}'s detail systems")
     return found
 
 
@@ -310,12 +344,133 @@ def problems(body: dict[str, Any], hook: str, crd: str = "2.0.1") -> list[str]:
         return ["cards missing or not an array"]
     found: list[str] = []
     for i, card in enumerate(body["cards"]):
-        found += _card_problems(card, f"cards[{i}]")
+        found += _card_problems(card, f"cards[{i}]") + _topic_problems(card, f"cards[{i}]", crd)
+    found += form_completion_problems(body, crd)
     if "systemActions" not in body:
+        if hook in SYSTEM_ACTIONS_HOOKS:
+            # crd_service_response_validation: "did not have the `systemActions` field, which
+            # must be present for the hook" (service_response_validation_test.rb), as Inferno
+            # has it: every 200 answer to these hooks, with no exemption.
+            found.append(f"systemActions missing: must be present for {hook}")
         return found
     if not isinstance(body["systemActions"], list):
         return [*found, "systemActions is not an array"]
     return found + _system_action_problems(body["systemActions"], hook, crd)
+
+
+def _topic_problems(card: dict[str, Any], where: str, crd: str) -> list[str]:
+    """CRD card types: CodeSystem temp in 2.0.1 (cardType = descendants of #_cardType), THO
+    cdshooks-card-type in 2.2 (cardType = that whole system)."""
+    system = ((card.get("source") or {}).get("topic") or {}).get("system")
+    if system != CARD_TYPE_SYSTEM[crd]:
+        return [f"{where}.source.topic.system {system!r} is not CRD {crd}'s card-type system"]
+    return []
+
+
+def _inferno_valid_url(url: Any) -> bool:
+    """hook_request_field_validation.rb `valid_url?`: Ruby `URI.parse` (RFC 3986) with an http(s)
+    scheme and a host. A `|` is outside RFC 3986, so `URI.parse` raises on a versioned canonical
+    (`url|version`) and Inferno answers false."""
+    if not isinstance(url, str) or not RFC3986_URI.fullmatch(url):
+        return False
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
+
+
+def _is_questionnaire_task(resource: Any, url_check: bool = True) -> bool:
+    """cards_identification.rb `form_completion_task_questionnaire?`: code complete-questionnaire
+    and an input whose type.text is "questionnaire" with a valid URL valueCanonical."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Task":
+        return False
+    codes = (resource.get("code") or {}).get("coding") or []
+    return any(c.get("code") == "complete-questionnaire" for c in codes) and any(
+        (i.get("type") or {}).get("text") == "questionnaire"
+        and (not url_check or _inferno_valid_url(i.get("valueCanonical")))
+        for i in resource.get("input") or []
+    )
+
+
+def questionnaire_tasks(body: dict[str, Any], url_check: bool = True) -> list[dict[str, Any]]:
+    """The Tasks Inferno's crd_request_form_completion_response_validation validates: `create`
+    Task actions of cards whose every suggestion has exactly one (form_completion_card_response_
+    type?), and of systemActions. `url_check=False` drops only `valid_url?` (see
+    form_completion_problems)."""
+
+    def is_form(action: dict[str, Any]) -> bool:
+        return action.get("type") == "create" and _is_questionnaire_task(
+            action.get("resource"), url_check
+        )
+
+    tasks = [a["resource"] for a in body.get("systemActions", []) if is_form(a)]
+    for card in body.get("cards", []):
+        suggestions = card.get("suggestions") or []
+        if suggestions and all(
+            sum(is_form(a) for a in s.get("actions", [])) == 1 for s in suggestions
+        ):
+            tasks += [a["resource"] for s in suggestions for a in s["actions"] if is_form(a)]
+    return tasks
+
+
+def form_completion_problems(body: dict[str, Any], crd: str) -> list[str]:
+    """crd_request_form_completion_response_validation (form_completion_response_validation_
+    test.rb): every Request Form Completion Task validates against profile-taskquestionnaire.
+
+    Inferno identifies those Tasks with `valid_url?` on the canonical, which rejects `url|version`
+    (even the CRD IG's own example), so Inferno itself would skip this optional test for our
+    versioned canonicals. That would hide every defect, so the Tasks are found here without
+    the URL parse (stricter than Inferno, never looser); the profile is checked per version."""
+    found: list[str] = []
+    for i, task in enumerate(questionnaire_tasks(body, url_check=False)):
+        found += task_profile_problems(task, f"form-completion Task {i}", crd)
+    return found
+
+
+def task_profile_problems(task: dict[str, Any], where: str, crd: str) -> list[str]:
+    """CRD profile-taskquestionnaire on SDCTaskQuestionnaire (HL7/davinci-crd
+    input/fsh/profiles/TaskQuestionnaire.fsh at 2.0.1 and 2.2.1, HL7/sdc SDCTaskQuestionnaire):
+    status ready, intent order, code complete-questionnaire, for a Patient, authoredOn and a
+    payer Organization requester (1..1), no focus (sdc-t1), one questionnaire input with the SDC
+    type coding and a canonical; CRD 2.0.1 afterCompletion 1..* (type temp#after-completion-
+    action, value a CodeableConcept), which CRD 2.2 removed with its codes (FHIR-50269)."""
+    found: list[str] = []
+    for field, fixed in (("status", "ready"), ("intent", "order")):
+        if task.get(field) != fixed:
+            found.append(f"{where}: {field} must be {fixed}")
+    if not any(
+        c.get("system") == SDC_TEMP and c.get("code") == "complete-questionnaire"
+        for c in (task.get("code") or {}).get("coding") or []
+    ):
+        found.append(f"{where}: code must be SDC temp#complete-questionnaire")
+    if not str((task.get("for") or {}).get("reference", "")).startswith("Patient/"):
+        found.append(f"{where}: for must reference the Patient (1..1)")
+    if not isinstance(task.get("authoredOn"), str):
+        found.append(f"{where}: authoredOn missing (1..1)")
+    requester = task.get("requester") or {}
+    if (
+        not requester
+        or str(requester.get("reference", "Organization/")).split("/")[0] != ("Organization")
+        or requester.get("type", "Organization") != "Organization"
+    ):
+        found.append(f"{where}: requester must be the payer Organization (1..1)")
+    if "focus" in task:
+        found.append(f"{where}: no focus on a complete-questionnaire Task (sdc-t1)")
+    inputs = task.get("input") or []
+    asks = [i for i in inputs if _typed(i, SDC_TEMP, "questionnaire")]
+    if len(asks) != 1 or not isinstance(asks[0].get("valueCanonical"), str):
+        found.append(f"{where}: one input[questionnaire] with a valueCanonical (1..1)")
+    after = [i for i in inputs if _typed(i, CRD_TEMP, "after-completion-action")]
+    if crd == "2.0.1" and (
+        not after or not all(isinstance(i.get("valueCodeableConcept"), dict) for i in after)
+    ):
+        found.append(f"{where}: input[afterCompletion] 1..* with a valueCodeableConcept (2.0.1)")
+    if crd == "2.2" and after:
+        found.append(f"{where}: after-completion-action is not a CRD 2.2 code (FHIR-50269)")
+    return found
+
+
+def _typed(task_input: dict[str, Any], system: str, code: str) -> bool:
+    codings = (task_input.get("type") or {}).get("coding") or []
+    return any(c.get("system") == system and c.get("code") == code for c in codings)
 
 
 def card_types(body: dict[str, Any]) -> set[str]:

@@ -1,7 +1,7 @@
 """Golden answers: the full hook responses for every scenario, as reviewed data.
 
-Each scenario's file in tests/golden/ holds, for its own Coverage and for the all-payer comparison,
-the order-sign responses to both draft orders, and order-select with its own Coverage. Card uuids and coverage-assertion
+Each scenario's file in tests/golden/ holds, for its own Coverage and for no Coverage (the all-payer
+comparison), the order-sign and order-select responses to both draft orders. Card uuids and coverage-assertion
 ids are replaced by their order of first appearance, so the files depend only on behaviour.
 
 Regenerate after a deliberate change, and read the diff it prints before committing:
@@ -26,11 +26,13 @@ from cds_service.core.model import Service
 from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
-# order-select all-payers would repeat order-sign all-payers without its system actions.
+# order-sign all-payers is the 400 of CRD hook-13 (core/payer_scope.py); the comparison of every
+# payer's policy is order-select all-payers.
 _ASKED = (
     ("order-sign", "own-coverage"),
     ("order-sign", "all-payers"),
     ("order-select", "own-coverage"),
+    ("order-select", "all-payers"),
 )
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

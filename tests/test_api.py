@@ -56,7 +56,7 @@ def test_discovery(client: TestClient) -> None:
                 t.startswith("context.") and "." not in t[8:] for t in TOKEN.findall(template)
             )
         ext = service["extension"]
-        assert ext["davinci-crd.version"] == ["2.2"]
+        assert ext["davinci-crd.version"] == ["2.0", "2.2"]
         options = {o["code"]: o for o in ext["davinci-crd.configuration-options"]}
         assert {c: o["type"] for c, o in options.items()} == {
             "guideline": "boolean",
@@ -217,27 +217,44 @@ def test_order_select_has_cards_but_no_system_actions(client: TestClient) -> Non
 
 
 def test_configuration_options(client: TestClient) -> None:
-    body = request(services=tuple(Service))
+    body = request("order-select", services=tuple(Service))
     body["prefetch"]["coverage"] = None  # all five policies, two orders: 8 + 1 cards
-    all_cards = client.post(SIGN, json=body).json()["cards"]
+    all_cards = client.post(SELECT, json=body).json()["cards"]
     assert len(all_cards) == 8
     body["extension"] = {"davinci-crd.configuration": {"max-cards": 3, "unknown-option": 1}}
-    capped = client.post(SIGN, json=body).json()
+    capped = client.post(SELECT, json=body).json()
     assert len(capped["cards"]) == 3
-    assert problems(capped, "order-sign") == []
+    assert problems(capped, "order-select") == []
     evaluations = [e for c in capped["cards"] for e in c["extension"]["dli-hpc-cds.evaluations"]]
     assert len(evaluations) == 10  # every (order, policy) still appears exactly once
     body["extension"] = {"davinci-crd.configuration": {"guideline": False}}
-    assert client.post(SIGN, json=body).json() == {"cards": []}
-    body["prefetch"]["coverage"] = request()["prefetch"]["coverage"]  # Molina: system actions
-    answer = client.post(SIGN, json=body).json()
-    assert answer["cards"] == [] and len(answer["systemActions"]) == 2
-    body["extension"] = {"davinci-crd.configuration": {"coverage-info": False}}
-    answer = client.post(SIGN, json=body).json()
-    assert answer["cards"] and "systemActions" not in answer
-    body["prefetch"]["coverage"] = None
+    assert client.post(SELECT, json=body).json() == {"cards": []}
     body["extension"] = {"davinci-crd.configuration": {"max-cards": "many"}}
-    assert len(client.post(SIGN, json=body).json()["cards"]) == 8  # nonsense ignored
+    assert len(client.post(SELECT, json=body).json()["cards"]) == 8  # nonsense ignored
+    sign = request(services=tuple(Service))  # Molina: system actions
+    sign["extension"] = {"davinci-crd.configuration": {"guideline": False}}
+    answer = client.post(SIGN, json=sign).json()
+    assert answer["cards"] == [] and len(answer["systemActions"]) == 2
+    sign["extension"] = {"davinci-crd.configuration": {"coverage-info": False}}
+    answer = client.post(SIGN, json=sign).json()
+    assert answer["cards"] and "systemActions" not in answer
+
+
+@pytest.mark.parametrize("version", [None, "2.0.1", "2.2"])
+def test_order_sign_without_a_handled_payer_is_400(client: TestClient, version: str | None) -> None:
+    """CRD hook-13 (2.1+): no Coverage whose payer this server handles is a 400 with an
+    OperationOutcome; a CRD 2.0.1 client gets the same (no coverage information can be given,
+    and Inferno fails a 200 order-sign answer without systemActions)."""
+    body = request(services=tuple(Service))
+    body["prefetch"]["coverage"] = None
+    if version is not None:
+        body["extension"] = {"davinci-crd.requestedVersion": version}
+    assert_outcome(client.post(SIGN, json=body), 400, "carries no Coverage")
+    unknown = copy.deepcopy(request(services=tuple(Service)))  # the fixture's own dicts
+    for entry in unknown["prefetch"]["coverage"]["entry"]:
+        if entry["resource"]["resourceType"] == "Coverage":
+            entry["resource"]["payor"] = [{"display": "Acme Health Plan"}]
+    assert_outcome(client.post(SIGN, json=unknown), 400, "names a payer whose policy")
 
 
 def test_card_detail_escapes_record_text(client: TestClient) -> None:

@@ -29,6 +29,7 @@ from cds_service.scenarios import Scenario, build_request, load_scenarios, servi
 from tests.test_questionnaires import answered, package_for
 
 SIGN = f"/cds-services/{service_id('order-sign')}"
+SELECT = "/cds-services/dli-hpc-order-select"
 SCENARIOS = {s.id: s for s in load_scenarios()}
 SHEETS = {(s.policy.id, s.service): s for s in worksheets(load().policies)}
 CASES = [
@@ -120,8 +121,8 @@ def worksheet_answers(
 def fire(
     client: TestClient, scenario: Scenario, service: Service, responses: list[dict[str, Any]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """The all-policy order-sign answer (no Coverage), with `responses` in the optional key."""
-    request = build_request(scenario.bundle(), "order-sign", (service,))
+    """The all-policy order-select answer (no Coverage), with `responses` in the optional key."""
+    request = build_request(scenario.bundle(), "order-select", (service,))
     request["prefetch"]["coverage"] = None
     entries = [{"resource": r} for r in responses]
     request["prefetch"]["questionnaireResponses"] = {
@@ -129,7 +130,7 @@ def fire(
         "type": "searchset",
         **({"entry": entries} if entries else {}),
     }
-    response = client.post(SIGN, json=request)
+    response = client.post(SELECT, json=request)
     assert response.status_code == 200, response.text
     body = response.json()
     found = {
@@ -287,12 +288,12 @@ def test_an_unknown_item_is_ignored_the_rest_is_read(
 def test_a_worksheet_in_the_orders_supporting_info_is_read(client: TestClient) -> None:
     scenario, sheet = SCENARIOS["prophylactic-dli-ric"], SHEETS["molina-mcp-210", Service.DLI]
     answers = worksheet_answers(sheet, scenario.id, {"molina-dli-planned-prevention": True})
-    request = build_request(scenario.bundle(), "order-sign", (Service.DLI,))
+    request = build_request(scenario.bundle(), "order-select", (Service.DLI,))
     request["prefetch"]["coverage"] = None
     order = request["context"]["draftOrders"]["entry"][0]["resource"]
     order["contained"] = [copy.deepcopy(answers) | {"id": "ws"}]
     order["supportingInfo"] = [{"reference": "#ws"}]
-    body = client.post(SIGN, json=request).json()
+    body = client.post(SELECT, json=request).json()
     found = {
         e["policyId"]: e for c in body["cards"] for e in c["extension"]["dli-hpc-cds.evaluations"]
     }
@@ -332,10 +333,31 @@ def test_needs_information_points_to_the_worksheet(client: TestClient) -> None:
                 "text": "questionnaire",
             },
             "valueCanonical": sheet.canonical,
-        }
+        },
+        {  # CRD 2.0.1 afterCompletion 1..*: Molina MCP-210 sets no prior-auth rule
+            "type": {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp",
+                        "code": "after-completion-action",
+                    }
+                ],
+                "text": "afterCompletion",
+            },
+            "valueCodeableConcept": {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp",
+                        "code": "initial-claim-include",
+                        "display": "Include in initial claim",
+                    }
+                ]
+            },
+        },
     ]
     assert task["for"] == {"reference": f"Patient/{scenario.id}"}
     assert task["basedOn"] == [{"reference": "ServiceRequest/pric-dli"}]
+    assert task["authoredOn"] == "2026-11-21"  # made today (the request date)
 
 
 def test_a_documented_transplant_wins_over_a_contradicting_answer(client: TestClient) -> None:

@@ -49,6 +49,7 @@ from tests.audit_db import postgres_database
 
 SCENARIOS = load_scenarios()
 SIGN = f"/cds-services/{service_id('order-sign')}"
+SELECT = "/cds-services/dli-hpc-order-select"
 EVALUATIONS = "dli-hpc-cds.evaluations"
 runner = CliRunner()
 
@@ -92,7 +93,7 @@ def app(store: AuditStore, knowledge: Knowledge) -> Iterator[FastAPI]:
 
 
 def all_payers_request(scenario_index: int) -> dict[str, Any]:
-    request = build_request(SCENARIOS[scenario_index].bundle(), "order-sign", tuple(Service))
+    request = build_request(SCENARIOS[scenario_index].bundle(), "order-select", tuple(Service))
     request["prefetch"]["coverage"] = None  # no Coverage: all five policies
     return request
 
@@ -101,7 +102,7 @@ def fire_all(client: TestClient) -> list[dict[str, Any]]:
     """Every scenario, both orders, all five policies: the responses, in order."""
     bodies = []
     for i in range(len(SCENARIOS)):
-        response = client.post(SIGN, json=all_payers_request(i))
+        response = client.post(SELECT, json=all_payers_request(i))
         assert response.status_code == 200, response.text
         bodies.append(response.json())
     return bodies
@@ -228,7 +229,7 @@ def test_a_call_with_no_dli_or_hpc_order_is_recorded_too(store: AuditStore, app:
         entry["resource"]["code"] = {
             "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "85025"}]
         }
-    assert TestClient(app).post(SIGN, json=request).json() == {"cards": []}
+    assert TestClient(app).post(SELECT, json=request).json() == {"cards": []}
     assert app.state.audit.flush()
     record = json.loads(audit_cli(store, "show", request["hookInstance"]).stdout)
     assert record["evaluations"] == [] and record["cards"] == []
@@ -266,7 +267,7 @@ def test_list_filters(
 def test_export_to_a_file_and_the_cli_rejects_bad_input(
     store: AuditStore, app: FastAPI, tmp_path: Any
 ) -> None:
-    TestClient(app).post(SIGN, json=all_payers_request(0))
+    TestClient(app).post(SELECT, json=all_payers_request(0))
     assert app.state.audit.flush()
     out = tmp_path / "audit.jsonl"
     audit_cli(store, "export", "--out", str(out))
@@ -298,9 +299,9 @@ OVERRIDE = {"reason": {"system": "http://example.org/override", "code": "patient
 def test_feedback_is_linked_to_its_decision(store: AuditStore, app: FastAPI) -> None:
     client = TestClient(app)
     request = all_payers_request(0)
-    card = client.post(SIGN, json=request).json()["cards"][0]["uuid"]
+    card = client.post(SELECT, json=request).json()["cards"][0]["uuid"]
     assert app.state.audit.flush()
-    url = f"{SIGN}/feedback"
+    url = f"{SELECT}/feedback"
     response = client.post(url, json=feedback(card, overrideReason=OVERRIDE))
     assert response.status_code == 200, response.text
     assert response.json() == {"stored": 1, "unknownCards": []}
@@ -565,7 +566,7 @@ def test_a_hanging_database_does_not_hold_up_the_answers(
         app = make_app(f"postgresql://postgres@127.0.0.1:{hung.getsockname()[1]}/test", knowledge)
         client = TestClient(app)
         for i in range(3):
-            body = client.post(SIGN, json=all_payers_request(i)).json()
+            body = client.post(SELECT, json=all_payers_request(i)).json()
             got = {
                 (e["service"], e["policyId"]): e["determination"]
                 for c in body["cards"]
@@ -614,7 +615,7 @@ def test_no_phi_reaches_the_database(store: AuditStore, app: FastAPI) -> None:
     client = TestClient(app)
     bodies = fire_all(client)
     cards = [card for body in bodies for card in body["cards"]]
-    client.post(f"{SIGN}/feedback", json=feedback(cards[0]["uuid"], overrideReason=OVERRIDE))
+    client.post(f"{SELECT}/feedback", json=feedback(cards[0]["uuid"], overrideReason=OVERRIDE))
     assert app.state.audit.flush()
     # every text and JSON cell of every table (numbers and timestamps cannot hold PHI, and
     # their digits would match postal codes by chance)
@@ -688,14 +689,14 @@ def test_the_record_says_which_criteria_rested_on_a_worksheet(
     scenario = next(s for s in SCENARIOS if s.id == "prophylactic-dli-ric")
     sheet = SHEETS["molina-mcp-210", Service.DLI]
     answers = worksheet_answers(sheet, scenario.id, {"molina-dli-planned-prevention": True})
-    request = build_request(scenario.bundle(), "order-sign", (Service.DLI,))
+    request = build_request(scenario.bundle(), "order-select", (Service.DLI,))
     request["prefetch"]["coverage"] = None
     request["prefetch"]["questionnaireResponses"] = {
         "resourceType": "Bundle",
         "type": "searchset",
         "entry": [{"resource": answers}],
     }
-    assert TestClient(app).post(SIGN, json=request).status_code == 200
+    assert TestClient(app).post(SELECT, json=request).status_code == 200
     assert app.state.audit.flush()
     shown = audit_cli(store, "show", request["hookInstance"]).stdout
     record = json.loads(shown)

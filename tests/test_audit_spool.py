@@ -29,7 +29,7 @@ from cds_service.settings import Settings
 from tests import test_audit
 from tests.audit_db import postgres_database
 from tests.outage import switchable
-from tests.test_audit import SIGN, all_payers_request, decision_record, url_text
+from tests.test_audit import SELECT, all_payers_request, decision_record, url_text
 
 database, store = test_audit.database, test_audit.store
 
@@ -56,7 +56,7 @@ def test_a_spooled_record_reads_back_equal() -> None:
 
 def fire(client: TestClient, count: int) -> None:
     for i in range(count):
-        response = client.post(SIGN, json=all_payers_request(i % 3))
+        response = client.post(SELECT, json=all_payers_request(i % 3))
         assert response.status_code == 200, response.text
 
 

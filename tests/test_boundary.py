@@ -16,7 +16,7 @@ from cds_service.api.limits import check_fhir_text
 from cds_service.audit.models import DecisionRow, FeedbackRow
 from cds_service.audit.store import AuditStore
 from tests import test_audit
-from tests.test_audit import OVERRIDE, SIGN, all_payers_request, feedback
+from tests.test_audit import OVERRIDE, SELECT, all_payers_request, feedback
 
 # The audit tests' fixtures: each test on SQLite and PostgreSQL, the store emptied after it.
 database, store, app = test_audit.database, test_audit.store, test_audit.app
@@ -77,10 +77,10 @@ def test_a_forbidden_value_is_refused_before_any_answer(
     request = copy.deepcopy(all_payers_request(0))
     spoil(request)
     client = TestClient(app)
-    response = client.post(SIGN, json=request)
+    response = client.post(SELECT, json=request)
     assert response.status_code == 400, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
-    assert client.post(SIGN, json=all_payers_request(0)).status_code == 200
+    assert client.post(SELECT, json=all_payers_request(0)).status_code == 200
     assert app.state.audit.flush()
     assert stored(store, DecisionRow) == 1  # only the good call
     assert client.get("/healthz").json()["audit"]["status"] == "ok"
@@ -91,15 +91,15 @@ def test_feedback_with_a_control_character_is_a_400_and_stores_nothing(
     store: AuditStore, app: FastAPI, comment: str
 ) -> None:
     client = TestClient(app)
-    card = client.post(SIGN, json=all_payers_request(0)).json()["cards"][0]["uuid"]
+    card = client.post(SELECT, json=all_payers_request(0)).json()["cards"][0]["uuid"]
     good = feedback(card, overrideReason=OVERRIDE)
     bad = feedback(card, overrideReason=OVERRIDE | {"userComment": comment})
     bad["feedback"].insert(0, good["feedback"][0])  # a good item first: none may be kept
-    response = client.post(f"{SIGN}/feedback", json=bad)
+    response = client.post(f"{SELECT}/feedback", json=bad)
     assert response.status_code == 400, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
     assert stored(store, FeedbackRow) == 0
-    assert client.post(f"{SIGN}/feedback", json=good).status_code == 200
+    assert client.post(f"{SELECT}/feedback", json=good).status_code == 200
     assert stored(store, FeedbackRow) == 1
 
 

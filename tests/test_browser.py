@@ -132,7 +132,7 @@ def test_firing_a_scenario_shows_cards_checklist_and_coverage(
 
 
 def test_all_payer_comparison_for_relapsed_aml(page: Page) -> None:
-    fire(page, "relapsed-aml-allo-mac", payer="none")
+    fire(page, "relapsed-aml-allo-mac", payer="none", hook="order-select")
     table = page.locator("table.comparison")
     assert table.count() == 1
     headers = table.locator("th .policy-id").all_inner_texts()

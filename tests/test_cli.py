@@ -27,7 +27,9 @@ def test_fire_prints_the_checklist() -> None:
 
 
 def test_fire_all_payers_and_json() -> None:
-    result = runner.invoke(app, ["fire", "mds-relapse", "--payer", "none", "--json"])
+    result = runner.invoke(
+        app, ["fire", "mds-relapse", "--payer", "none", "--hook", "order-select", "--json"]
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
     determinations = {e["policyId"]: e["determination"] for c in body["cards"]

@@ -1,10 +1,11 @@
 """Conformance with clients we did not write, over every scenario's responses (the ones the
-golden files hold: order-sign with its own Coverage and with none, order-select).
+golden files hold: order-sign and order-select, with its own Coverage and with none; order-sign
+without a payer it handles is CRD hook-13's 400), for a CRD 2.0.1 client and a CRD 2.2 client.
 
 - Inferno's CRD server checks that apply without Inferno (tests/conformance.py names each test
-  id it mirrors), over every response, and the discovery document.
+  id it mirrors), over every 200 response, and the discovery document.
 - fhir.resources (R4B, as core/record.py validates what it reads) on every resource of every
-  systemActions entry.
+  systemActions entry and every form-completion Task.
 - HealthChain's CDS Hooks models (github dotimplement/HealthChain, PyPI `healthchain`) read our
   discovery document and every response, and build requests our service must accept.
 
@@ -35,7 +36,14 @@ from fhir.resources.R4B import get_fhir_model_class
 from cds_service.core.model import Service
 from cds_service.policy_store import Knowledge
 from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id
-from tests.conformance import card_types, discovery_problems, problems, request_problems
+from tests.conformance import (
+    _inferno_valid_url,
+    card_types,
+    discovery_problems,
+    problems,
+    questionnaire_tasks,
+    request_problems,
+)
 from tests.golden import _normalise, responses
 
 SCENARIOS = load_scenarios()
@@ -58,38 +66,85 @@ def test_discovery(client: TestClient) -> None:
     assert discovery_problems(response.json()) == []
 
 
+def handled(scenario: Scenario, asked: str, knowledge: Knowledge) -> bool:
+    """Whether the request carries a Coverage whose payer has a policy here."""
+    return asked.endswith("own-coverage") and scenario.payer in {p.id for p in knowledge.policies}
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
 def test_inferno_service_response_checks(
-    answers: dict[str, dict[str, Any]], scenario: Scenario
+    answers: dict[str, dict[str, Any]], scenario: Scenario, knowledge: Knowledge
 ) -> None:
-    """crd_service_call_test (200), crd_service_response_validation,
-    crd_card_optional_fields_validation and crd_coverage_info_system_action_validation."""
+    """crd_service_call_test (200), crd_service_response_validation (with its "systemActions
+    must be present" for order-sign, on every 200 answer), crd_card_optional_fields_validation,
+    crd_coverage_info_system_action_validation and crd_request_form_completion_response_
+    validation. order-sign without a payer this service handles is the 400 + OperationOutcome
+    of CRD hook-13, which Inferno does not validate as a response (it counts it unsuccessful)."""
     for asked, answer in answers[scenario.id].items():
+        hook = asked.split()[0]
+        if hook == "order-sign" and not handled(scenario, asked, knowledge):
+            assert answer["status"] == 400, asked
+            assert answer["body"]["resourceType"] == "OperationOutcome", asked
+            continue
         assert answer["status"] == 200, asked
-        assert problems(answer["body"], asked.split()[0]) == [], asked
+        assert problems(answer["body"], hook) == [], asked
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+def test_inferno_checks_for_a_crd_2_2_client(
+    client: TestClient, scenario: Scenario, knowledge: Knowledge
+) -> None:
+    """The same checks against the CRD 2.2 profiles and code systems, for a client that sends
+    davinci-crd.requestedVersion 2.2 (the version discovery advertises)."""
+    for hook in ("order-sign", "order-select"):
+        request = build_request(scenario.bundle(), hook, tuple(Service))
+        request["extension"] = {"davinci-crd.requestedVersion": "2.2"}
+        response = client.post(f"/cds-services/{service_id(hook)}", json=request)
+        if hook == "order-sign" and not handled(scenario, "own-coverage", knowledge):
+            assert response.status_code == 400
+            continue
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert problems(body, hook, "2.2") == [], hook
+        for task in questionnaire_tasks(body, url_check=False):
+            get_fhir_model_class("Task").model_validate(task)
+        for action in body.get("systemActions", []):
+            get_fhir_model_class("ServiceRequest").model_validate(action["resource"])
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
 def test_inferno_coverage_info_system_action_received(
     answers: dict[str, dict[str, Any]], scenario: Scenario, knowledge: Knowledge
 ) -> None:
-    """crd_coverage_info_system_action_received (required in Inferno's order-sign group), and
-    crd_service_response_validation's "systemActions must be present for order-sign".
-
-    They apply where the payer is known. Without a Coverage whose payer has a policy here there
-    is no coverage information to give (its `coverage` is 1..1), and CDS Hooks forbids an empty
-    `systemActions` array, so that answer has cards only: Inferno would flag it, and a tester
-    would not send such a request to a payer's CRD server."""
+    """crd_coverage_info_system_action_received (required in Inferno's order-sign group): one
+    coverage-information update per draft order (CRD resp-29), each a draftOrders entry
+    (suggestion_actions_validation); none on order-select, a supporting hook."""
+    if not handled(scenario, "own-coverage", knowledge):
+        return  # the 400 above: no coverage information without a handled payer
     body = answers[scenario.id]["order-sign own-coverage"]["body"]
-    if scenario.payer not in {p.id for p in knowledge.policies}:  # none, or unrecognised
-        assert "systemActions" not in body
-        return
     assert "coverage-information" in card_types(body)
     draft = build_request(scenario.bundle(), "order-sign", tuple(Service))["context"]["draftOrders"]
     assert {a["resource"]["id"] for a in body["systemActions"]} == {
         e["resource"]["id"] for e in draft["entry"]
-    }  # one per order (CRD resp-29), each a draftOrders entry (suggestion_actions_validation)
+    }
     assert "systemActions" not in answers[scenario.id]["order-select own-coverage"]["body"]
+
+
+def test_inferno_request_form_completion_tasks_are_checked(
+    answers: dict[str, dict[str, Any]],
+) -> None:
+    """crd_request_form_completion_response_validation finds Tasks to validate (so its pass
+    above means something), and Inferno's own identification would have skipped them: its
+    valid_url? (Ruby URI.parse) rejects the `url|version` canonical."""
+    bodies = [a["body"] for by in answers.values() for a in by.values() if a["status"] == 200]
+    tasks = [t for body in bodies for t in questionnaire_tasks(body, url_check=False)]
+    assert len(tasks) >= 10
+    for task in tasks:  # R4 core, by fhir.resources (the profile: form_completion_problems)
+        get_fhir_model_class("Task").model_validate(task)
+    assert all("|" in t["input"][0]["valueCanonical"] for t in tasks)
+    assert [t for body in bodies for t in questionnaire_tasks(body)] == []
+    assert _inferno_valid_url("http://dli-hpc-cds.org/fhir/Questionnaire/molina-dli")
+    assert not _inferno_valid_url("http://dli-hpc-cds.org/fhir/Questionnaire/molina-dli|2025")
 
 
 def test_inferno_required_card_response_types(answers: dict[str, dict[str, Any]]) -> None:
@@ -159,7 +214,9 @@ def healthchain(
     builds from ours (tests/healthchain_check.py)."""
     given = {
         "discovery": client.get("/cds-services").json(),
-        "responses": [a["body"] for by in answers.values() for a in by.values()],
+        "responses": [
+            a["body"] for by in answers.values() for a in by.values() if a["status"] == 200
+        ],
         "requests": [
             build_request(s.bundle(), hook)
             for s in SCENARIOS
@@ -184,7 +241,9 @@ def test_healthchain_reads_our_discovery_document(healthchain: dict[str, Any]) -
 
 def test_healthchain_reads_every_response(healthchain: dict[str, Any]) -> None:
     errors = [e for e in healthchain["responses"] if e is not None]
-    assert len(healthchain["responses"]) == 3 * len(SCENARIOS)
+    assert (
+        len(healthchain["responses"]) == len(healthchain["given"]["responses"]) > 2 * len(SCENARIOS)
+    )
     assert errors == []
 
 
@@ -216,7 +275,7 @@ def test_requests_built_with_healthchain_are_answered_as_ours(
         assert request_problems(theirs) == []
         url = f"/cds-services/{service_id(mine['hook'])}"
         answer, expected = client.post(url, json=theirs), client.post(url, json=mine)
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code == expected.status_code, answer.text  # 400: hook-13
         assert _normalise(answer.text) == _normalise(expected.text), mine["hookInstance"]
 
 
@@ -227,6 +286,11 @@ def _first_oth(body: dict[str, Any]) -> list[dict[str, Any]]:
         if any(p["url"] == "info-needed" for p in parts):
             return parts
     raise AssertionError("no info-needed in this response")
+
+
+def _first_task(body: dict[str, Any]) -> dict[str, Any]:
+    task: dict[str, Any] = questionnaire_tasks(body, url_check=False)[0]
+    return task
 
 
 def _drop(parts: list[dict[str, Any]], url: str) -> None:
@@ -260,6 +324,37 @@ BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "a system action without a description": (
         lambda b: b["systemActions"][0].pop("description"),
         "description are required",
+    ),
+    "an order-sign answer without systemActions (crd_service_response_validation)": (
+        lambda b: b.pop("systemActions"),
+        "systemActions missing",
+    ),
+    "a 2.0.1 Task without afterCompletion (crd_request_form_completion_response_validation)": (
+        lambda b: _first_task(b)["input"].pop(),
+        "input[afterCompletion] 1..*",
+    ),
+    "a Task without authoredOn": (
+        lambda b: _first_task(b).pop("authoredOn"),
+        "authoredOn missing",
+    ),
+    "a card topic in the CRD 2.2 system for a 2.0.1 client": (
+        lambda b: b["cards"][0]["source"]["topic"].update(
+            system="http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+        ),
+        "card-type system",
+    ),
+    "a CRD 2.2 detail code for a 2.0.1 client": (
+        lambda b: next(p for p in _first_oth(b) if p["url"] == "detail")["extension"][0].update(
+            valueCodeableConcept={
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/crd-coverage-detail",
+                        "code": "instructions",
+                    }
+                ]
+            }
+        ),
+        "detail systems",
     ),
     "a non-draft order": (
         lambda b: b["systemActions"][0]["resource"].update(status="active"),

@@ -77,8 +77,11 @@ def test_no_prefetch_fetches_everything_and_the_payer() -> None:
     _same_as_twin(response.json())
 
 
-def test_a_failed_payer_read_compares_every_payer_and_says_why() -> None:
-    request = build_request(BARE)
+@pytest.mark.parametrize("hook", ["order-sign", "order-select"])
+def test_a_failed_payer_read_says_why(hook: str) -> None:
+    """order-select compares every payer; order-sign (a primary CRD hook) answers 400 (CRD
+    hook-13: no payer it handles), naming the failed read."""
+    request = build_request(BARE, hook)
     coverage = request["prefetch"]["coverage"]
     coverage["entry"] = coverage["entry"][:1]
     point_at_fhir_server(request, SERVER, TOKEN)
@@ -86,7 +89,12 @@ def test_a_failed_payer_read_compares_every_payer_and_says_why() -> None:
     async def missing(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"resourceType": "OperationOutcome", "issue": []})
 
-    response = app_client(mock_ehr(missing)).post(SIGN, json=request)
+    response = app_client(mock_ehr(missing)).post(f"/cds-services/dli-hpc-{hook}", json=request)
+    if hook == "order-sign":
+        assert response.status_code == 400, response.text
+        assert "its payer could not be read" in response.json()["issue"][0]["diagnostics"]
+        assert "HTTP 404" in response.text
+        return
     assert response.status_code == 200, response.text
     body = response.json()
     assert len(_routed(body)) == 5
@@ -98,7 +106,12 @@ def test_without_a_server_the_bare_reference_is_an_unrecognised_payer() -> None:
     request = build_request(BARE)
     coverage = request["prefetch"]["coverage"]
     coverage["entry"] = coverage["entry"][:1]
-    response = app_client(None).post(SIGN, json=request)
+    response = app_client(None).post(SIGN, json=request)  # CRD hook-13: no payer it handles
+    assert response.status_code == 400 and "names a payer whose policy" in response.text
+    request = build_request(BARE, "order-select")
+    coverage = request["prefetch"]["coverage"]
+    coverage["entry"] = coverage["entry"][:1]
+    response = app_client(None).post("/cds-services/dli-hpc-order-select", json=request)
     assert response.status_code == 200, response.text
     assert len(_routed(response.json())) == 5
 
@@ -145,6 +158,5 @@ def test_a_payor_id_that_is_not_a_fhir_id_is_never_put_in_a_url() -> None:
     point_at_fhir_server(request, SERVER, TOKEN)
     ehr = fixture_ehr()
     response = app_client(ehr).post(SIGN, json=request)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 400, response.text  # no payer it handles (CRD hook-13)
     assert ehr.requests == []
-    assert len(_routed(response.json())) == 5

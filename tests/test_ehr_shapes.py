@@ -15,7 +15,8 @@ import pytest
 
 from cds_service.core import Service
 from cds_service.scenarios import build_request, find_scenario, point_at_fhir_server, set_payer
-from tests.test_fetch import SERVER, SIGN, TOKEN, app_client, evaluations, fixture_ehr, mock_ehr
+from tests.hooks import SELECT, post_order
+from tests.test_fetch import SERVER, TOKEN, app_client, evaluations, fixture_ehr, mock_ehr
 
 # EHR-shaped scenario -> its recommended-form twin
 TWINS = {
@@ -33,8 +34,11 @@ def _determinations(name: str, hook: str, all_payers: bool) -> set[tuple[str, st
     request = build_request(find_scenario(name).bundle(), hook=hook, services=BOTH)
     if all_payers:
         set_payer(request["prefetch"], None)
-    path = SIGN if hook == "order-sign" else SIGN.replace("order-sign", "order-select")
-    response = app_client(None).post(path, json=request)
+    # order-sign without a payer it handles is CRD hook-13's 400: post_order compares on select
+    client = app_client(None)
+    response = (
+        post_order(client, request) if hook == "order-sign" else client.post(SELECT, json=request)
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return {(e["service"], e["policyId"], e["determination"]) for e in evaluations(body)}
@@ -66,8 +70,9 @@ MEDICATION_KEYS = ("medication-administrations", "medication-requests")
 
 
 def _without_medications() -> dict[str, Any]:
-    """The conditioning scenario, every payer compared (the RIC / NMA criteria are shown)."""
-    request = build_request(find_scenario("ehr-conditioning-medications").bundle())
+    """The conditioning scenario, every payer compared (the RIC / NMA criteria are shown): on
+    order-select, as order-sign answers no payer with 400 (CRD hook-13)."""
+    request = build_request(find_scenario("ehr-conditioning-medications").bundle(), "order-select")
     set_payer(request["prefetch"], None)
     for key in MEDICATION_KEYS:
         del request["prefetch"][key]
@@ -79,7 +84,7 @@ def test_absent_medication_keys_are_fetched_from_the_server() -> None:
     request = _without_medications()
     point_at_fhir_server(request, SERVER, TOKEN)
     ehr = fixture_ehr()
-    body = app_client(ehr).post(SIGN, json=request).json()
+    body = app_client(ehr).post(SELECT, json=request).json()
     paths = sorted(r.url.path for r in ehr.requests)
     assert paths == ["/MedicationAdministration", "/MedicationRequest"]
     assert all("rxnorm" in str(r.url.params["code"]) for r in ehr.requests)
@@ -87,7 +92,7 @@ def test_absent_medication_keys_are_fetched_from_the_server() -> None:
 
 
 def test_without_a_server_absent_medication_keys_are_skipped_not_412() -> None:
-    response = app_client(None).post(SIGN, json=_without_medications())
+    response = app_client(None).post(SELECT, json=_without_medications())
     assert response.status_code == 200, response.text
     assert "inferred from the regimen" not in response.text
     assert "could not be retrieved" not in response.text
@@ -100,6 +105,6 @@ def test_a_failed_medication_fetch_is_reported_and_is_never_412() -> None:
     async def failing(_: httpx.Request) -> httpx.Response:
         return httpx.Response(503)
 
-    response = app_client(mock_ehr(failing)).post(SIGN, json=request)
+    response = app_client(mock_ehr(failing)).post(SELECT, json=request)
     assert response.status_code == 200, response.text
     assert "MedicationAdministration data (medication-administrations)" in response.text

@@ -123,11 +123,23 @@ def coverage_info(body: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
+def call(client: TestClient, request: dict[str, Any]) -> Any:
+    """POST the order-sign `request`; with the Coverage sent as null (no payer, which order-sign
+    answers with 400: CRD hook-13) as order-select, which compares every payer."""
+    if request.get("prefetch", {}).get("coverage", "") is not None:
+        return client.post(SIGN, json=request)
+    request["hook"] = "order-select"
+    request["context"]["selections"] = [
+        f"ServiceRequest/{e['resource']['id']}" for e in request["context"]["draftOrders"]["entry"]
+    ]
+    return client.post("/cds-services/dli-hpc-order-select", json=request)
+
+
 @cache
 def reference(nulls: frozenset[str]) -> str:
     """Evaluations with full prefetch (no fhirServer) where `nulls` are sent as null."""
     states = {k: "null" if k in nulls else "present" for k in KEYS}
-    response = app_client(None).post(SIGN, json=hook(states, server=None))
+    response = call(app_client(None), hook(states, server=None))
     assert response.status_code == 200, response.text
     return repr(evaluations(response.json()))
 
@@ -140,7 +152,7 @@ COMBINATIONS = [dict(zip(KEYS, c, strict=True)) for c in itertools.product(STATE
 def test_every_prefetch_combination(states: dict[str, str]) -> None:
     """Present: used; null: no data, never re-queried; absent or OperationOutcome: fetched."""
     ehr = fixture_ehr()
-    response = app_client(ehr).post(SIGN, json=hook(states))
+    response = call(app_client(ehr), hook(states))
     assert response.status_code == 200, response.text
     fetched = sorted(REQUIRED_PREFETCH[k] for k, s in states.items() if s in ("absent", "outcome"))
     assert ehr.types() == fetched
@@ -292,7 +304,18 @@ def test_nothing_usable_is_412(why: str, handler: Handler, reason: str) -> None:
 def test_a_determination_the_record_settles_despite_a_gap_stands() -> None:
     """Procedures unavailable, but the payer routes and a met result is not turned unknown."""
     ehr = mock_ehr(lambda _: _answer(503))
-    response = app_client(ehr).post(SIGN, json=hook(only_missing("coverage")))
+    request = hook(only_missing("coverage"))
+    response = app_client(ehr).post(SIGN, json=request)
+    # order-sign: no Coverage, so no payer it handles (CRD hook-13), and it says why
+    assert response.status_code == 400 and "HTTP 503" in response.text
+    request["hook"], request["context"]["selections"] = (
+        "order-select",
+        [
+            f"ServiceRequest/{e['resource']['id']}"
+            for e in request["context"]["draftOrders"]["entry"]
+        ],
+    )
+    response = app_client(ehr).post("/cds-services/dli-hpc-order-select", json=request)
     body = response.json()
     assert response.status_code == 200
     assert "systemActions" not in body  # no Coverage: no coverage information to assert

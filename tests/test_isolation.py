@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from cds_service.core.model import Service
 from cds_service.logs import MAX_LINE_CHARS, JsonFormatter
 from cds_service.scenarios import build_request
-from tests.test_attestation import SCENARIOS, SHEETS, SIGN, fire, worksheet_answers
+from tests.test_attestation import SCENARIOS, SELECT, SHEETS, SIGN, fire, worksheet_answers
 from tests.test_questionnaires import package_parameters
 
 PACKAGE = "/fhir/Questionnaire/$questionnaire-package"
@@ -68,12 +68,12 @@ def test_a_mistyped_answer_in_the_orders_supporting_info_is_not_read(client: Tes
     scenario, sheet = SCENARIOS["prophylactic-dli-ric"], SHEETS["molina-mcp-210", Service.DLI]
     answers = worksheet_answers(sheet, scenario.id, {"molina-dli-planned-prevention": True})
     answers["item"][0]["answer"] = [{"valueBoolean": "true"}]
-    request = build_request(scenario.bundle(), "order-sign", (Service.DLI,))
+    request = build_request(scenario.bundle(), "order-select", (Service.DLI,))
     request["prefetch"]["coverage"] = None
     order = request["context"]["draftOrders"]["entry"][0]["resource"]
     order["contained"] = [answers | {"id": "ws"}]
     order["supportingInfo"] = [{"reference": "#ws"}]
-    body = client.post(SIGN, json=request).json()
+    body = client.post(SELECT, json=request).json()
     assert _determinations(body)["molina-mcp-210"] == "needs-information"
 
 
@@ -96,15 +96,15 @@ def test_records_of_another_patient_are_not_evidence(
     """The relapsed-AML patient meets every policy; the same Conditions and Procedures labelled
     as someone else's leave no diagnosis or transplant to decide on."""
     scenario = SCENARIOS["relapsed-aml-allo-mac"]
-    request = build_request(scenario.bundle(), "order-sign", (Service.DLI,))
+    request = build_request(scenario.bundle(), "order-select", (Service.DLI,))
     request["prefetch"]["coverage"] = None
-    before = _determinations(client.post(SIGN, json=request).json())
+    before = _determinations(client.post(SELECT, json=request).json())
     assert set(before.values()) == {"meets-criteria"}
     moved = _for_another_patient(request, "conditions") + _for_another_patient(
         request, "procedures"
     )
     with caplog.at_level(logging.INFO, logger="cds_service"):
-        body = client.post(SIGN, json=request).json()
+        body = client.post(SELECT, json=request).json()
     assert "meets-criteria" not in _determinations(body).values()
     for card in body["cards"]:
         assert "records for another patient were ignored" in card["detail"]
@@ -120,7 +120,11 @@ def test_a_coverage_of_another_patient_does_not_route(client: TestClient) -> Non
     for entry in request["prefetch"]["coverage"]["entry"]:
         if entry["resource"]["resourceType"] == "Coverage":
             entry["resource"]["beneficiary"] = {"reference": OTHER}
-    body = client.post(SIGN, json=request).json()
+    refused = client.post(SIGN, json=request)  # no Coverage of this patient: no payer (hook-13)
+    assert refused.status_code == 400 and "no Coverage" in refused.text
+    request["hook"] = "order-select"
+    request["context"]["selections"] = ["ServiceRequest/ram-dli"]
+    body = client.post(SELECT, json=request).json()
     assert len(_determinations(body)) == 5  # no Coverage of this patient: every policy
 
 
@@ -218,13 +222,13 @@ def test_a_number_sent_as_a_string_is_not_read(client: TestClient) -> None:
     """`valueQuantity.value: "71"` is not valid FHIR JSON (fhir.resources would coerce it): the
     chimerism result that makes the HPC boost meet the policies is then unreadable."""
     scenario = SCENARIOS["relapsed-aml-allo-mac"]
-    request = build_request(scenario.bundle(), "order-sign", (Service.HPC_BOOST,))
+    request = build_request(scenario.bundle(), "order-select", (Service.HPC_BOOST,))
     request["prefetch"]["coverage"] = None
-    before = _determinations(client.post(SIGN, json=request).json())
+    before = _determinations(client.post(SELECT, json=request).json())
     assert "meets-criteria" in before.values()
     for entry in request["prefetch"]["observations"]["entry"]:
         quantity = entry["resource"].get("valueQuantity")
         if quantity is not None:
             quantity["value"] = str(quantity["value"])
-    after = _determinations(client.post(SIGN, json=request).json())
+    after = _determinations(client.post(SELECT, json=request).json())
     assert after != before and "meets-criteria" not in after.values()

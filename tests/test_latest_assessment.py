@@ -27,7 +27,8 @@ from cds_service.core.facts import CATALOGUE
 from cds_service.core.model import Service
 from cds_service.core.policy import Node
 from cds_service.policy_store import load
-from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id
+from cds_service.scenarios import Scenario, build_request, load_scenarios
+from tests.hooks import post_order
 
 SCENARIOS = load_scenarios()
 EVALUATIONS = "dli-hpc-cds.evaluations"
@@ -72,7 +73,7 @@ def _answer(
     request = build_request(bundle, "order-sign", tuple(Service))
     if shuffle is not None:
         shuffle.shuffle(request["context"]["draftOrders"]["entry"])
-    response = client.post(f"/cds-services/{service_id('order-sign')}", json=request)
+    response = post_order(client, request)  # no payer handled: order-select compares them
     assert response.status_code == 200, response.text
     return _outcome(response.json())
 
@@ -270,7 +271,7 @@ def _own(client: TestClient, scenario_id: str) -> tuple[dict[tuple[str, str], An
     """(policy id -> evaluation of the routed payer, body) for the scenario's own Coverage."""
     scenario = next(s for s in SCENARIOS if s.id == scenario_id)
     request = build_request(scenario.bundle(), "order-sign", (Service.DLI, Service.HPC_BOOST))
-    body = client.post(f"/cds-services/{service_id('order-sign')}", json=request).json()
+    body = post_order(client, request).json()
     found = {
         (e["service"], e["policyId"]): e
         for card in body["cards"]

@@ -79,7 +79,9 @@ def test_full_scenarios_log_no_phi_and_no_tokens(
         token = signed()
         secrets.add(token)
         response = client.post(SIGN, json=body, headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 200, scenario.id
+        # a payer it does not handle: the 400 of CRD hook-13, logged as a rejection
+        handled = scenario.payer in {p.id for p in knowledge.policies}
+        assert response.status_code == (200 if handled else 400), scenario.id
         # The same PHI in requests that fail: a replayed token, then a request that is invalid.
         assert (
             client.post(SIGN, json=body, headers={"Authorization": f"Bearer {token}"}).status_code
@@ -91,7 +93,8 @@ def test_full_scenarios_log_no_phi_and_no_tokens(
     assert len(secrets) > 7 * 30
 
     evaluated = [r for r in records if r.getMessage() == "hook evaluated"]
-    assert len(evaluated) == len(load_scenarios())
+    answered = [s for s in load_scenarios() if s.payer in {p.id for p in knowledge.policies}]
+    assert len(evaluated) == len(answered) > 20
     fields = evaluated[0].fields  # type: ignore[attr-defined]
     assert {"hookInstance", "service", "policies", "determinations", "ms"} <= set(fields)
     lines = [json.loads(line) for line in output.getvalue().splitlines()]

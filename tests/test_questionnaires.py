@@ -152,7 +152,9 @@ def test_the_questionnaire_routes_take_the_same_client_jwt_as_the_hooks(
 
 
 def package_parameters(scenario_id: str, service: Service) -> dict[str, Any]:
-    """DTR input: the Coverage (no payer known here: every policy), the order, and the record."""
+    """DTR input: the Coverage (no payer known here), the order, every policy's worksheet for the
+    service by canonical (DTR `questionnaire`: those worksheets, whichever payer's), and the
+    record."""
     scenario = next(s for s in SCENARIOS if s.id == scenario_id)
     found = resources(scenario.bundle())
     patient = next(r["id"] for r in found if r["resourceType"] == "Patient")
@@ -187,6 +189,11 @@ def package_parameters(scenario_id: str, service: Service) -> dict[str, Any]:
         "parameter": [
             {"name": "coverage", "resource": coverage},
             *({"name": "order", "resource": o} for o in orders),
+            *(
+                {"name": "questionnaire", "valueCanonical": sheet.canonical}
+                for sheet in SHEETS
+                if sheet.service is service
+            ),
             {"name": "patientRecord", "resource": record},
         ],
     }

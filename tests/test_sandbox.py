@@ -92,7 +92,8 @@ def _payer_names(body: dict[str, Any]) -> set[str]:
 BUILT = [
     # spec, service the page must POST to, orders, payers the service then evaluates
     ({}, "/cds-services/dli-hpc-order-sign", ["ram-dli"], {"Molina Healthcare"}),
-    ({"payer": "none"}, "/cds-services/dli-hpc-order-sign", ["ram-dli"], 5),
+    ({"payer": "none", "hook": "order-select"}, "/cds-services/dli-hpc-order-select", ["ram-dli"],
+     5),
     ({"payer": "centene-cp.mp.101"}, "/cds-services/dli-hpc-order-sign", ["ram-dli"], {"Centene"}),
     ({"hook": "order-select", "services": "hpc-boost"}, "/cds-services/dli-hpc-order-select",
      ["ram-hpc"], {"Molina Healthcare"}),

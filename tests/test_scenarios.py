@@ -35,11 +35,12 @@ def evaluations(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 @cache
 def all_payer_body(client: TestClient, scenario_id: str, service: Service) -> dict[str, Any]:
-    """The order-sign response with no Coverage, so every policy is evaluated."""
+    """The order-select response with no Coverage, so every policy is evaluated (order-sign
+    answers only for a handled payer: core/payer_scope.py)."""
     scenario = next(s for s in SCENARIOS if s.id == scenario_id)
-    request = build_request(scenario.bundle(), "order-sign", (service,))
+    request = build_request(scenario.bundle(), "order-select", (service,))
     request["prefetch"]["coverage"] = None
-    response = client.post(f"/cds-services/{service_id('order-sign')}", json=request)
+    response = client.post(f"/cds-services/{service_id('order-select')}", json=request)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -88,7 +89,7 @@ def test_declared_determinations(client: TestClient, scenario: Scenario, service
     got = {e["policyId"]: e["determination"] for e in evaluations(body)}
     assert sorted(got) == POLICY_IDS, "every policy evaluated exactly once"
     assert got == scenario.expected[service.value]
-    assert problems(body, "order-sign") == []
+    assert problems(body, "order-select") == []
     assert "systemActions" not in body  # no recognised payer: no coverage assertion
 
 
@@ -98,14 +99,13 @@ def test_scenario_payer_routing(client: TestClient, scenario: Scenario) -> None:
     request = build_request(scenario.bundle(), "order-sign", tuple(Service))
     response = client.post(f"/cds-services/{service_id('order-sign')}", json=request)
     body = response.json()
+    if scenario.payer == "unrecognised":  # CRD hook-13: not a payer this service handles
+        assert response.status_code == 400 and body["resourceType"] == "OperationOutcome"
+        return
     assert response.status_code == 200
     assert problems(body, "order-sign") == []
     found = evaluations(body)
     assert scenario.payer is not None
-    if scenario.payer == "unrecognised":
-        assert {e["policyId"] for e in found} == set(POLICY_IDS)
-        assert "systemActions" not in body
-        return
     assert {e["policyId"] for e in found} == {scenario.payer}
     for e in found:
         assert e["determination"] == scenario.expected[e["service"]][scenario.payer]

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from cds_service.core.model import Service
 from cds_service.policy_store import load
-from cds_service.scenarios import build_request, find_scenario, service_id, set_payer
+from cds_service.scenarios import build_request, find_scenario, set_payer
+from tests.hooks import post_order
 
 POLICIES = load().policies
 EVALUATIONS = "dli-hpc-cds.evaluations"
@@ -39,7 +40,7 @@ def _bare_bundle() -> dict[str, Any]:
 def _fire(client: TestClient, prefetch_payer: Any) -> dict[str, Any]:
     request = build_request(_bare_bundle(), "order-sign", tuple(Service))
     set_payer(request["prefetch"], prefetch_payer)
-    response = client.post(f"/cds-services/{service_id('order-sign')}", json=request)
+    response = post_order(client, request)  # no payer handled: order-select compares them
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

@@ -122,7 +122,9 @@ def discovery_document() -> dict[str, Any]:
                 "description": s.description,
                 "prefetch": PREFETCH,
                 "extension": {
-                    "davinci-crd.version": ["2.2"],
+                    # CRD dev-2: every version served, as two nodes (2.0 = 2.0.1 clients,
+                    # which send no requestedVersion; 2.2 with requestedVersion).
+                    "davinci-crd.version": ["2.0", "2.2"],
                     "davinci-crd.configuration-options": CONFIGURATION_OPTIONS,
                 },
             }

@@ -227,9 +227,12 @@ QUESTIONNAIRE_SEARCH: dict[int | str, dict[str, Any]] = {
 }
 PACKAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: _fhir_resource(
-        "One PackageBundle (Questionnaire + pre-filled response) per worksheet", "Parameters"
+        "One PackageBundle (DTR 2.0.1) / packagebundle (DTR 2.1+) per worksheet: the"
+        " Questionnaire, then its pre-filled response",
+        "Parameters",
     ),
     400: _error("Not a Parameters resource, no coverage, or no DLI / HPC boost order"),
+    422: _error("A Coverage whose payer has no policy here, or (DTR 2.0.1) no worksheet"),
     **UNAUTHORIZED,
     408: REQUEST_ERRORS[408],
     413: REQUEST_ERRORS[413],
@@ -245,8 +248,12 @@ _PARAMETERS = {
                 "type": "object",
                 "required": ["name"],
                 "properties": {
-                    "name": {"enum": ["coverage", "order", "patientRecord"]},
+                    "name": {
+                        "enum": ["coverage", "order", "questionnaire", "context", "patientRecord"]
+                    },
                     "resource": {"type": "object"},
+                    "valueCanonical": {"type": "string"},
+                    "valueString": {"type": "string"},
                 },
             },
         },

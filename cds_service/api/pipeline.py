@@ -31,7 +31,13 @@ from cds_service.api.metrics import data_sources
 from cds_service.api.offload import Offload, worker_process_setup
 from cds_service.audit.record import decision_record
 from cds_service.audit.writer import ACK_TIMEOUT_S, AuditWriter
-from cds_service.core import Decision, DecisionInputs, decide, relevant_resources
+from cds_service.core import (
+    Decision,
+    DecisionInputs,
+    decide,
+    relevant_resources,
+    unhandled_payer,
+)
 from cds_service.logs import safe_ids
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
@@ -114,6 +120,14 @@ async def _answer_here(
             patient_id=parsed.context.patientId,
         )
     )
+    refusal = unhandled_payer(
+        service.hook,
+        decision.route,
+        len(gathered.record.coverages),
+        gathered.unretrieved.get("coverage") or gathered.unretrieved.get("payer", ""),
+    )
+    if refusal:
+        raise HookError(400, refusal)
     return Answer(orjson.dumps(decision.body), parsed, decision, gathered, _since(started))
 
 

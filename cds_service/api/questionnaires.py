@@ -1,11 +1,14 @@
 """The worksheets over FHIR: read, search by canonical url, and DTR $questionnaire-package.
 
-Same client JWT rules as the hooks (`RequireClient`). The service keeps no patient data, so
-`$questionnaire-package` pre-fills only from what the request carries: the DTR inputs `coverage`
-(1..*) and `order` (0..*, the draft ServiceRequests), plus the project's `patientRecord`
-parameter, a Bundle of the patient's Conditions, Procedures, Observations and regimen
-MedicationAdministrations / MedicationRequests (what the hook's prefetch would hold). Without it, only the order details are pre-filled. Every resource is
-validated with fhir.resources (Parameters as a whole), as the hooks validate theirs.
+Same client JWT rules as the hooks (`RequireClient`). `$questionnaire-package` takes DTR's inputs:
+`coverage` (1..), `order` (the draft ServiceRequests), `questionnaire` (canonicals: exactly those
+worksheets), `context` (the CRD coverage-assertion-id: accepted; the service keeps nothing
+between calls, so it links to nothing), plus the project's optional `patientRecord` Bundle (what
+the hook's prefetch would hold), the one source of record pre-fill: the service keeps no patient
+data. The output is named per DTR version (`PackageBundle` / `operationOutcome` in DTR 2.0.1,
+`packagebundle` / `outcome` in DTR 2.1+, chosen by the input's `meta.profile` version). A
+Coverage whose payer has no policy here, without `questionnaire`, is a 422, as is DTR 2.0.1's
+empty package. Every resource is validated with fhir.resources (Parameters as a whole).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from cds_service.api.openapi import (
 )
 from cds_service.api.pipeline import PipelineDeps, worker_deps
 from cds_service.core import (
+    BUNDLE_PROFILE,
     INVALID_FHIR,
     PatientRecord,
     StructureLimits,
@@ -49,6 +53,15 @@ log = logging.getLogger("cds_service.questionnaires")
 router = APIRouter(prefix="/fhir/Questionnaire", dependencies=[RequireClient])
 FHIR_JSON = "application/fhir+json"
 RECORD_PARAMETER = "patientRecord"
+DTR_BASE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
+INPUT_PROFILE = DTR_BASE + "dtr-qpackage-input-parameters"
+OUTPUT_PROFILE = DTR_BASE + "dtr-qpackage-output-parameters"
+# DTR version -> (package parameter name, outcome parameter name) of dtr-qpackage-output-parameters
+# (HL7/davinci-dtr input/fsh/DTRParameters.fsh at 2.0.1 and 2.2.0).
+OUTPUT_NAMES = {
+    "2.0.1": ("PackageBundle", "operationOutcome"),
+    "2.2": ("packagebundle", "outcome"),
+}
 
 
 def _fhir(body: dict[str, Any]) -> Response:
@@ -89,8 +102,8 @@ async def read(questionnaire_id: str, deps: Pipeline) -> Response:
     raise HookError(404, f"no Questionnaire/{questionnaire_id}; see GET /fhir/Questionnaire")
 
 
-def _parameters(body: bytes) -> list[dict[str, Any]]:
-    """The validated Parameters' `parameter` list, as JSON."""
+def _parameters(body: bytes) -> tuple[list[dict[str, Any]], str]:
+    """The validated Parameters' `parameter` list, as JSON, and the DTR version asked for."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -104,7 +117,27 @@ def _parameters(body: bytes) -> list[dict[str, Any]]:
     except (ValidationError, *INVALID_FHIR) as error:
         detail = explain(error) if isinstance(error, ValidationError) else type(error).__name__
         raise HookError(400, f"invalid Parameters: {detail}") from error
-    return [p for p in data.get("parameter") or () if isinstance(p, dict)]
+    return [p for p in data.get("parameter") or () if isinstance(p, dict)], dtr_version(data)
+
+
+def dtr_version(data: dict[str, Any]) -> str:
+    """ "2.2" when the input Parameters claim DTR 2.1 or later's input profile (`meta.profile`
+    `dtr-qpackage-input-parameters|2.2.0`); else "2.0.1" (also for no version: what a DTR
+    2.0.1 client, which names no version, reads)."""
+    for claimed in (data.get("meta") or {}).get("profile") or ():
+        url, _, version = str(claimed).partition("|")
+        if url == INPUT_PROFILE and version and not version.startswith(("1.", "2.0")):
+            return "2.2"
+    return "2.0.1"
+
+
+def _canonicals(parameters: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The DTR `questionnaire` inputs (canonicals of the worksheets asked for)."""
+    return tuple(
+        p["valueCanonical"]
+        for p in parameters
+        if p.get("name") == "questionnaire" and isinstance(p.get("valueCanonical"), str)
+    )
 
 
 def _patients(parameters: list[dict[str, Any]]) -> set[str]:
@@ -194,29 +227,51 @@ def _package_in_worker(body: bytes) -> tuple[bytes, str, list[str]]:
 
 def package_answer(body: bytes, deps: PipelineDeps) -> tuple[bytes, str, list[str]]:
     """The package as JSON, the patient id and the worksheets sent (for the log line)."""
-    record, orders, patient_id = _inputs(_parameters(body), deps.limits.structure)
-    today = deps.clock().date()
-    knowledge = deps.knowledge
+    parameters, dtr = _parameters(body)
+    record, orders, patient_id = _inputs(parameters, deps.limits.structure)
+    knowledge, wanted = deps.knowledge, _canonicals(parameters)
     built = questionnaire_package(
-        record, orders, knowledge.policies, knowledge.thresholds, today, patient_id
+        record,
+        orders,
+        knowledge.policies,
+        knowledge.thresholds,
+        deps.clock().date(),
+        patient_id,
+        dtr,
+        wanted,
     )
-    out = [
-        {
-            "name": "PackageBundle",
-            "resource": {
-                "resourceType": "Bundle",
-                "type": "collection",
-                "entry": [{"resource": sheet.questionnaire}, {"resource": response}],
-            },
-        }
-        for sheet, response in built
+    if not built.payer_recognised and not wanted:
+        raise HookError(
+            422,
+            "the Coverage names no payer whose policy this service holds; ask for a worksheet "
+            "by its canonical with the `questionnaire` parameter",
+        )
+    name, outcome_name = OUTPUT_NAMES[dtr]
+    out: list[dict[str, Any]] = [
+        {"name": name, "resource": _package_bundle(sheet, response)}
+        for sheet, response in built.entries
+    ]
+    issues = [
+        f"no worksheet {canonical} for these orders" for canonical in built.unknown_canonicals
     ]
     if not out:  # e.g. an HPC boost under a DLI-only policy: nothing to document
-        outcome = operation_outcome(
-            "no worksheet: the policies state no criteria for these orders",
-            "not-found",
-            "information",
-        )
-        out = [{"name": "operationOutcome", "resource": outcome}]
-    answer = orjson.dumps({"resourceType": "Parameters", "parameter": out})
-    return answer, patient_id, [s.id for s, _ in built]
+        if dtr == "2.0.1":  # DTR 2.0.1 output: PackageBundle 1..*
+            raise HookError(422, "no worksheet: the policies state no criteria for these orders")
+        issues.append("no worksheet: the policies state no criteria for these orders")
+    if issues:
+        outcome = operation_outcome("; ".join(issues), "not-found", "warning")
+        out.append({"name": outcome_name, "resource": outcome})
+    answer = orjson.dumps(
+        {"resourceType": "Parameters", "meta": {"profile": [OUTPUT_PROFILE]}, "parameter": out}
+    )
+    return answer, patient_id, [s.id for s, _ in built.entries]
+
+
+def _package_bundle(sheet: Worksheet, response: dict[str, Any]) -> dict[str, Any]:
+    """DTR-QPackageBundle: a collection, the Questionnaire first, then its response."""
+    return {
+        "resourceType": "Bundle",
+        "meta": {"profile": [BUNDLE_PROFILE]},
+        "type": "collection",
+        "entry": [{"resource": sheet.questionnaire}, {"resource": response}],
+    }

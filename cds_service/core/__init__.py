@@ -15,9 +15,10 @@ from cds_service.core.fhir_util import INVALID_FHIR, patient_of
 from cds_service.core.model import Determination, Order, PatientRecord, Service
 from cds_service.core.orders import recognise
 from cds_service.core.payer import payer_organizations_to_read
+from cds_service.core.payer_scope import unhandled_payer
 from cds_service.core.policy import Node, Policy
 from cds_service.core.policy_versions import version_named, versions
-from cds_service.core.prefill import questionnaire_package
+from cds_service.core.prefill import BUNDLE_PROFILE, questionnaire_package
 from cds_service.core.questionnaire import Worksheet, worksheets
 from cds_service.core.record import (
     Keep,
@@ -30,6 +31,7 @@ from cds_service.core.structure import StructureLimits, TooLarge
 from cds_service.core.units import warm_up as warm_up_units
 
 __all__ = [
+    "BUNDLE_PROFILE",
     "COVERAGE_INFO_URL",
     "INVALID_FHIR",
     "OBSERVATION_CODES",
@@ -61,6 +63,7 @@ __all__ = [
     "recognise",
     "relevant_resources",
     "status_word",
+    "unhandled_payer",
     "version_named",
     "versions",
     "warm_up_units",

@@ -23,17 +23,38 @@ from cds_service.core.model import Determination, Status
 from cds_service.core.payer import Route
 from cds_service.core.questionnaire import worksheet_for
 
+# Code systems per CRD version (HL7/davinci-crd input/fsh at tags 2.0.1 and 2.2.1):
+# card types are CRD 2.0.1 CodeSystem `temp` (ValueSet cardType: descendants of #_cardType) and
+# THO `cdshooks-card-type` in CRD 2.2 (same code). "guideline": "Indication that there is a
+# guideline available for the proposed therapy (with an option to view)". Discovery's
+# `guideline` configuration option turns these cards off.
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
-# CRD cardType (CodeSystem cdshooks-card-type; CRD 2.0.1 CodeSystem temp, same code):
-# "guideline": "Indication that there is a guideline available for the proposed therapy (with an
-# option to view)". Discovery's `guideline` configuration option turns these cards off.
-TOPIC = {"system": CARD_TYPE_SYSTEM, "code": "guideline", "display": "Guideline"}
+CRD_TEMP_SYSTEM = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
 COVERAGE_INFO_URL = (
     "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 )
-CRD_TEMP_SYSTEM = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
 # CRD 2.2 detail codes live in THO; `instructions`: "details about information needed".
 COVERAGE_DETAIL_SYSTEM = "http://terminology.hl7.org/CodeSystem/crd-coverage-detail"
+# CRD 2.0.1's detail value set (coverageDetail, extensible) has no code for "what is needed"
+# (allowed-quantity, allowed-period, copays, concurrent-review, appropriate-use-needed): a
+# 2.0.1 reader gets the project's own code, with text, as an extensible binding allows.
+DETAIL_SYSTEM_2_0_1 = "http://dli-hpc-cds.org/fhir/CodeSystem/coverage-detail"
+
+
+def topic(crd_2_2: bool) -> dict[str, str]:
+    """The card's `source.topic` in the code system of the client's CRD version."""
+    system = CARD_TYPE_SYSTEM if crd_2_2 else CRD_TEMP_SYSTEM
+    return {"system": system, "code": "guideline", "display": "Guideline"}
+
+
+def detail_code(crd_2_2: bool) -> dict[str, Any]:
+    """A coverage-information `detail.code` in the client's CRD version."""
+    if crd_2_2:
+        return {"coding": [{"system": COVERAGE_DETAIL_SYSTEM, "code": "instructions"}]}
+    coding = {"system": DETAIL_SYSTEM_2_0_1, "code": "information-needed"}
+    return {"coding": [{**coding, "display": "Information needed"}], "text": "Information needed"}
+
+
 EVALUATIONS_EXT = "dli-hpc-cds.evaluations"
 OVERRIDE_SYSTEM = "http://dli-hpc-cds.org/fhir/CodeSystem/override-reason"
 OVERRIDE_REASONS = (
@@ -119,6 +140,8 @@ def _card(
     new_uuid: Callable[[], str],
     comparison: bool,
     app_url: str = "",
+    crd_2_2: bool = False,
+    today: date | None = None,
 ) -> dict[str, Any]:
     worst = min((e.determination for e in evaluations), key=_SEVERITY.__getitem__)
     card: dict[str, Any] = {
@@ -128,7 +151,7 @@ def _card(
         if worst in (Determination.MEETS, Determination.NOT_ADDRESSED)
         else "warning",
         "detail": detail_text,
-        "source": {"label": evaluations[0].policy.payer.name, "topic": TOPIC},
+        "source": {"label": evaluations[0].policy.payer.name, "topic": topic(crd_2_2)},
         "extension": {
             EVALUATIONS_EXT: [machine_result(e) for e in evaluations],
             "davinci-crd.associated-resource": [
@@ -156,7 +179,7 @@ def _card(
         links.insert(0, {"label": APP_LINK_LABEL, "url": app_url, "type": "smart"})
     if links:
         card["links"] = links
-    suggestions = [form_completion(e, new_uuid) for e in evaluations]
+    suggestions = [form_completion(e, new_uuid, crd_2_2, today) for e in evaluations]
     if any(suggestions):
         card["suggestions"] = [s for s in suggestions if s is not None]
         card["selectionBehavior"] = "any"
@@ -171,6 +194,13 @@ def _card(
 # --- Worksheets (issue 13): the CRD "Request form completion" suggestion ---------------------
 SDC_TEMP = "http://hl7.org/fhir/uv/sdc/CodeSystem/temp"
 TASK_PROFILE = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/profile-taskquestionnaire"
+# CRD 2.0.1 profile-taskquestionnaire: `input contains afterCompletion 1..*`, type fixed to
+# temp#after-completion-action, value from afterCompletionCode (extensible). CRD 2.2 removed the
+# slice, its codes and value set (FHIR-50269), so a 2.2 Task has none.
+AFTER_COMPLETION = {
+    "auth-needed": ("prior-auth-include", "Include in prior authorization"),
+    "other": ("initial-claim-include", "Include in initial claim"),
+}
 
 
 def worksheet_canonical(evaluation: Evaluation) -> str | None:
@@ -181,14 +211,29 @@ def worksheet_canonical(evaluation: Evaluation) -> str | None:
     return sheet.canonical if sheet is not None else None
 
 
-def form_completion(evaluation: Evaluation, new_uuid: Callable[[], str]) -> dict[str, Any] | None:
-    """A suggestion creating a CRD task-questionnaire Task (cds-hooks-and-crd.md item 119):
-    complete the worksheet for the criteria the record leaves open."""
-    canonical = worksheet_canonical(evaluation)
-    if canonical is None:
-        return None
+def _after_completion(evaluation: Evaluation) -> dict[str, Any]:
+    """What to do with the completed worksheet (CRD 2.0.1): send it with the prior-authorization
+    request where the policy requires one, else with the first claim."""
+    rule = evaluation.policy.prior_authorization.value
+    code, text = AFTER_COMPLETION["auth-needed" if rule == "auth-needed" else "other"]
+    return {
+        "type": {
+            "coding": [{"system": CRD_TEMP_SYSTEM, "code": "after-completion-action"}],
+            "text": "afterCompletion",
+        },
+        "valueCodeableConcept": {
+            "coding": [{"system": CRD_TEMP_SYSTEM, "code": code, "display": text}]
+        },
+    }
+
+
+def questionnaire_task(
+    evaluation: Evaluation, canonical: str, crd_2_2: bool, today: date | None
+) -> dict[str, Any]:
+    """A CRD profile-taskquestionnaire Task of the client's CRD version (2.0.1 or 2.2): status
+    ready, intent order, for the patient, authored today, requested by the payer."""
     order, p = evaluation.order, evaluation.policy
-    payer: dict[str, Any] = {"display": p.payer.name}
+    payer: dict[str, Any] = {"type": "Organization", "display": p.payer.name}
     if p.payer.identifiers:
         ident = p.payer.identifiers[0]
         payer["identifier"] = {"system": ident.system, "value": ident.value}
@@ -211,11 +256,29 @@ def form_completion(evaluation: Evaluation, new_uuid: Callable[[], str]) -> dict
             }
         ],
     }
+    if not crd_2_2:
+        task["input"].append(_after_completion(evaluation))
     subject = order.resource.get("subject")
     if isinstance(subject, dict) and isinstance(subject.get("reference"), str):
         task["for"] = {"reference": subject["reference"]}
-    if order.authored_on is not None:
-        task["authoredOn"] = order.authored_on.isoformat()
+    authored = today or order.authored_on  # when the Task is made: the request date
+    if authored is not None:
+        task["authoredOn"] = authored.isoformat()
+    return task
+
+
+def form_completion(
+    evaluation: Evaluation,
+    new_uuid: Callable[[], str],
+    crd_2_2: bool = False,
+    today: date | None = None,
+) -> dict[str, Any] | None:
+    """A suggestion creating a CRD task-questionnaire Task (cds-hooks-and-crd.md item 119):
+    complete the worksheet for the criteria the record leaves open."""
+    canonical = worksheet_canonical(evaluation)
+    if canonical is None:
+        return None
+    p = evaluation.policy
     label = f"Complete the {p.payer.name} {p.policy.number} worksheet ({evaluation.service.short})"
     return {
         "label": clip(label, 120),
@@ -226,7 +289,7 @@ def form_completion(evaluation: Evaluation, new_uuid: Callable[[], str]) -> dict
                 "description": clip(
                     f"Ask for the {p.policy.number} worksheet to be completed", 200
                 ),
-                "resource": task,
+                "resource": questionnaire_task(evaluation, canonical, crd_2_2, today),
             }
         ],
     }
@@ -255,6 +318,7 @@ def build_cards(
     new_uuid: Callable[[], str],
     unretrieved: tuple[str, ...] = (),
     comparison: bool = False,
+    today: date | None = None,
 ) -> list[dict[str, Any]]:
     """One card per addressed (order, policy); not-addressed ones share one card; at most
     `max_cards` cards (the overflow is merged into the last card, so nothing is dropped).
@@ -273,11 +337,16 @@ def build_cards(
     limit = max(1, options.max_cards)
     if len(groups) > limit:
         groups = [*groups[: limit - 1], [e for g in groups[limit - 1 :] for e in g]]
+
+    def make_card(group: list[Evaluation], title: str, text: str) -> dict[str, Any]:
+        return _card(
+            group, title, text, new_uuid, comparison, options.app_url, options.crd_2_2, today
+        )
+
     cards = []
     for group in groups:
         if len(group) == 1:
-            text = detail(group[0])
-            cards.append(_card(group, summary(group[0]), text, new_uuid, comparison, options.app_url))
+            cards.append(make_card(group, summary(group[0]), detail(group[0])))
         elif all(e.determination is Determination.NOT_ADDRESSED for e in group):
             names = ", ".join(
                 sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group})
@@ -288,7 +357,7 @@ def build_cards(
             ]
             text = "\n".join(["**Next step:** Check each plan's own rule for this order.", *lines])
             title = f"Not addressed by {names}"
-            cards.append(_card(group, title, text, new_uuid, comparison, options.app_url))
+            cards.append(make_card(group, title, text))
         else:
             title = f"{len(group)} more payer evaluations (card limit reached)"
             text = "\n\n".join([
@@ -296,7 +365,7 @@ def build_cards(
                 *(f"**{md(summary(e))}**\n\n{card_text.next_step(e, card_text.Context())}"
                   for e in group),
             ])  # fmt: skip
-            cards.append(_card(group, title, text, new_uuid, comparison, options.app_url))
+            cards.append(make_card(group, title, text))
     if unretrieved:
         for card in cards:
             card["detail"] += "\n\n" + unretrieved_note(unretrieved)
@@ -345,9 +414,7 @@ def _detail(text: str, crd_2_2: bool) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [
         {
             "url": "code",
-            "valueCodeableConcept": {
-                "coding": [{"system": COVERAGE_DETAIL_SYSTEM, "code": "instructions"}]
-            },
+            "valueCodeableConcept": detail_code(crd_2_2),
         },
         {"url": "value", "valueString": clip(text, 1000)},
     ]
@@ -409,8 +476,11 @@ def coverage_information(
     undetermined = bool(technical) and d is Determination.NEEDS_INFORMATION
     if undetermined and crd_2_2:
         covered = "indeterminate"
-    # CRD 2.0.1 crd-ci-q2 needs pa-needed unless not-covered; 2.2 q2 forbids it on not-covered.
-    pa = None if covered == "not-covered" else _pa_needed(evaluation)
+    # CRD 2.2 crd-ci-q2 forbids pa-needed on not-covered. CRD 2.0.1 crd-ci-q2 as published,
+    # "extension.where(url = 'covered' and value != 'not-covered') implies
+    # extension.where(url = 'pa-needed').exists()", is empty (not true) on not-covered unless
+    # pa-needed exists, so a 2.0.1 reader gets the plan's prior-authorization rule there too.
+    pa = None if covered == "not-covered" and crd_2_2 else _pa_needed(evaluation)
     parts: list[dict[str, Any]] = [
         {"url": "coverage", "valueReference": {"reference": f"Coverage/{coverage_id}"}},
         {"url": "covered", "valueCode": covered},

@@ -105,7 +105,7 @@ def case_view(
         "comparison": [evaluation_view(e) for e in everyone],
         "worksheets": [
             {"questionnaire": sheet.questionnaire, "response": response}
-            for sheet, response in packages
+            for sheet, response in packages.entries
         ],
         "timeline": [event.as_json() for event in timeline(record, orders)],
     }

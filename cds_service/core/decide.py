@@ -79,6 +79,7 @@ def decide(inputs: DecisionInputs) -> Decision:
         inputs.new_uuid,
         inputs.unretrieved,
         comparison=not routed.recognised,
+        today=inputs.today,
     )
     if routed.coverage is not None and (routed.in_force > 1 or routed.passed_over):
         for card in cards:

@@ -9,6 +9,7 @@ evaluates decide the answers, so a pre-filled answer agrees with the card's crit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -73,22 +74,71 @@ def _fill(items: list[dict[str, Any]], sheet: Worksheet, facts: Facts) -> list[d
     return filled
 
 
+DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
+QR_PROFILE = DTR + "dtr-questionnaireresponse"
+BUNDLE_PROFILE = DTR + "DTR-QPackageBundle"
+# DTRQuestionnaireResponse intendedUse binds CRD's doc-purpose codes: CRD temp in CRD 2.0.1 (what
+# DTR 2.0.1 depends on), coverage-information-codes in CRD 2.2 (DTR 2.2).
+DOC_PURPOSE_SYSTEM = {
+    "2.0.1": "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp",
+    "2.2": "http://hl7.org/fhir/us/davinci-crd/CodeSystem/coverage-information-codes",
+}
+
+
+@dataclass(frozen=True)
+class Package:
+    """What $questionnaire-package found: (worksheet, pre-filled response) pairs, whether the
+    Coverage's payer has a policy here, and the asked-for canonicals no worksheet matches."""
+
+    entries: list[tuple[Worksheet, dict[str, Any]]]
+    payer_recognised: bool
+    unknown_canonicals: tuple[str, ...] = ()
+
+
+def _links(sheet: Worksheet, order: Order, coverage: str, dtr: str) -> list[dict[str, Any]]:
+    """DTRQuestionnaireResponse links: DTR 2.0.1 `qr-context` 2..* (the Coverage and the order);
+    DTR 2.2 `qr-coverage` 1..* and `qr-context` (the order); `intendedUse` 1..* in both: send it
+    with the prior-authorization request where the policy requires one, else with the claim."""
+    kind = "qr-context" if dtr == "2.0.1" else "qr-coverage"
+    use = "withpa" if sheet.policy.prior_authorization.value == "auth-needed" else "withclaim"
+    coding = {"system": DOC_PURPOSE_SYSTEM[dtr], "code": use}
+    return [
+        {"url": DTR + kind, "valueReference": {"reference": coverage}},
+        {"url": DTR + "qr-context", "valueReference": {"reference": order.reference}},
+        {"url": DTR + "intendedUse", "valueCodeableConcept": {"coding": [coding]}},
+    ]
+
+
 def prefilled_response(
-    sheet: Worksheet, facts: Facts, order: Order, patient_id: str, today: date
+    sheet: Worksheet,
+    facts: Facts,
+    order: Order,
+    patient_id: str,
+    today: date,
+    coverage: str = "",
+    dtr: str = "2.0.1",
 ) -> dict[str, Any]:
-    """An in-progress QuestionnaireResponse answering what the record already settles."""
+    """An in-progress DTR QuestionnaireResponse answering what the record already settles
+    (`coverage` is the Coverage reference it is for; DTR forbids `basedOn`, the order is a link)."""
     response: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",
+        "meta": {"profile": [QR_PROFILE]},
         "questionnaire": sheet.canonical,
         "status": "in-progress",
         "subject": {"reference": f"Patient/{patient_id}"},
-        "basedOn": [{"reference": order.reference}],
         "authored": today.isoformat(),
     }
+    if coverage:
+        response["extension"] = _links(sheet, order, coverage, dtr)
     items = _fill(sheet.questionnaire["item"], sheet, facts)
     if items:  # FHIR forbids an empty array
         response["item"] = items
     return response
+
+
+def _matches(sheet: Worksheet, canonical: str) -> bool:
+    url, _, version = canonical.partition("|")
+    return sheet.url == url and version in ("", sheet.version)
 
 
 def questionnaire_package(
@@ -98,15 +148,30 @@ def questionnaire_package(
     thresholds: Thresholds,
     today: date,
     patient_id: str,
-) -> list[tuple[Worksheet, dict[str, Any]]]:
-    """For each order, the worksheet of each policy the Coverage routes to (all of them when the
-    payer is not recognised, as the hooks compare them), with its pre-filled response."""
+    dtr: str = "2.0.1",
+    wanted: tuple[str, ...] = (),
+) -> Package:
+    """For each order, the worksheet of each policy the Coverage routes to, with its pre-filled
+    response. `wanted` (DTR `questionnaire` canonicals): exactly those worksheets, whichever
+    payer's (DTR: "the operation will return the specified versions"). Without them an
+    unrecognised payer gets none: the api answers that it does not serve that Coverage."""
     routed = route(record, policies, service_date(orders, today))
-    package = []
+    candidates = policies if wanted else routed.policies if routed.recognised else ()
+    coverage = routed.coverage or next(iter(record.coverages), None)
+    reference = f"Coverage/{coverage.id}" if coverage is not None and coverage.id else ""
+    entries: list[tuple[Worksheet, dict[str, Any]]] = []
+    matched: set[str] = set()
     for order in orders:
         facts = Facts(record, order, order.authored_on or today, thresholds)
-        for policy in routed.policies:
+        for policy in candidates:
             sheet = worksheet_for(policy, order.service)
-            if sheet is not None:
-                package.append((sheet, prefilled_response(sheet, facts, order, patient_id, today)))
-    return package
+            if sheet is None:
+                continue
+            hits = {c for c in wanted if _matches(sheet, c)}
+            if wanted and not hits:
+                continue
+            matched |= hits
+            response = prefilled_response(sheet, facts, order, patient_id, today, reference, dtr)
+            entries.append((sheet, response))
+    unknown = tuple(c for c in wanted if c not in matched)
+    return Package(entries, routed.recognised, unknown)

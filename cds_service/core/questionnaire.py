@@ -21,6 +21,7 @@ from typing import Any
 from cds_service.core.facts import CATALOGUE
 from cds_service.core.model import FactValue, Service
 from cds_service.core.policy import FactTest, Node, Policy
+from cds_service.core.population import initial_expression, root_extensions
 
 QUESTIONNAIRE_BASE = "http://dli-hpc-cds.org/fhir/Questionnaire/"
 CRITERION_SYSTEM = "http://dli-hpc-cds.org/fhir/CodeSystem/criterion"
@@ -141,6 +142,10 @@ def _question(leaf: Leaf) -> dict[str, Any]:
     elif item["type"] == "string":
         item["repeats"] = True
         item["text"] += " (ICD-10-CM code of the indication)"
+    # a yes/no question may ask the opposite of its fact (answer_value): so may its expression
+    expression = initial_expression(test.fact, (test.equals is False) ^ leaf.exclusion)
+    if expression is not None:  # SDC population from the EHR (core/population.py)
+        item["extension"] = [*item.get("extension", []), expression]
     item["item"] = [_citation(node)]
     return item
 
@@ -218,6 +223,7 @@ def build_worksheet(policy: Policy, service: Service) -> Worksheet | None:
         "description": f"{root.text} ({policy.policy.title}, {policy.policy.version_note}). "
         "Generated from the policy's criteria; answer the questions the record leaves open.",
         "code": _coding(root),
+        "extension": root_extensions(service),
         "item": builder.items(root),
     }
     return Worksheet(policy, service, root, builder.leaves, questionnaire)

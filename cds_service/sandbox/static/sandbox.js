@@ -169,7 +169,9 @@ async function openWorksheet(canonical, spec, author, statuses) {
   box.hidden = false;
   box.replaceChildren(el("p", "hint", "Loading the pre-filled worksheet…"));
   const built = await post("/sandbox/api/package", { scenario: spec.scenario, services: spec.services, payer: spec.payer });
-  const packaged = built.status === 200 ? await post(built.body.url, built.body.parameters) : built;
+  // DTR `questionnaire`: exactly this worksheet, whichever payer's (the all-payer comparison has none)
+  const asked = built.status === 200 ? { ...built.body.parameters, parameter: [...built.body.parameters.parameter, { name: "questionnaire", valueCanonical: canonical }] } : null;
+  const packaged = asked ? await post(built.body.url, asked) : built;
   const bundles = (packaged.body.parameter ?? []).filter((p) => p.name === "PackageBundle").map((p) => p.resource.entry);
   const found = bundles.find(([q]) => `${q.resource.url}|${q.resource.version}` === canonical);
   if (packaged.status !== 200 || !found) {
