@@ -74,6 +74,7 @@ def child(resources: int, calls: int) -> None:
     import orjson
 
     from cds_service.api.app import create_app
+    from cds_service.api.heap import settle_heap
     from cds_service.bench.floor import create_floor_app
     from cds_service.bench.workload import order_sign_request, unrelated_order_request
 
@@ -96,7 +97,7 @@ def child(resources: int, calls: int) -> None:
             for _ in range(10):
                 await call(app, body)
         gc.collect()
-        gc.freeze()  # as the server does at start-up (api/app.py), outside every measured run
+        settle_heap()  # as the server does at start-up (api/app.py), outside every measured run
         boundary()
         for app, body in runs:
             for _ in range(calls):

@@ -33,6 +33,7 @@ import orjson
 
 from cds_service.api.discovery import OPTIONAL_PREFETCH, REQUIRED_PREFETCH, SERVICES
 from cds_service.api.gather import query_url
+from cds_service.api.heap import settle_heap
 from cds_service.api.limits import GatherLimits
 from cds_service.api.pipeline import PipelineDeps, answer
 from cds_service.audit.writer import BATCH_WINDOW, AuditWriter
@@ -123,7 +124,7 @@ def measure_in_process(
     p50s, and the cost per resource between neighbouring sizes (a step shows there)."""
     run = pipeline()
     gc.collect()
-    gc.freeze()  # as the server does at start-up (api/app.py lifespan)
+    settle_heap()  # as the server does at start-up (api/app.py lifespan)
     results: dict[str, Any] = {}
     rows = [*((str(size), body) for size, body in bodies.items()), (UNRELATED, unrelated)]
     for label, body in rows:
