@@ -249,5 +249,8 @@ def about_another_patient(raw: dict[str, Any], patient_id: str) -> bool:
     """Whether `raw` names a patient other than `patient_id` (a resource naming none is not)."""
     if not patient_id:
         return False
+    subject = raw.get("subject")
+    if type(subject) is dict and subject.get("reference") == "Patient/" + patient_id:
+        return False  # the common case, read without splitting the reference
     other = patient_of(raw)
     return other is not None and other != patient_id

@@ -77,10 +77,14 @@ def is_operation_outcome(value: Any) -> bool:
 
 
 def sniff_codings(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """(system, code) pairs of `code.coding` read straight from the JSON, without validation.
-    A plain loop: it runs for every prefetched resource (hundreds per call)."""
-    code = raw.get("code") or raw.get("medicationCodeableConcept")  # medications: the drug
-    codings = code.get("coding") if isinstance(code, dict) else None
+    """(system, code) pairs of `code.coding` read straight from the JSON, without validation."""
+    return concept_codings(raw.get("code") or raw.get("medicationCodeableConcept"))
+
+
+def concept_codings(concept: Any) -> tuple[tuple[str, str], ...]:
+    """(system, code) pairs of a CodeableConcept's JSON (medications: the drug's). A plain
+    loop: it runs for every prefetched resource (hundreds per call)."""
+    codings = concept.get("coding") if isinstance(concept, dict) else None
     if not isinstance(codings, list):
         return ()
     found = []
@@ -193,7 +197,7 @@ def add_resource(
         return
     code = raw.get("code")
     check_codings(code.get("coding") if isinstance(code, dict) else None, limits, ".code.coding")
-    codings = sniff_codings(raw)
+    codings = concept_codings(code or raw.get("medicationCodeableConcept"))  # read once
     when = observation_date(raw) if resource_type == "Observation" else None
     if keep is not None and not keep(str(resource_type), codings, when):
         return
