@@ -129,7 +129,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("callgrind.out.*"):
         old.unlink()
-    env = {**os.environ, "CDS_LOG_LEVEL": "warning", "CDS_DATA_DIR": str(out / "data")}
+    env = {
+        **os.environ,
+        "CDS_LOG_LEVEL": "warning",
+        "CDS_DATA_DIR": str(out / "data"),
+        # every call answered in this process (callgrind does not follow the large-call worker)
+        "CDS_LARGE_CALL_BYTES": str(10**9),
+    }
     command = [
         "valgrind", "--tool=callgrind", "--dump-before=os_getsid",
         f"--callgrind-out-file={out}/callgrind.out.%p", sys.executable, __file__, "--child",
