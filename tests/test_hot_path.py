@@ -14,6 +14,7 @@ from cds_service.core.fhir_util import (
     mistyped_primitive,
     patient_of,
 )
+from cds_service.core.record import concept_codings
 
 # Keys the mistyped-primitive rule treats specially, and some it does not.
 KEYS = st.sampled_from([
@@ -73,3 +74,23 @@ def test_the_own_patient_shortcut_agrees_with_the_reference_reader(
     raw: dict[str, Any], patient_id: str
 ) -> None:
     assert about_another_patient(raw, patient_id) == _plain_rule(raw, patient_id)
+
+
+def _all_codings(concept: Any) -> tuple[tuple[str, str], ...]:
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    return tuple(
+        (str(c.get("system")), str(c.get("code")))
+        for c in (codings if isinstance(codings, list) else ())
+        if isinstance(c, dict) and c.get("system") and c.get("code")
+    )
+
+
+CODING = st.fixed_dictionaries(
+    {}, optional={"system": PRIMITIVES | st.just("http://loinc.org"), "code": PRIMITIVES}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.none() | st.fixed_dictionaries({"coding": st.lists(CODING | PRIMITIVES, max_size=3)}))
+def test_the_one_coding_shortcut_reads_what_the_loop_reads(concept: Any) -> None:
+    assert concept_codings(concept) == _all_codings(concept)

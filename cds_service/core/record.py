@@ -90,6 +90,9 @@ def concept_codings(concept: Any) -> tuple[tuple[str, str], ...]:
     codings = concept.get("coding") if isinstance(concept, dict) else None
     if not isinstance(codings, list):
         return ()
+    if len(codings) == 1 and type(only := codings[0]) is dict:  # most resources: one coding
+        system, value = only.get("system"), only.get("code")
+        return ((str(system), str(value)),) if system and value else ()
     found = []
     for coding in codings:
         if isinstance(coding, dict):
