@@ -66,15 +66,19 @@ def test_fixtures_lists_every_scenario() -> None:
 
 
 def test_bench_quick_in_process_writes_a_report(tmp_path: Path) -> None:
-    """The harness runs and reports every size; the numbers themselves are not asserted."""
+    """The harness runs and reports every size, the unrelated order and the scale curve; the
+    numbers themselves are not asserted."""
     output = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", "--quick", "--no-http", "--output", str(output)])
     assert result.exit_code == 0, result.output
     report = json.loads(output.read_text())
-    assert set(report["in_process"]) == {"50", "300", "1500"}
-    assert report["resources"] == {"50": 50, "300": 300, "1500": 1500}
-    assert all(f["p50_ms"] <= f["p99_ms"] for f in report["in_process"].values())
-    assert "p50 ms" in result.output
+    sizes = {"30", "300", "1500", "5000"}
+    assert set(report["in_process"]) == sizes | {"300 unrelated", "scale"}
+    assert report["resources"] == {size: int(size) for size in sizes}
+    rows = [report["in_process"][label] for label in sizes | {"300 unrelated"}]
+    assert all(f["parse_p50_ms"] > 0 and f["p50_ms"] <= f["p99_ms"] for f in rows)
+    assert set(report["in_process"]["scale"]["marginal_us"]) == {"30-300", "300-1500", "1500-5000"}
+    assert "p50 ms" in result.output and "us per resource" in result.output
 
 
 def test_dev_key_and_signed_fire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,6 @@ No development tooling is imported here: the browser sandbox is mounted by a sep
 
 from __future__ import annotations
 
-import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +22,7 @@ from cds_service import __version__
 from cds_service.api.auth import JwtVerifier
 from cds_service.api.errors import HookError, error_response
 from cds_service.api.feedback import add_feedback_route, start_audit
+from cds_service.api.heap import settle_heap
 from cds_service.api.limits import GatherLimits
 from cds_service.api.metrics import Metrics
 from cds_service.api.offload import Offload
@@ -94,9 +94,7 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Everything loaded so far (policies, models, code sets) lives as long as the process;
-        # freezing it keeps the garbage collector from rescanning it during requests (tail latency).
-        gc.freeze()
+        settle_heap()  # tail latency: no collector pass over start-up objects during calls
         yield
         if app.state.verifier is not None:
             app.state.verifier.replay.close()

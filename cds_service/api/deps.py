@@ -1,4 +1,7 @@
-"""Route dependencies, read from `app.state` (set once by api/app.py's `create_app`)."""
+"""Route dependencies, read from `app.state` (set once by api/app.py's `create_app`).
+
+Async, though they never wait: FastAPI runs a plain `def` dependency in a worker thread, and
+that hand-off cost more per call than the rest of the framework (tools/instructions.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,12 @@ from cds_service.api.pipeline import PipelineDeps
 from cds_service.audit.writer import AuditWriter
 
 
-def get_pipeline(request: Request) -> PipelineDeps:
+async def get_pipeline(request: Request) -> PipelineDeps:
     deps: PipelineDeps = request.app.state.pipeline
     return deps
 
 
-def get_audit(request: Request) -> AuditWriter:
+async def get_audit(request: Request) -> AuditWriter:
     audit: AuditWriter = request.app.state.audit
     return audit
 

@@ -172,6 +172,8 @@ def check_fhir_text(body: bytes) -> None:
     JSON; this finds the escaped form on the raw bytes, so prefetch costs a byte scan, not a
     walk. PostgreSQL cannot store a NUL at all: caught here, a call is refused before it is
     answered rather than answered and then lost from the audit."""
+    if b"\\" not in body:
+        return  # no escape at all (most calls): one memchr instead of the pattern's scan
     for found in _FORBIDDEN_ESCAPE.finditer(body):
         before = found.start() - 1
         while before >= 0 and body[before] == 0x5C:  # the backslashes just before this one

@@ -3,13 +3,14 @@ and answers a fixed card, served the same way as the real app. Every figure is c
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
 from fastapi import FastAPI, Request, Response
 from starlette.background import BackgroundTask
+
+from cds_service.api.heap import settle_heap
 
 _CARD = orjson.dumps({"cards": [{
     "uuid": "00000000-0000-4000-8000-000000000000", "summary": "Fixed card", "indicator": "info",
@@ -19,7 +20,7 @@ _CARD = orjson.dumps({"cards": [{
 
 @asynccontextmanager
 async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
-    gc.freeze()  # as the real app does (api/app.py), so neither pays for collecting start-up objects
+    settle_heap()  # as the real app does (api/app.py): the same collector settings for both
     yield
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import os
 import platform
 import socket
@@ -25,22 +26,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
 
 from cds_service.api.discovery import OPTIONAL_PREFETCH, REQUIRED_PREFETCH, SERVICES
-from cds_service.api.gather import from_prefetch, query_url
-from cds_service.api.hooks import parse_hook
-from cds_service.audit.writer import BATCH_WINDOW
-from cds_service.bench.workload import order_sign_request, resource_count
-from cds_service.core import DecisionInputs, Service, StructureLimits, decide, relevant_resources
+from cds_service.api.gather import query_url
+from cds_service.api.heap import settle_heap
+from cds_service.api.limits import GatherLimits
+from cds_service.api.pipeline import PipelineDeps, answer
+from cds_service.audit.writer import BATCH_WINDOW, AuditWriter
+from cds_service.bench.workload import order_sign_request, resource_count, unrelated_order_request
+from cds_service.core import Service
 from cds_service.fixture_server import create_fixture_server, serve_in_thread
 from cds_service.policy_store import load
 from cds_service.scenarios import build_request, find_scenario, point_at_fhir_server
+from cds_service.settings import Settings
 
-SIZES = (50, 300, 1500)
+SIZES = (30, 300, 1500, 5000)  # the in-process scale curve
+HTTP_SIZES = (30, 300, 1500)
+UNRELATED = "300 unrelated"  # the 300-resource prefetch with a draft order for something else
 PATH = "/cds-services/dli-hpc-order-sign"
 REAL_APP = "cds_service.api.app:create_app"
 FLOOR_APP = "cds_service.bench.floor:create_floor_app"
@@ -69,42 +75,83 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 # --- in process ---------------------------------------------------------------------------
 def pipeline() -> Callable[[bytes], tuple[bytes, object]]:
-    """Exactly what the route does between receiving the body and serialising the answer. It
-    returns the answer and the request's objects: the route frees those after the answer is
-    sent, so the clock stops before they are freed here too."""
-    knowledge = load()
+    """Exactly what the route runs between receiving the body and serialising the answer
+    (api/pipeline.py `answer`: parse, read prefetch in slices, decide, render), on an event
+    loop, never in the large-call worker: this measures the work, wherever it runs. It returns
+    the answer and the call's objects: the route frees those after the answer is sent, so the
+    clock stops before they are freed here too."""
+    settings = Settings()
+    deps = PipelineDeps(
+        settings,
+        load(settings.cards_dir),
+        GatherLimits.from_settings(settings),
+        cast(AuditWriter, None),
+        lambda: datetime.now(UTC),
+        lambda: str(uuid.uuid4()),
+    )  # the audit writer: not used before the answer is rendered
     service = SERVICES["dli-hpc-order-sign"]
+    loop = asyncio.new_event_loop()
 
     def run(body: bytes) -> tuple[bytes, object]:
-        parsed = parse_hook(body, service)
-        today = datetime.now(UTC).date()
-        keep = relevant_resources(parsed.orders, today, knowledge.thresholds)
-        record, _ = from_prefetch(parsed, keep, StructureLimits())
-        decision = decide(DecisionInputs(
-            service.hook, parsed.orders, record, knowledge.policies, knowledge.thresholds,
-            parsed.options, today, lambda: str(uuid.uuid4()),
-        ))  # fmt: skip
-        return orjson.dumps(decision.body), (parsed, record, decision)
+        result = loop.run_until_complete(answer(body, service, deps))
+        return result.body, result
 
     return run
 
 
-def measure_in_process(bodies: dict[int, bytes], iterations: int) -> dict[str, Any]:
+def parse_only(body: bytes) -> tuple[bytes, object]:
+    """The floor's work in process: parse the body (and free it after the clock stops)."""
+    return b"", orjson.loads(body)
+
+
+def time_calls(run: Callable[[bytes], tuple[bytes, object]], body: bytes, n: int) -> list[float]:
+    for _ in range(10):
+        run(body)  # warm caches
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        held = run(body)
+        samples.append(time.perf_counter() - started)
+        del held
+    return samples
+
+
+def measure_in_process(
+    bodies: dict[int, bytes], unrelated: bytes, iterations: int
+) -> dict[str, Any]:
+    """Order-sign at each size and the unrelated order, with the floor's parse of the same
+    body beside each; then the scale curve: the least-squares line through the order-sign
+    p50s, and the cost per resource between neighbouring sizes (a step shows there)."""
     run = pipeline()
     gc.collect()
-    gc.freeze()  # as the server does at start-up (api/app.py lifespan)
-    results = {}
-    for size, body in bodies.items():
-        for _ in range(10):
-            run(body)  # warm caches
-        samples = []
-        for _ in range(iterations):
-            started = time.perf_counter()
-            held = run(body)
-            samples.append(time.perf_counter() - started)
-            del held
-        results[str(size)] = summary(samples)
+    settle_heap()  # as the server does at start-up (api/app.py lifespan)
+    results: dict[str, Any] = {}
+    rows = [*((str(size), body) for size, body in bodies.items()), (UNRELATED, unrelated)]
+    for label, body in rows:
+        figures = summary(time_calls(run, body, iterations))
+        parse = summary(time_calls(parse_only, body, iterations))
+        results[label] = {**figures, "parse_p50_ms": parse["p50_ms"]}
+    results["scale"] = scale_curve({size: results[str(size)]["p50_ms"] for size in bodies})
     return results
+
+
+def scale_curve(p50_ms: dict[int, float]) -> dict[str, Any]:
+    """The fitted p50 = fixed + per_resource x resources, and the marginal cost per resource
+    from each size to the next (flat cost: every marginal close to the fitted slope)."""
+    sizes = sorted(p50_ms)
+    mean_x = statistics.fmean(sizes)
+    mean_y = statistics.fmean(p50_ms[s] for s in sizes)
+    spread = sum((s - mean_x) ** 2 for s in sizes)
+    slope = sum((s - mean_x) * (p50_ms[s] - mean_y) for s in sizes) / spread if spread else 0.0
+    marginal = {
+        f"{low}-{high}": round((p50_ms[high] - p50_ms[low]) / (high - low) * 1000, 2)
+        for low, high in itertools.pairwise(sizes)
+    }
+    return {
+        "per_resource_us": round(slope * 1000, 2),
+        "fixed_ms": round(mean_y - slope * mean_x, 3),
+        "marginal_us": marginal,
+    }
 
 
 # --- over HTTP ----------------------------------------------------------------------------
@@ -147,9 +194,9 @@ def server(app: str, first_body: bytes) -> Iterator[Server]:
         deadline = started + 30
         while True:
             try:
-                answer = httpx.post(url + PATH, content=first_body, timeout=5,
-                                    headers={"content-type": "application/json"})  # fmt: skip
-                if answer.status_code == 200:
+                reply = httpx.post(url + PATH, content=first_body, timeout=5,
+                                   headers={"content-type": "application/json"})  # fmt: skip
+                if reply.status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -225,27 +272,27 @@ async def compare(
     }
 
 
-def measure_http(bodies: dict[int, bytes], plan: Plan) -> dict[str, Any]:
-    with (
-        server(REAL_APP, bodies[SIZES[0]]) as service,
-        server(FLOOR_APP, bodies[SIZES[0]]) as floor,
-    ):
+def measure_http(bodies: dict[str, bytes], plan: Plan) -> dict[str, Any]:
+    """Each body (labelled by resources, and the unrelated order) at concurrency 1 and 16,
+    against the service and the floor in alternating rounds; then memory under a long run."""
+    first = bodies[str(HTTP_SIZES[0])]
+    with server(REAL_APP, first) as service, server(FLOOR_APP, first) as floor:
         urls = {"service": service.url, "floor": floor.url}
         results: dict[str, Any] = {
             "service": {"cold_start_s": round(service.cold_start_s, 3)},
             "floor": {"cold_start_s": round(floor.cold_start_s, 3)},
         }
-        for size, body in bodies.items():
+        for label, body in bodies.items():
             for concurrency in (1, 16):
                 figures = asyncio.run(compare(urls, body, plan.http, concurrency))
-                for label in urls:
-                    results[label][f"{size}/c{concurrency}"] = figures[label]
+                for name in urls:
+                    results[name][f"{label}/c{concurrency}"] = figures[name]
         results["service"]["memory_before"] = service.rss_mb()
         # in two halves: growth in the second half, not the first (allocator warm-up), is a leak
         half = plan.rss_requests // 2
-        asyncio.run(load_alone(service.url, bodies[300], half, 16))
+        asyncio.run(load_alone(service.url, bodies["300"], half, 16))
         results["service"]["memory_half"] = {**service.rss_mb(), "requests": half}
-        asyncio.run(load_alone(service.url, bodies[300], plan.rss_requests - half, 16))
+        asyncio.run(load_alone(service.url, bodies["300"], plan.rss_requests - half, 16))
         results["service"]["memory_after"] = {**service.rss_mb(), "requests": plan.rss_requests}
     for key, figures in results["service"].items():
         floor_figures = results["floor"].get(key)
@@ -299,21 +346,18 @@ def _timed(call: Callable[[], httpx.Response]) -> float:
 
 # --- report -------------------------------------------------------------------------------
 def table(report: dict[str, Any]) -> str:
-    lines = ["", f"machine: {report['machine']}", "",
-             "in process (JSON body -> facts -> evaluation -> cards)",
-             f"{'resources':>10} {'p50 ms':>8} {'p99 ms':>8}"]  # fmt: skip
-    for size, figures in report["in_process"].items():
-        lines.append(f"{size:>10} {figures['p50_ms']:>8} {figures['p99_ms']:>8}")
+    lines = ["", f"machine: {report['machine']}", "", *_in_process_lines(report["in_process"])]
     http = report.get("http")
     if http:
-        lines += ["", "over HTTP (uvicorn, loopback); ratio = service / floor",
-                  f"{'resources/conc':>15} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
+        lines += ["", "over HTTP (uvicorn, loopback); x = service / floor, measured side by side; "
+                  "targets at 300: order-sign p50 <= 2.0x and p99 <= 3x, unrelated p50 <= 1.2x",
+                  f"{'resources/conc':>18} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
                   f"{'floor p50':>9} {'floor p99':>9} {'p50 x':>6} {'p99 x':>6}"]  # fmt: skip
         for key, figures in http["service"].items():
             if isinstance(figures, dict) and "p50_ms" in figures:
                 floor = http["floor"][key]
                 lines.append(
-                    f"{key:>15} {figures['p50_ms']:>8} {figures['p99_ms']:>8} "
+                    f"{key:>18} {figures['p50_ms']:>8} {figures['p99_ms']:>8} "
                     f"{figures['throughput_rps']:>8} {floor['p50_ms']:>9} {floor['p99_ms']:>9} "
                     f"{figures['p50_vs_floor']:>6} {figures['p99_vs_floor']:>6}"
                 )
@@ -331,23 +375,44 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _in_process_lines(in_process: dict[str, Any]) -> list[str]:
+    lines = ["in process (JSON body -> facts -> evaluation -> cards); parse = the floor's "
+             "work on the same body", f"{'resources':>14} {'p50 ms':>8} {'p99 ms':>8} "
+             f"{'parse p50':>9} {'p50 x':>6}"]  # fmt: skip
+    for label, figures in in_process.items():
+        if label != "scale":
+            ratio = figures["p50_ms"] / figures["parse_p50_ms"] if figures["parse_p50_ms"] else 0
+            lines.append(f"{label:>14} {figures['p50_ms']:>8} {figures['p99_ms']:>8} "
+                         f"{figures['parse_p50_ms']:>9} {ratio:>6.2f}")  # fmt: skip
+    scale = in_process["scale"]
+    steps = ", ".join(f"{span}: {cost} us" for span, cost in scale["marginal_us"].items())
+    return [
+        *lines,
+        f"scale curve: p50 = {scale['fixed_ms']} ms + {scale['per_resource_us']} us per "
+        f"resource (least squares); per resource between sizes: {steps}",
+    ]
+
+
 def run_benchmark(
     plan: Plan, with_http: bool = True, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    bodies = {size: orjson.dumps(order_sign_request(size)) for size in SIZES}
-    counts = {size: resource_count(orjson.loads(body)) for size, body in bodies.items()}
+    requests = {size: order_sign_request(size) for size in SIZES}
+    bodies = {size: orjson.dumps(request) for size, request in requests.items()}
+    unrelated = orjson.dumps(unrelated_order_request(300))
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "resources": counts,
+        "resources": {size: resource_count(request) for size, request in requests.items()},
         "body_bytes": {size: len(body) for size, body in bodies.items()},
         "plan": plan.__dict__,
     }
-    log(f"in process: {plan.in_process} iterations x {len(SIZES)} sizes ...")
-    report["in_process"] = measure_in_process(bodies, plan.in_process)
+    log(f"in process: {plan.in_process} iterations x {len(SIZES) + 1} requests ...")
+    report["in_process"] = measure_in_process(bodies, unrelated, plan.in_process)
     if with_http:
         log(f"over HTTP: {plan.http} requests per size and concurrency, service and floor, "
             f"then {plan.rss_requests} requests for memory ...")  # fmt: skip
-        report["http"] = measure_http(bodies, plan)
+        http_bodies = {str(size): bodies.get(size) or orjson.dumps(order_sign_request(size))
+                       for size in HTTP_SIZES}  # fmt: skip
+        report["http"] = measure_http({**http_bodies, UNRELATED: unrelated}, plan)
         log(f"FHIR fallback: {plan.fallback} calls with no prefetch, 200 ms per FHIR search ...")
         report["fallback"] = measure_fallback(0.2, plan.fallback)
     return report

@@ -91,6 +91,16 @@ def order_sign_request(size: int, seed: int = 7) -> dict[str, Any]:
     return copy.deepcopy(request)
 
 
+def unrelated_order_request(size: int, seed: int = 7) -> dict[str, Any]:
+    """`order_sign_request(size)` with its draft order for something else (a complete blood
+    count, CPT 85025): no DLI or HPC boost, so the service answers no cards, with the same
+    prefetch to receive and parse."""
+    request = order_sign_request(size, seed)
+    for entry in request["context"]["draftOrders"]["entry"]:
+        entry["resource"]["code"] = {"coding": [{"system": CPT, "code": "85025"}], "text": "CBC"}
+    return request
+
+
 def _regimen(entries: Any, count: int, patient: str, as_of: date) -> int:
     """`count` resources: one order per drug (busulfan, fludarabine) and their administrations,
     daily, going back from 40 days before `as_of`; how many it added (none below three)."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
+
+import orjson
 
 from cds_service.core import codes
 
@@ -170,11 +173,29 @@ def _primitive_ok(key: str, value: Any, parent: str) -> bool:
     return True
 
 
+# In a resource serialised by orjson (no spaces), where a mistyped primitive could be: a key
+# with a boolean or number suffix, or a `value` that is not a JSON number (which starts with a
+# digit or a minus). A resource without either has none, and is not walked.
+_MAYBE_MISTYPED = re.compile(
+    rb'(?:Boolean|%s)":|"value":[^-0-9]' % "|".join(_NUMBER_SUFFIXES).encode()
+)
+
+
 def mistyped_primitive(raw: dict[str, Any]) -> str | None:
     """The path of the first boolean, integer or decimal element whose JSON type is wrong
     (`"true"` for a boolean, `"71"` for a Quantity's value), or None. fhir.resources, like
     pydantic's lax mode, would coerce them: such a resource is not valid FHIR JSON and must not
     decide anything. Iterative, for the few resources that are validated."""
+    try:
+        if _MAYBE_MISTYPED.search(orjson.dumps(raw)) is None:
+            return None  # serialising and searching run in C: most resources are not walked
+    except TypeError:
+        pass  # not JSON-serialisable: walk it
+    return first_mistyped(raw)
+
+
+def first_mistyped(raw: dict[str, Any]) -> str | None:
+    """`mistyped_primitive` by walking every element."""
     stack: list[tuple[str, str, Any]] = [("", "", raw)]
     while stack:
         path, parent, node = stack.pop()
@@ -249,5 +270,8 @@ def about_another_patient(raw: dict[str, Any], patient_id: str) -> bool:
     """Whether `raw` names a patient other than `patient_id` (a resource naming none is not)."""
     if not patient_id:
         return False
+    subject = raw.get("subject")
+    if type(subject) is dict and subject.get("reference") == "Patient/" + patient_id:
+        return False  # the common case, read without splitting the reference
     other = patient_of(raw)
     return other is not None and other != patient_id
