@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from instructions import call  # tools/ is this script's path: one ASGI call, as there
 
 from cds_service.api import app as app_module
 from cds_service.api import pipeline as pipeline_module
@@ -39,7 +40,6 @@ SIZE = int(ARGS[0]) if ARGS else 300
 REQUESTS = int(ARGS[1]) if len(ARGS) > 1 else 500
 AS_IF_VALIDATED = "--as-if-validated" in sys.argv
 BODY = orjson.dumps(order_sign_request(SIZE))
-PATH = "/cds-services/dli-hpc-order-sign"
 spent: dict[str, float] = defaultdict(float)
 
 
@@ -87,45 +87,24 @@ service.state.audit.submit = acknowledge_at_once
 floor = create_floor_app()
 
 
-async def call(app: Any) -> None:
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
-        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
-    }  # fmt: skip
-    messages = iter([{"type": "http.request", "body": BODY, "more_body": False}])
-    status = []
-
-    async def receive() -> Any:
-        return next(messages, {"type": "http.disconnect"})
-
-    async def send(message: Any) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-
-    await app(scope, receive, send)
-    assert status == [200], status
-
-
 async def main() -> None:
     for _ in range(30):
-        await call(service)
-        await call(floor)
+        await call(service, BODY)
+        await call(floor, BODY)
     gc.collect()
     settle_heap()  # as the server does at start-up
     samples: dict[str, list[float]] = defaultdict(list)
     for _ in range(REQUESTS):
         spent.clear()
         started = time.perf_counter()
-        await call(service)
+        await call(service, BODY)
         samples["service total"].append(time.perf_counter() - started)
         for stage in ("parse", "validation", "decide"):
             samples[stage].append(spent[stage])
         samples["everything else"].append(samples["service total"][-1] - sum(spent.values()))
         await asyncio.sleep(0.001)
         started = time.perf_counter()
-        await call(floor)
+        await call(floor, BODY)
         samples["floor total"].append(time.perf_counter() - started)
         await asyncio.sleep(0.001)
     what_if = " (as if validation were free)" if AS_IF_VALIDATED else ""
