@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service.api.errors import HookError, error_response
@@ -146,6 +147,18 @@ def check_request_shape(data: Any) -> None:
             raise HookError(
                 413, f"a prefetch Bundle has {len(entries)} entries; at most {MAX_JSON_ITEMS}"
             )
+
+
+def load_checked_json(body: bytes) -> Any:
+    """`body` parsed, held to the JSON shape limits and FHIR's string rules: 400 / 413 + the
+    reason otherwise (the worksheet and SMART app endpoints; a hook call also slices prefetch)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise HookError(400, f"request body is not valid JSON: {error}") from error
+    check_json_shape(data)
+    check_fhir_text(body)
+    return data
 
 
 def check_json_shape(data: Any) -> None:

@@ -26,7 +26,7 @@ from cds_service.api.auth import RequireClient
 from cds_service.api.deps import Pipeline
 from cds_service.api.errors import HookError, operation_outcome
 from cds_service.api.hooks import explain
-from cds_service.api.limits import check_fhir_text, check_json_shape, too_large
+from cds_service.api.limits import load_checked_json, too_large
 from cds_service.api.openapi import (
     PACKAGE_BODY,
     PACKAGE_RESPONSES,
@@ -104,12 +104,7 @@ async def read(questionnaire_id: str, deps: Pipeline) -> Response:
 
 def _parameters(body: bytes) -> tuple[list[dict[str, Any]], str]:
     """The validated Parameters' `parameter` list, as JSON, and the DTR version asked for."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise HookError(400, f"request body is not valid JSON: {error}") from error
-    check_json_shape(data)
-    check_fhir_text(body)
+    data = load_checked_json(body)
     if not isinstance(data, dict) or data.get("resourceType") != "Parameters":
         raise HookError(400, "the body must be a FHIR Parameters resource")
     try:

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from cds_service.api.deps import Pipeline
 from cds_service.api.errors import HookError
-from cds_service.api.limits import check_fhir_text, check_json_shape, too_large
+from cds_service.api.limits import load_checked_json, too_large
 from cds_service.core import (
     PatientRecord,
     TooLarge,
@@ -38,12 +38,7 @@ router = APIRouter(prefix="/smart", include_in_schema=False)
 
 def _body(raw: bytes) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     """(orders, record Bundle, patient id) from {"orders": [...], "record": Bundle}."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise HookError(400, f"request body is not valid JSON: {error}") from error
-    check_json_shape(data)
-    check_fhir_text(raw)
+    data = load_checked_json(raw)
     if not isinstance(data, dict):
         raise HookError(400, 'the body must be {"orders": [ServiceRequest...], "record": Bundle}')
     orders, record = data.get("orders"), data.get("record")
