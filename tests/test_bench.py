@@ -3,6 +3,9 @@ the HTTP API: the order-sign is evaluated, the unrelated order answered with no 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.bench.run import scale_curve
@@ -30,3 +33,22 @@ def test_the_scale_curve_fits_a_line_and_shows_a_step_between_sizes() -> None:
     assert set(flat["marginal_us"].values()) == {1.0}
     stepped = scale_curve({30: 1.03, 300: 1.3, 1500: 2.5, 5000: 16.0})
     assert stepped["marginal_us"]["1500-5000"] > 3 * stepped["marginal_us"]["300-1500"]
+
+
+def test_the_validation_floor_validates_exactly_what_the_answer_rests_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tools/validation_floor.py's lower bound is honest only if it validates the resources the
+    service's answer rests on: the eager ones (Coverage, the relevant Conditions and Procedures)
+    and the latest blood counts a fact read, not the hundreds skipped."""
+    from cds_service.bench.floor import create_validation_floor_app, deciding_resources
+
+    request = order_sign_request(300)
+    found = deciding_resources(request)
+    types = sorted(request["prefetch"][k]["entry"][i]["resource"]["resourceType"] for k, i in found)
+    assert types.count("Coverage") == 1 and "Observation" in types and "Condition" in types
+    assert 5 <= len(found) <= 20  # of 300 resources
+    monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path))
+    app = create_validation_floor_app(durable_record=True)
+    with TestClient(app) as floor:
+        assert floor.post(SIGN, json=request).status_code == 200

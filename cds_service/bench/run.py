@@ -80,16 +80,7 @@ def pipeline() -> Callable[[bytes], tuple[bytes, object]]:
     loop, never in the large-call worker: this measures the work, wherever it runs. It returns
     the answer and the call's objects: the route frees those after the answer is sent, so the
     clock stops before they are freed here too."""
-    settings = Settings()
-    deps = PipelineDeps(
-        settings,
-        load(settings.cards_dir),
-        GatherLimits.from_settings(settings),
-        cast(AuditWriter, None),
-        lambda: datetime.now(UTC),
-        lambda: str(uuid.uuid4()),
-    )  # the audit writer: not used before the answer is rendered
-    service = SERVICES["dli-hpc-order-sign"]
+    deps, service = pipeline_deps(), SERVICES["dli-hpc-order-sign"]
     loop = asyncio.new_event_loop()
 
     def run(body: bytes) -> tuple[bytes, object]:
@@ -97,6 +88,20 @@ def pipeline() -> Callable[[bytes], tuple[bytes, object]]:
         return result.body, result
 
     return run
+
+
+def pipeline_deps() -> PipelineDeps:
+    """The app's answering dependencies with embedded defaults; no audit writer (it is not
+    used before the answer is rendered)."""
+    settings = Settings()
+    return PipelineDeps(
+        settings,
+        load(settings.cards_dir),
+        GatherLimits.from_settings(settings),
+        cast(AuditWriter, None),
+        lambda: datetime.now(UTC),
+        lambda: str(uuid.uuid4()),
+    )
 
 
 def parse_only(body: bytes) -> tuple[bytes, object]:
