@@ -344,6 +344,35 @@ def other_patient_note(count: int) -> str:
     )
 
 
+# Why an order named by reference was not evaluated (api/resolve.py), in words.
+_NOT_EVALUATED_WORDS = {
+    "unreadable": "could not be read from the EHR",
+    "not-in-ehr": "is not in the EHR",
+    "other-patient": "belongs to another patient and was not used",
+}
+
+
+def not_evaluated_summary(count: int) -> str:
+    orders = "1 order" if count == 1 else f"{count} orders"
+    return f"Coverage not checked for {orders} this booking or dispatch names"
+
+
+def not_evaluated_note(reasons: list[str]) -> str:
+    """Orders the call names that were not checked (the references are in the extension)."""
+    counts = {why: reasons.count(why) for why in dict.fromkeys(reasons)}
+    lines = [
+        f"- {n} {'order' if n == 1 else 'orders'} {_NOT_EVALUATED_WORDS.get(why, why)}"
+        for why, n in counts.items()
+    ]
+    return "\n".join(
+        [
+            "**Check the order:** make sure the order is in the EHR for this patient, then book "
+            "or send it again to get the coverage check. Not checked:",
+            *lines,
+        ]
+    )
+
+
 def coverage_words(payer_order: int | None, in_force: int, passed_over: list[str]) -> str:
     """Which coverage decided the payer, in words (the Coverage ids are in the systemAction)."""
     rank = f" (coverage order {payer_order})" if payer_order is not None else ""

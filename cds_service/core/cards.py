@@ -520,9 +520,12 @@ def coverage_action(
     assertion_id: str,
     technical: str = "",
     crd_2_2: bool = False,
+    target: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An `update` systemAction: the whole draft order, plus the coverage information."""
-    resource = dict(evaluation.order.resource)  # only `extension` is replaced, never mutated
+    """An `update` systemAction: the whole order (or `target`, the Appointment booked for it,
+    for a CRD 2.0.1 appointment-book client), plus the coverage information."""
+    # only `extension` is replaced, never mutated
+    resource = dict(target if target is not None else evaluation.order.resource)
     extensions = resource.get("extension")
     kept = [
         x
@@ -537,8 +540,34 @@ def coverage_action(
         "type": "update",
         "description": clip(
             f"Record {evaluation.policy.payer.name} coverage information "
-            f"({evaluation.determination.value}) on the {evaluation.service.short} order",
+            f"({evaluation.determination.value}) on the {evaluation.service.short} "
+            + ("appointment" if resource.get("resourceType") == "Appointment" else "order"),
             200,
         ),
         "resource": resource,
+    }
+
+
+# --- Orders named by reference that were not evaluated (appointment-book, order-dispatch) ------
+NOT_EVALUATED_EXT = "dli-hpc-cds.not-evaluated"
+
+
+def not_evaluated_note(not_evaluated: tuple[tuple[str, str], ...]) -> str:
+    return card_text.not_evaluated_note([reason for _, reason in not_evaluated])
+
+
+def not_evaluated_card(
+    not_evaluated: tuple[tuple[str, str], ...], new_uuid: Callable[[], str], crd_2_2: bool
+) -> dict[str, Any]:
+    """The one card of a call none of whose referenced orders could be evaluated: what to check,
+    in words; the references and reasons in the machine-readable extension."""
+    return {
+        "uuid": new_uuid(),
+        "summary": clip(card_text.not_evaluated_summary(len(not_evaluated))),
+        "indicator": "warning",
+        "detail": not_evaluated_note(not_evaluated),
+        "source": {"label": "DLI / HPC boost coverage check", "topic": topic(crd_2_2)},
+        "extension": {
+            NOT_EVALUATED_EXT: [{"reference": r, "reason": why} for r, why in not_evaluated]
+        },
     }
