@@ -26,10 +26,12 @@ from cds_service.api.hooks import ParsedHook
 from cds_service.api.limits import GatherLimits
 from cds_service.core import Order, is_operation_outcome, recognise
 
+_CONFLICT: dict[str, Any] = {}  # the marker of a ServiceRequest given twice, differently
 # Why a reference was not evaluated (also the machine-readable reason on the card).
 UNREADABLE = "unreadable"
 OTHER_PATIENT = "other-patient"
 NOT_IN_EHR = "not-in-ehr"
+CONFLICTING = "conflicting"
 
 
 async def resolve_orders(
@@ -44,8 +46,9 @@ async def resolve_orders(
     skipped: list[tuple[str, str]] = []
     for reference in parsed.references:
         resource = found.get(reference)
-        if resource is None:
-            skipped.append((reference, UNREADABLE if problem else NOT_IN_EHR))
+        if resource is None or resource is _CONFLICT:
+            why = CONFLICTING if resource is _CONFLICT else UNREADABLE if problem else NOT_IN_EHR
+            skipped.append((reference, why))
             continue
         order = recognise(resource)
         if order is None:
@@ -88,7 +91,9 @@ async def _read(
 
 
 def _by_reference(values: list[Any]) -> dict[str, dict[str, Any]]:
-    """The ServiceRequests in searchset Bundles (or a bare one), by `ServiceRequest/{id}`."""
+    """The ServiceRequests in searchset Bundles (or a bare one), by `ServiceRequest/{id}`; one
+    given twice with different content maps to _CONFLICT (which holds is not known, and the
+    answer must not depend on the order of the entries)."""
     found: dict[str, dict[str, Any]] = {}
     conflicting: set[str] = set()
     for value in values:
@@ -107,4 +112,4 @@ def _by_reference(values: list[Any]) -> dict[str, dict[str, Any]]:
                 reference = f"ServiceRequest/{resource['id']}"
                 if found.setdefault(reference, resource) != resource:
                     conflicting.add(reference)  # two versions: which one holds is not known
-    return {r: v for r, v in found.items() if r not in conflicting}
+    return {r: _CONFLICT if r in conflicting else v for r, v in found.items()}

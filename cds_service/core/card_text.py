@@ -344,26 +344,32 @@ def other_patient_note(count: int) -> str:
     )
 
 
-# Why an order named by reference was not evaluated (api/resolve.py), in words.
+# Why an order named by reference was not evaluated (api/resolve.py), in words: (one, several).
 _NOT_EVALUATED_WORDS = {
-    "unreadable": "could not be read from the EHR",
-    "not-in-ehr": "is not in the EHR",
-    "other-patient": "belongs to another patient and was not used",
+    "unreadable": ("could not be read from the EHR", "could not be read from the EHR"),
+    "not-in-ehr": ("is not in the EHR", "are not in the EHR"),
+    "other-patient": (
+        "belongs to another patient and was not used",
+        "belong to another patient and were not used",
+    ),
+    "conflicting": (
+        "came from the EHR in two different versions",
+        "came from the EHR in two different versions each",
+    ),
 }
 
 
 def not_evaluated_summary(count: int) -> str:
-    orders = "1 order" if count == 1 else f"{count} orders"
-    return f"Coverage not checked for {orders} this booking or dispatch names"
+    return f"Coverage not checked for {'1 linked order' if count == 1 else f'{count} linked orders'}"
 
 
 def not_evaluated_note(reasons: list[str]) -> str:
     """Orders the call names that were not checked (the references are in the extension)."""
-    counts = {why: reasons.count(why) for why in dict.fromkeys(reasons)}
-    lines = [
-        f"- {n} {'order' if n == 1 else 'orders'} {_NOT_EVALUATED_WORDS.get(why, why)}"
-        for why, n in counts.items()
-    ]
+    lines = []
+    for why in dict.fromkeys(reasons):
+        n = reasons.count(why)
+        one, several = _NOT_EVALUATED_WORDS.get(why, (why, why))
+        lines.append(f"- {n} {'order' if n == 1 else 'orders'} {one if n == 1 else several}")
     return "\n".join(
         [
             "**Check the order:** make sure the order is in the EHR for this patient, then book "
