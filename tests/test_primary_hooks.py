@@ -273,3 +273,17 @@ def test_a_null_orders_prefetch_means_the_ehr_has_none(client: TestClient, hook:
     assert [n["reason"] for n in not_evaluated(body)] == ["not-in-ehr", "not-in-ehr"]
     assert body["cards"][0]["summary"] == "Coverage not checked for 2 linked orders"
     assert body["cards"][0]["detail"].endswith("\n- 2 orders are not in the EHR")
+
+
+@pytest.mark.parametrize(
+    ("hook", "step"),
+    [("appointment-book", "Book the appointment"), ("order-dispatch", "Send the order")],
+)
+def test_the_next_step_is_the_one_the_clinician_is_taking(
+    client: TestClient, hook: str, step: str
+) -> None:
+    """The order is already signed: a met card says to go on with the booking or the sending."""
+    body = client.post(PATHS[hook], json=request(hook, (Service.DLI,))).json()
+    met = [c for c in body["cards"] if c["summary"].startswith("DLI meets")]
+    assert met and met[0]["detail"].startswith(f"**Next step:** {step}: nothing more")
+    assert all("Sign the order" not in c["detail"] for c in body["cards"])

@@ -168,6 +168,11 @@ class Context:
 
     worksheet: bool = False
     app: bool = False  # the card links the SMART app (wants_app)
+    hook: str = "order-sign"  # what the clinician is doing: signing, booking or sending
+
+
+# What to do next when nothing is left to document, per hook (default: order-sign / -select).
+PROCEED = {"appointment-book": "Book the appointment", "order-dispatch": "Send the order"}
 
 
 def wants_app(evaluation: Evaluation) -> bool:
@@ -200,7 +205,8 @@ def next_step(evaluation: Evaluation, context: Context) -> str:
             "attach what documents them, or dismiss with a reason (for example peer-to-peer review)."
         )
     if e.determination is Determination.MEETS:
-        return "**Next step:** Sign the order: nothing more to document for this policy."
+        proceed = PROCEED.get(context.hook, "Sign the order")
+        return f"**Next step:** {proceed}: nothing more to document for this policy."
     return f"**Next step:** Check the plan's own rule: {policy} does not address this order."
 
 

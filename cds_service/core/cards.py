@@ -97,10 +97,12 @@ def summary(evaluation: Evaluation) -> str:
     return clip(card_text.summary_text(evaluation))
 
 
-def detail(evaluation: Evaluation) -> str:
+def detail(evaluation: Evaluation, hook: str = "order-sign") -> str:
     """GitHub-Flavored Markdown, written for the clinician (core/card_text.py)."""
     context = card_text.Context(
-        worksheet=worksheet_canonical(evaluation) is not None, app=card_text.wants_app(evaluation)
+        worksheet=worksheet_canonical(evaluation) is not None,
+        app=card_text.wants_app(evaluation),
+        hook=hook,
     )
     return card_text.detail_text(evaluation, context)
 
@@ -319,6 +321,7 @@ def build_cards(
     unretrieved: tuple[str, ...] = (),
     comparison: bool = False,
     today: date | None = None,
+    hook: str = "order-sign",
 ) -> list[dict[str, Any]]:
     """One card per addressed (order, policy); not-addressed ones share one card; at most
     `max_cards` cards (the overflow is merged into the last card, so nothing is dropped).
@@ -346,7 +349,7 @@ def build_cards(
     cards = []
     for group in groups:
         if len(group) == 1:
-            cards.append(make_card(group, summary(group[0]), detail(group[0])))
+            cards.append(make_card(group, summary(group[0]), detail(group[0], hook)))
         elif all(e.determination is Determination.NOT_ADDRESSED for e in group):
             names = ", ".join(
                 sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group})

@@ -88,6 +88,7 @@ def decide(inputs: DecisionInputs) -> Decision:
         inputs.unretrieved,
         comparison=not routed.recognised,
         today=inputs.today,
+        hook=inputs.hook,
     )
     if routed.coverage is not None and (routed.in_force > 1 or routed.passed_over):
         for card in cards:
