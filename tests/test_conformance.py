@@ -1,6 +1,8 @@
 """Conformance with clients we did not write, over every scenario's responses (the ones the
 golden files hold: order-sign and order-select, with its own Coverage and with none; order-sign
-without a payer it handles is CRD hook-13's 400), for a CRD 2.0.1 client and a CRD 2.2 client.
+without a payer it handles is CRD hook-13's 400), for a CRD 2.0.1 client and a CRD 2.2 client;
+and appointment-book and order-dispatch (Inferno's crd_server_appointment_book and
+crd_server_order_dispatch groups) for every scenario, both versions (the end of this file).
 
 - Inferno's CRD server checks that apply without Inferno (tests/conformance.py names each test
   id it mirrors), over every 200 response, and the discovery document.
