@@ -47,6 +47,8 @@ SANDBOX_TOKEN = "sandbox-token"  # noqa: S105
 class Hook(StrEnum):
     ORDER_SIGN = "order-sign"
     ORDER_SELECT = "order-select"
+    APPOINTMENT_BOOK = "appointment-book"
+    ORDER_DISPATCH = "order-dispatch"
 
 
 class Which(StrEnum):

@@ -35,7 +35,7 @@ from cds_service.scenarios import FIXTURES_DIR, load_scenarios, resources
 from cds_service.smart_auth import SmartAuthorization, server_base
 
 SEARCH_PARAMETERS = frozenset(
-    {"patient", "subject", "status", "code", "_count", "_offset", "_include", "_tag"}
+    {"patient", "subject", "status", "code", "_count", "_offset", "_include", "_tag", "_id"}
 )
 # Sandbox sessions (issue 21): a stored worksheet is tagged with the page's session, and the
 # sandbox reads back only its own (search `_tag=<SESSION_TAG>|<session>`).
@@ -75,6 +75,8 @@ def _matches(resource: dict[str, Any], name: str, value: str) -> bool:
         )
     if name == "status":
         return resource.get("status") in value.split(",")
+    if name == "_id":  # appointment-book / order-dispatch read their orders by id
+        return resource.get("id") in value.split(",")
     if name == "_tag":
         tags = (resource.get("meta") or {}).get("tag") or ()
         return any((system is None or t.get("system") == system) and t.get("code") == code

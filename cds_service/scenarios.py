@@ -13,6 +13,7 @@ import copy
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from cds_service.api.discovery import PREFETCH, SERVICES
+from cds_service.api.discovery import ORDERS_KEY, PREFETCH, SERVICES
 from cds_service.core import Determination, Policy, Service, recognise
 from cds_service.policy_store import bundled
 
@@ -248,7 +249,9 @@ def build_request(
     services: tuple[Service, ...] = (Service.DLI,),
     prefetch_keys: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """A CDS Hooks request for the scenario's draft orders of `services`.
+    """A CDS Hooks request for the scenario's draft orders of `services`: on order-sign and
+    order-select as draftOrders; on appointment-book and order-dispatch as the signed orders an
+    infusion appointment is booked for / that are sent to a cell-therapy centre.
 
     `prefetch_keys` limits the prefetch to those keys (None: all of them).
     """
@@ -258,15 +261,22 @@ def build_request(
     patient_id = next(r["id"] for r in resources(bundle) if r["resourceType"] == "Patient")
     requester = (orders[0].get("requester") or {}).get("reference") or "Practitioner/unknown"
     prefetch = prefetch_for(bundle)
-    context: dict[str, Any] = {
-        "userId": requester,
-        "patientId": patient_id,
-        "draftOrders": {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"fullUrl": f"ServiceRequest/{o['id']}", "resource": o} for o in orders],
-        },
-    }
+    if hook in ("appointment-book", "order-dispatch"):
+        orders = [{**o, "status": "active"} for o in orders]  # signed before it is booked or sent
+        prefetch[ORDERS_KEY] = _searchset(orders)
+        context = (_appointment_context if hook == "appointment-book" else _dispatch_context)(
+            orders, patient_id, requester
+        )
+    else:
+        context = {
+            "userId": requester,
+            "patientId": patient_id,
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"fullUrl": f"ServiceRequest/{o['id']}", "resource": o} for o in orders],
+            },
+        }
     if hook == "order-select":
         context["selections"] = [f"ServiceRequest/{o['id']}" for o in orders]
     keys = prefetch_keys if prefetch_keys is not None else tuple(prefetch)
@@ -274,7 +284,71 @@ def build_request(
         "hook": hook,
         "hookInstance": str(uuid.uuid4()),
         "context": context,
-        "prefetch": {k: prefetch[k] for k in keys},
+        "prefetch": {k: prefetch[k] for k in keys if k in prefetch},
+    }
+
+
+# Where the fixtures' orders are sent and infused (order-dispatch `performer`).
+CELL_THERAPY_CENTRE = "Organization/cell-therapy-centre"
+
+
+def _appointment_context(
+    orders: list[dict[str, Any]], patient_id: str, user: str
+) -> dict[str, Any]:
+    """appointment-book: one proposed infusion Appointment per order, a week after it was
+    written (CRD 2.0.1 profile-appointment: start, end and requestedPeriod 1..1)."""
+    entries = []
+    for order in orders:
+        day = _a_week_after(order)
+        appointment = {
+            "resourceType": "Appointment",
+            "id": f"{order['id']}-infusion",
+            "status": "proposed",
+            "serviceType": [{"text": "Cellular therapy infusion"}],
+            "basedOn": [{"reference": f"ServiceRequest/{order['id']}"}],
+            "start": f"{day}T09:00:00Z",
+            "end": f"{day}T13:00:00Z",
+            "requestedPeriod": [{"start": day, "end": day}],
+            "participant": [
+                {"actor": {"reference": f"Patient/{patient_id}"}, "status": "tentative"},
+                {"actor": {"reference": user}, "status": "accepted"},
+            ],
+        }
+        entries.append({"fullUrl": f"Appointment/{appointment['id']}", "resource": appointment})
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    return {"userId": user, "patientId": patient_id, "appointments": bundle}
+
+
+def _a_week_after(order: dict[str, Any]) -> str:
+    written = str(order.get("authoredOn") or "2026-01-01")[:10]
+    return (date.fromisoformat(written) + timedelta(days=7)).isoformat()
+
+
+def _dispatch_context(
+    orders: list[dict[str, Any]], patient_id: str, user: str
+) -> dict[str, Any]:
+    """order-dispatch: the orders sent to the cell-therapy centre, one fulfilment Task each."""
+    references = [f"ServiceRequest/{o['id']}" for o in orders]
+    tasks = [
+        {
+            "resourceType": "Task",
+            "id": f"{order['id']}-dispatch",
+            "status": "requested",
+            "intent": "order",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code",
+                                 "code": "fulfill"}]},
+            "focus": {"reference": reference},
+            "for": {"reference": f"Patient/{patient_id}"},
+            "requester": {"reference": user},
+            "owner": {"reference": CELL_THERAPY_CENTRE},
+        }
+        for order, reference in zip(orders, references, strict=True)
+    ]  # fmt: skip
+    return {
+        "patientId": patient_id,
+        "dispatchedOrders": references,
+        "performer": CELL_THERAPY_CENTRE,
+        "fulfillmentTasks": tasks,
     }
 
 

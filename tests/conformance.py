@@ -21,6 +21,14 @@ Inferno (inferno-framework/davinci-crd-test-kit, lib/davinci_crd_test_kit/, read
   profile-taskquestionnaire of the client's version (2.0.1: afterCompletion 1..*; 2.2: none).
 - `crd_service_response_validation`'s "systemActions must be present" for order-sign (and
   appointment-book, order-dispatch), on every 200 answer, as Inferno has it.
+- The appointment-book and order-dispatch groups (server_appointment_book_group.rb,
+  server_order_dispatch_group.rb) run the same server tests as order-sign; what differs is
+  `crd_coverage_info_system_action_received`'s target types (`resources_by_hook`: Appointment for
+  appointment-book) and the profile the updated resource is validated against: CRD 2.0.1
+  profile-appointment, and profile-servicerequest with its `status = #draft (exactly)`, which
+  CRD 2.1 dropped (FHIR-45295). `coverage_info_received_problems` encodes the first per version:
+  for a CRD 2.2 client the update is of the ServiceRequest the Appointment is basedOn (CRD 2.2.1
+  cards.md, FHIR-50318).
 Every check takes the client's CRD version ("2.0.1" or "2.2"): card-type and detail code systems,
 value sets and Task profile differ. The coverage-information invariants themselves are run from
 the IG's own FHIRPath by fhirpathpy in tests/test_crd_invariants.py; the hand-written ones here
@@ -213,13 +221,13 @@ def _action_problems(action: dict[str, Any], where: str) -> list[str]:
     return []
 
 
-def _service_request_problems(resource: dict[str, Any], where: str) -> list[str]:
-    """What the CRD 2.0.1 profile-servicerequest adds to base R4 (Inferno validates the updated
-    resource against it): status fixed draft; code, authoredOn, requester 1..; requester a
-    Practitioner or PractitionerRole; subject a Patient."""
+def _service_request_problems(resource: dict[str, Any], where: str, crd: str) -> list[str]:
+    """What CRD profile-servicerequest adds to base R4 (Inferno validates the updated resource
+    against it): code, authoredOn, requester 1..; requester a Practitioner or PractitionerRole;
+    subject a Patient; and in CRD 2.0.1 only, status fixed draft (2.1 dropped it, FHIR-45295)."""
     found: list[str] = []
-    if resource.get("status") != "draft":
-        found.append(f"{where}.resource.status must be draft")
+    if crd == "2.0.1" and resource.get("status") != "draft":
+        found.append(f"{where}.resource.status must be draft (CRD 2.0.1 profile)")
     for field in ("code", "authoredOn", "requester"):
         if field not in resource:
             found.append(f"{where}.resource.{field} missing (CRD 2.0.1 profile)")
@@ -229,6 +237,26 @@ def _service_request_problems(resource: dict[str, Any], where: str) -> list[str]
     subject = str((resource.get("subject") or {}).get("reference", ""))
     if not subject.startswith("Patient/"):
         found.append(f"{where}.resource.subject must be a Patient")
+    return found
+
+
+def _appointment_problems(resource: dict[str, Any], where: str) -> list[str]:
+    """CRD 2.0.1 profile-appointment (input/fsh/profiles/Appointment.fsh @2.0.1): start, end and
+    requestedPeriod 1..1; basedOn only ServiceRequest; participant actors Patient, Practitioner
+    or Location."""
+    found: list[str] = []
+    for field in ("start", "end"):
+        if not isinstance(resource.get(field), str):
+            found.append(f"{where}.resource.{field} missing (CRD 2.0.1 profile-appointment)")
+    if len(resource.get("requestedPeriod") or []) != 1:
+        found.append(f"{where}.resource.requestedPeriod must occur once (profile-appointment)")
+    for ref in resource.get("basedOn") or []:
+        if not str(ref.get("reference", "")).startswith("ServiceRequest/"):
+            found.append(f"{where}.resource.basedOn must reference a ServiceRequest")
+    for participant in resource.get("participant") or []:
+        actor = str((participant.get("actor") or {}).get("reference", ""))
+        if actor and not actor.startswith(("Patient/", "Practitioner/", "Location/")):
+            found.append(f"{where}.resource.participant.actor {actor.split('/')[0]} not allowed")
     return found
 
 
@@ -297,6 +325,32 @@ def _detail_problems(details: list[dict[str, Any]], where: str, crd: str) -> lis
     return found
 
 
+# crd_coverage_info_system_action_received `resources_by_hook` (Inferno, CRD 2.0.1); for CRD 2.2
+# an appointment-book update goes on the ServiceRequest the Appointment is basedOn (FHIR-50318).
+# (This service annotates only Appointments basedOn an order, so for 2.2 that is the request.)
+TARGETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "2.0.1": {"appointment-book": ("Appointment",)},
+    "2.2": {},
+}
+
+
+def _targets(hook: str, crd: str) -> tuple[str, ...]:
+    return TARGETS[crd].get(hook, REQUEST_TYPES)
+
+
+def coverage_info_received_problems(body: dict[str, Any], hook: str, crd: str) -> list[str]:
+    """crd_coverage_info_system_action_received: among the systemActions whose resource is of
+    the hook's target types, at least one carries ext-coverage-information."""
+    targets = _targets(hook, crd)
+    if any(
+        (a.get("resource") or {}).get("resourceType") in targets
+        and any(x.get("url") == COVERAGE_INFO for x in a["resource"].get("extension", []))
+        for a in body.get("systemActions", [])
+    ):
+        return []
+    return [f"Coverage Information system action was not returned in the {hook} hook response"]
+
+
 def _system_action_problems(actions: list[Any], hook: str, crd: str) -> list[str]:
     """crd_service_response_validation (systemActions) and crd_coverage_info_system_action_
     validation: update only, the CRD 2.0.1 ServiceRequest profile, one coverage-assertion-id per
@@ -311,10 +365,14 @@ def _system_action_problems(actions: list[Any], hook: str, crd: str) -> list[str
         infos = [x for x in resource.get("extension", []) if x.get("url") == COVERAGE_INFO]
         if not infos:
             continue
-        if action.get("type") != "update" or resource.get("resourceType") not in REQUEST_TYPES:
-            found.append(f"{where}: coverage information is an update of the request")
+        if action.get("type") != "update" or resource.get("resourceType") not in _targets(
+            hook, crd
+        ):
+            found.append(f"{where}: coverage information is an update of the {hook} resource")
         if resource.get("resourceType") == "ServiceRequest":
-            found += _service_request_problems(resource, where)
+            found += _service_request_problems(resource, where, crd)
+        if resource.get("resourceType") == "Appointment":
+            found += _appointment_problems(resource, where)
         for ext in infos:
             found += coverage_information_problems(ext, where, crd)
             if hook == "order-select" and any(
@@ -485,7 +543,7 @@ def card_types(body: dict[str, Any]) -> set[str]:
             found.add("instructions")  # crd_valid_instructions_card_received
     for action in body.get("systemActions", []):
         resource = action.get("resource") or {}
-        if resource.get("resourceType") in REQUEST_TYPES and any(
+        if resource.get("resourceType") in (*REQUEST_TYPES, "Appointment") and any(
             x.get("url") == COVERAGE_INFO for x in resource.get("extension", [])
         ):
             found.add("coverage-information")  # crd_coverage_info_system_action_received
@@ -495,7 +553,8 @@ def card_types(body: dict[str, Any]) -> set[str]:
 def request_problems(request: dict[str, Any]) -> list[str]:
     """Inferno's checks of the tester's request (hook_request_field_validation.rb):
     crd_service_request_required_fields_validation, crd_service_request_optional_fields_validation
-    (fhirAuthorization) and crd_service_request_context_validation for order-sign / order-select.
+    (fhirAuthorization) and crd_service_request_context_validation for order-sign / order-select /
+    appointment-book / order-dispatch.
     """
     found: list[str] = []
     for field, kind in (("hook", str), ("hookInstance", str), ("context", dict)):
@@ -522,10 +581,14 @@ def request_problems(request: dict[str, Any]) -> list[str]:
         if auth.get("token_type") != "Bearer":
             found.append("fhirAuthorization.token_type must be Bearer")
     context = request.get("context") or {}
-    if not re.fullmatch(r"(Practitioner|PractitionerRole)/[^/\s]+", str(context.get("userId"))):
-        found.append("context.userId must be Practitioner/… or PractitionerRole/…")
     if not isinstance(context.get("patientId"), str) or "/" in context["patientId"]:
         found.append("context.patientId must be a plain id")
+    if request.get("hook") == "appointment-book":
+        return found + _appointment_book_context_problems(context)
+    if request.get("hook") == "order-dispatch":
+        return found + _order_dispatch_context_problems(context)
+    if not re.fullmatch(r"(Practitioner|PractitionerRole)/[^/\s]+", str(context.get("userId"))):
+        found.append("context.userId must be Practitioner/… or PractitionerRole/…")
     orders = context.get("draftOrders") or {}
     if orders.get("resourceType") != "Bundle":
         found.append("context.draftOrders must be a Bundle")
@@ -541,4 +604,48 @@ def request_problems(request: dict[str, Any]) -> list[str]:
         selections = context.get("selections")
         if not isinstance(selections, list) or not set(selections) <= refs:
             found.append("context.selections must be draftOrders references")
+    return found
+
+
+def _appointment_book_context_problems(context: dict[str, Any]) -> list[str]:
+    """appointment_book_context_check: userId a Patient, RelatedPerson, Practitioner or
+    PractitionerRole; appointments a Bundle of Appointments in 'proposed' state."""
+    found: list[str] = []
+    user = r"(Patient|RelatedPerson|Practitioner|PractitionerRole)/[^/\s]+"
+    if not re.fullmatch(user, str(context.get("userId"))):
+        found.append("context.userId must be a Patient, RelatedPerson or Practitioner(Role)")
+    bundle = context.get("appointments") or {}
+    if bundle.get("resourceType") != "Bundle" or not bundle.get("entry"):
+        return [*found, "context.appointments must be a Bundle of Appointments"]
+    for entry in bundle["entry"]:
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") != "Appointment" or not resource.get("id"):
+            found.append("context.appointments entries must be Appointments with an id")
+        elif resource.get("status") != "proposed":
+            found.append("context.appointments entries must be in 'proposed' state")
+    return found
+
+
+def _order_dispatch_context_problems(context: dict[str, Any]) -> list[str]:
+    """order_dispatch_context_check, on the CDS Hooks order-dispatch 1.0 context. Inferno (at
+    1d1f2c43) still checks the hook's 2023 ballot form (`order`: one reference, `task`); the
+    service reads that form too (api/hooks.py DispatchContext), and the tests send 1.0's
+    `dispatchedOrders` (request references), `performer` and `fulfillmentTasks`."""
+    found: list[str] = []
+    reference = r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}"
+    orders = context.get("dispatchedOrders")
+    if not isinstance(orders, list) or not orders:
+        found.append("context.dispatchedOrders must be a non-empty array of references")
+    else:
+        for order in orders:
+            kind = str(order).split("/")[0]
+            if not re.fullmatch(reference, str(order)) or kind not in REQUEST_TYPES:
+                found.append("context.dispatchedOrders items must be request references")
+    if not re.fullmatch(reference, str(context.get("performer"))):
+        found.append("context.performer must be a reference")
+    for task in context.get("fulfillmentTasks") or []:
+        if task.get("resourceType") != "Task":
+            found.append("context.fulfillmentTasks items must be Tasks")
+        elif (task.get("focus") or {}).get("reference") not in (orders or []):
+            found.append("context.fulfillmentTasks must each reference a dispatched order")
     return found

@@ -4,6 +4,13 @@ Each scenario's file in tests/golden/ holds, for its own Coverage and for no Cov
 comparison), the order-sign and order-select responses to both draft orders. Card uuids and coverage-assertion
 ids are replaced by their order of first appearance, so the files depend only on behaviour.
 
+tests/golden/primary-hooks/ holds, per scenario, the appointment-book and order-dispatch answers
+for the same orders (signed, then booked / sent): appointment-book for a CRD 2.0.1 and a CRD 2.2
+client (the coverage information goes on the Appointment in 2.0.1 and on the ServiceRequest in
+2.2), order-dispatch for a CRD 2.0.1 client (2.2 differs from it only as order-sign's 2.2 form
+does), and each without a Coverage (CRD hook-13's 400). A separate file, so that the existing
+files (whose uuid numbering follows the order of their keys) stay as they were.
+
 Regenerate after a deliberate change, and read the diff it prints before committing:
 
     .venv/bin/python -m tests.golden
@@ -34,6 +41,14 @@ _ASKED = (
     ("order-select", "own-coverage"),
     ("order-select", "all-payers"),
 )
+PRIMARY_DIR = GOLDEN_DIR / "primary-hooks"
+_ASKED_PRIMARY = (
+    ("appointment-book", "own-coverage", "2.0.1"),
+    ("appointment-book", "own-coverage", "2.2"),
+    ("appointment-book", "all-payers", "2.0.1"),
+    ("order-dispatch", "own-coverage", "2.0.1"),
+    ("order-dispatch", "all-payers", "2.0.1"),
+)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -58,13 +73,27 @@ def responses(client: TestClient, scenario: Scenario) -> dict[str, Any]:
     return answers
 
 
-def render(client: TestClient, scenario: Scenario) -> str:
-    text = json.dumps(responses(client, scenario), indent=1, sort_keys=True, ensure_ascii=False)
+def primary_responses(client: TestClient, scenario: Scenario) -> dict[str, Any]:
+    """The appointment-book and order-dispatch answers, keyed "hook payer crd-version"."""
+    answers: dict[str, Any] = {}
+    for hook, payer, crd in _ASKED_PRIMARY:
+        request = build_request(scenario.bundle(), hook, tuple(Service))
+        if payer == "all-payers":
+            request["prefetch"]["coverage"] = None
+        if crd == "2.2":
+            request["extension"] = {"davinci-crd.requestedVersion": "2.2"}
+        answers[f"{hook} {payer} {crd}"] = _post(client, request)
+    return answers
+
+
+def render(client: TestClient, scenario: Scenario, primary: bool = False) -> str:
+    answers = (primary_responses if primary else responses)(client, scenario)
+    text = json.dumps(answers, indent=1, sort_keys=True, ensure_ascii=False)
     return _normalise(text) + "\n"
 
 
-def golden_path(scenario: Scenario) -> Path:
-    return GOLDEN_DIR / f"{scenario.id}.json"
+def golden_path(scenario: Scenario, primary: bool = False) -> Path:
+    return (PRIMARY_DIR if primary else GOLDEN_DIR) / f"{scenario.id}.json"
 
 
 def diff(expected: str, actual: str, name: str) -> str:
@@ -83,24 +112,26 @@ def main() -> int:
 
     # The app keeps an audit log; keep it out of the working copy.
     os.environ["CDS_DATA_DIR"] = tempfile.mkdtemp(prefix="golden-")
-    GOLDEN_DIR.mkdir(exist_ok=True)
+    PRIMARY_DIR.mkdir(parents=True, exist_ok=True)
     changed = 0
     with make_client() as client:
         scenarios = load_scenarios()
         for scenario in scenarios:
-            path = golden_path(scenario)
-            old = path.read_text(encoding="utf-8") if path.exists() else ""
-            new = render(client, scenario)
-            if old != new:
-                changed += 1
-                sys.stdout.write(diff(old, new, path.name))
-                path.write_text(new, encoding="utf-8")
+            for primary in (False, True):
+                path = golden_path(scenario, primary)
+                old = path.read_text(encoding="utf-8") if path.exists() else ""
+                new = render(client, scenario, primary)
+                if old != new:
+                    changed += 1
+                    sys.stdout.write(diff(old, new, path.name))
+                    path.write_text(new, encoding="utf-8")
         known = {golden_path(s).name for s in scenarios}
-        for stale in sorted(p for p in GOLDEN_DIR.glob("*.json") if p.name not in known):
-            changed += 1
-            sys.stdout.write(f"removed {stale.name} (no such scenario)\n")
-            stale.unlink()
-    sys.stdout.write(f"{changed} of {len(scenarios)} golden files changed\n")
+        for folder in (GOLDEN_DIR, PRIMARY_DIR):
+            for stale in sorted(p for p in folder.glob("*.json") if p.name not in known):
+                changed += 1
+                sys.stdout.write(f"removed {stale.name} (no such scenario)\n")
+                stale.unlink()
+    sys.stdout.write(f"{changed} of {2 * len(scenarios)} golden files changed\n")
     return 0
 
 

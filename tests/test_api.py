@@ -35,22 +35,33 @@ def assert_outcome(response: Any, status: int, fragment: str) -> None:
 def test_discovery(client: TestClient) -> None:
     body = client.get("/cds-services").json()
     services = {s["id"]: s for s in body["services"]}
-    assert set(services) == {"dli-hpc-order-sign", "dli-hpc-order-select"}
-    assert services["dli-hpc-order-sign"]["hook"] == "order-sign"
-    assert services["dli-hpc-order-select"]["hook"] == "order-select"
+    assert {i: s["hook"] for i, s in services.items()} == {
+        "dli-hpc-order-sign": "order-sign",
+        "dli-hpc-order-select": "order-select",
+        "dli-hpc-appointment-book": "appointment-book",
+        "dli-hpc-order-dispatch": "order-dispatch",
+    }
+    record_keys = {
+        "patient",
+        "coverage",
+        "conditions",
+        "procedures",
+        "observations",
+        "medication-administrations",
+        "medication-requests",
+        "questionnaireResponses",
+    }
     for service in services.values():
         assert service["title"] and service["description"]
-        assert set(service["prefetch"]) == {
-            "patient",
-            "coverage",
-            "conditions",
-            "procedures",
-            "observations",
-            "medication-administrations",
-            "medication-requests",
-            "questionnaireResponses",
-        }
-        for template in service["prefetch"].values():
+        by_reference = service["hook"] in ("appointment-book", "order-dispatch")
+        assert set(service["prefetch"]) == record_keys | ({"serviceRequests"} if by_reference else set())
+        for key, template in service["prefetch"].items():
+            if key == "serviceRequests":
+                # CRD 2.2.1's standard template (CDS Hooks 3.0 FHIRPath token): no CDS Hooks 2.0
+                # token can name the orders of a Bundle or an array (api/discovery.py)
+                context = "appointments" if service["hook"] == "appointment-book" else "dispatchedOrders"
+                assert template.startswith("ServiceRequest?_id={{context." + context)
+                continue
             # CDS Hooks 2.0 prefetch tokens: only first-level context fields
             assert all(
                 t.startswith("context.") and "." not in t[8:] for t in TOKEN.findall(template)

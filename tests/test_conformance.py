@@ -1,6 +1,8 @@
 """Conformance with clients we did not write, over every scenario's responses (the ones the
 golden files hold: order-sign and order-select, with its own Coverage and with none; order-sign
-without a payer it handles is CRD hook-13's 400), for a CRD 2.0.1 client and a CRD 2.2 client.
+without a payer it handles is CRD hook-13's 400), for a CRD 2.0.1 client and a CRD 2.2 client;
+and appointment-book and order-dispatch (Inferno's crd_server_appointment_book and
+crd_server_order_dispatch groups) for every scenario, both versions (the end of this file).
 
 - Inferno's CRD server checks that apply without Inferno (tests/conformance.py names each test
   id it mirrors), over every 200 response, and the discovery document.
@@ -33,12 +35,15 @@ import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
 
+from cds_service.core.cards import EVALUATIONS_EXT
 from cds_service.core.model import Service
 from cds_service.policy_store import Knowledge
 from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id
 from tests.conformance import (
+    COVERAGE_INFO,
     _inferno_valid_url,
     card_types,
+    coverage_info_received_problems,
     discovery_problems,
     problems,
     questionnaire_tasks,
@@ -208,15 +213,21 @@ def healthchain_python() -> Path:
 
 @pytest.fixture(scope="module")
 def healthchain(
-    healthchain_python: Path, client: TestClient, answers: dict[str, dict[str, Any]]
+    healthchain_python: Path,
+    client: TestClient,
+    answers: dict[str, dict[str, Any]],
+    primary_answers: dict[tuple[str, str, str], dict[str, Any]],
 ) -> dict[str, Any]:
-    """HealthChain's reading of our discovery document, every response, and the requests it
-    builds from ours (tests/healthchain_check.py)."""
+    """HealthChain's reading of our discovery document, every response (appointment-book and
+    order-dispatch included), and the requests it builds from ours (tests/healthchain_check.py;
+    HealthChain has no context model for the two later hooks, so only order-sign / order-select
+    requests)."""
     given = {
         "discovery": client.get("/cds-services").json(),
         "responses": [
             a["body"] for by in answers.values() for a in by.values() if a["status"] == 200
-        ],
+        ]
+        + [a["body"] for a in primary_answers.values() if a["status"] == 200],
         "requests": [
             build_request(s.bundle(), hook)
             for s in SCENARIOS
@@ -242,7 +253,7 @@ def test_healthchain_reads_our_discovery_document(healthchain: dict[str, Any]) -
 def test_healthchain_reads_every_response(healthchain: dict[str, Any]) -> None:
     errors = [e for e in healthchain["responses"] if e is not None]
     assert (
-        len(healthchain["responses"]) == len(healthchain["given"]["responses"]) > 2 * len(SCENARIOS)
+        len(healthchain["responses"]) == len(healthchain["given"]["responses"]) > 6 * len(SCENARIOS)
     )
     assert errors == []
 
@@ -382,3 +393,168 @@ def test_the_request_checker_finds_what_inferno_would() -> None:
     request["context"]["selections"] = ["ServiceRequest/elsewhere"]
     found = request_problems(request)
     assert [f.split()[0] for f in found] == ["hookInstance", "context.userId", "context.selections"]
+
+
+# --- appointment-book and order-dispatch (Inferno's crd_server_appointment_book and
+# crd_server_order_dispatch groups: the same server tests as order-sign) ----------------------
+PRIMARY = ("appointment-book", "order-dispatch")
+
+
+@pytest.fixture(scope="module")
+def primary_answers(client: TestClient) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(scenario id, hook, CRD version) -> the response, with the scenario's own Coverage."""
+    found = {}
+    for scenario in SCENARIOS:
+        for hook in PRIMARY:
+            for crd in ("2.0.1", "2.2"):
+                request = build_request(scenario.bundle(), hook, tuple(Service))
+                if crd == "2.2":
+                    request["extension"] = {"davinci-crd.requestedVersion": "2.2"}
+                response = client.post(f"/cds-services/{service_id(hook)}", json=request)
+                found[scenario.id, hook, crd] = {
+                    "status": response.status_code,
+                    "body": response.json(),
+                    "request": request,
+                }
+    return found
+
+
+def _status_draft_only(found: list[str]) -> bool:
+    return all(p.endswith("resource.status must be draft (CRD 2.0.1 profile)") for p in found)
+
+
+@pytest.mark.parametrize("crd", ["2.0.1", "2.2"])
+@pytest.mark.parametrize("hook", PRIMARY)
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+def test_inferno_primary_hook_group(
+    primary_answers: dict[tuple[str, str, str], dict[str, Any]],
+    scenario: Scenario,
+    hook: str,
+    crd: str,
+    knowledge: Knowledge,
+) -> None:
+    """crd_service_call_test, crd_service_response_validation (systemActions present),
+    crd_card_optional_fields_validation, crd_coverage_info_system_action_received and
+    _validation, crd_request_form_completion_response_validation, for appointment-book and
+    order-dispatch, per CRD version; fhir.resources (R4B) on every resource the answer carries.
+
+    One difference is asserted rather than hidden: CRD 2.0.1 profile-servicerequest fixes
+    `status = #draft`, and a dispatched order is active (CRD 2.1 dropped the rule, FHIR-45295);
+    the service never changes an order's status (CRD resp-37: nothing but the coverage
+    information), so a CRD 2.0.1 validator flags exactly that on order-dispatch and nothing else."""
+    answer = primary_answers[scenario.id, hook, crd]
+    if not handled(scenario, "own-coverage", knowledge):
+        assert answer["status"] == 400, answer["body"]
+        assert answer["body"]["resourceType"] == "OperationOutcome"
+        assert "CRD hook-13" in answer["body"]["issue"][0]["diagnostics"]
+        return
+    assert answer["status"] == 200, answer["body"]
+    body = answer["body"]
+    found = problems(body, hook, crd)
+    if hook == "order-dispatch" and crd == "2.0.1":
+        assert found and _status_draft_only(found), found
+    else:
+        assert found == [], found
+    assert coverage_info_received_problems(body, hook, crd) == []
+    for task in questionnaire_tasks(body, url_check=False):
+        get_fhir_model_class("Task").model_validate(task)
+    for action in body["systemActions"]:
+        resource = action["resource"]
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+def test_primary_hooks_annotate_each_order_once_where_the_version_says(
+    primary_answers: dict[tuple[str, str, str], dict[str, Any]],
+    scenario: Scenario,
+    knowledge: Knowledge,
+) -> None:
+    """CRD resp-29: one coverage-information update per in-scope resource. appointment-book for a
+    CRD 2.0.1 client: each Appointment (as sent, only the extension added); for a CRD 2.2
+    client and on order-dispatch: each ServiceRequest the call names (CRD 2.2.1 FHIR-50318)."""
+    if not handled(scenario, "own-coverage", knowledge):
+        return
+    for (sid, hook, crd), answer in primary_answers.items():
+        if sid != scenario.id:
+            continue
+        context = answer["request"]["context"]
+        actions = answer["body"]["systemActions"]
+        if hook == "appointment-book" and crd == "2.0.1":
+            sent = {e["resource"]["id"]: e["resource"] for e in context["appointments"]["entry"]}
+            assert {a["resource"]["id"] for a in actions} == set(sent)
+            for action in actions:
+                resource = dict(action["resource"])
+                info = resource.pop("extension")
+                assert [x["url"] for x in info] == [COVERAGE_INFO]
+                assert resource == sent[resource["id"]]
+        else:
+            orders = answer["request"]["prefetch"]["serviceRequests"]["entry"]
+            assert sorted(a["resource"]["id"] for a in actions) == sorted(
+                e["resource"]["id"] for e in orders
+            )
+            assert {a["resource"]["resourceType"] for a in actions} == {"ServiceRequest"}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
+def test_primary_hooks_decide_as_order_sign(
+    client: TestClient,
+    primary_answers: dict[tuple[str, str, str], dict[str, Any]],
+    scenario: Scenario,
+) -> None:
+    """The same evidence rules: every (order, policy) determination and criterion status on
+    appointment-book and order-dispatch equals order-sign's for the same orders and record."""
+    sign = client.post(
+        "/cds-services/dli-hpc-order-sign",
+        json=build_request(scenario.bundle(), "order-sign", tuple(Service)),
+    )
+
+    def decided(body: dict[str, Any]) -> Any:
+        items = [e for c in body.get("cards", []) for e in c["extension"][EVALUATIONS_EXT]]
+        return sorted(json.dumps(e, sort_keys=True) for e in items)
+
+    for hook in PRIMARY:
+        answer = primary_answers[scenario.id, hook, "2.0.1"]
+        assert answer["status"] == sign.status_code
+        if sign.status_code == 200:
+            assert decided(answer["body"]) == decided(sign.json())
+            assert decided(sign.json())  # something was decided
+
+
+@pytest.mark.parametrize("hook", PRIMARY)
+def test_our_primary_hook_requests_pass_inferno_request_checks(hook: str) -> None:
+    """crd_service_request_required_fields_validation / _context_validation on the
+    appointment-book and order-dispatch requests the tests send."""
+    for scenario in SCENARIOS:
+        request = build_request(scenario.bundle(), hook, tuple(Service))
+        assert request_problems(request) == [], scenario.id
+
+
+def test_the_primary_hook_checkers_find_what_inferno_would(
+    primary_answers: dict[tuple[str, str, str], dict[str, Any]],
+) -> None:
+    """The checks above catch the defects they claim to: an appointment-book update of the
+    ServiceRequest for a 2.0.1 client (Inferno looks for the Appointment), an Appointment update
+    for a 2.2 client, an Appointment without requestedPeriod, no systemActions, and requests
+    that break the hooks' context rules."""
+    answers = {k: v for k, v in primary_answers.items() if k[0] == "relapsed-aml-allo-mac"}
+    book_2_0 = json.loads(json.dumps(answers["relapsed-aml-allo-mac", "appointment-book", "2.0.1"]))
+    book_2_2 = json.loads(json.dumps(answers["relapsed-aml-allo-mac", "appointment-book", "2.2"]))
+    as_2_2 = book_2_2["body"]
+    assert coverage_info_received_problems(as_2_2, "appointment-book", "2.0.1") != []
+    assert any("update of the appointment-book" in p for p in problems(as_2_2, "appointment-book"))
+    assert coverage_info_received_problems(book_2_0["body"], "appointment-book", "2.2") != []
+    book_2_0["body"]["systemActions"][0]["resource"].pop("requestedPeriod")
+    assert any("requestedPeriod" in p for p in problems(book_2_0["body"], "appointment-book"))
+    assert any(
+        "systemActions missing" in p
+        for p in problems({"cards": as_2_2["cards"]}, "order-dispatch", "2.2")
+    )
+    request = book_2_2["request"]
+    request["context"]["appointments"]["entry"][0]["resource"]["status"] = "booked"
+    assert request_problems(request) == ["context.appointments entries must be in 'proposed' state"]
+    dispatch = answers["relapsed-aml-allo-mac", "order-dispatch", "2.2"]["request"]
+    dispatch = json.loads(json.dumps(dispatch))
+    dispatch["context"]["fulfillmentTasks"][0]["focus"]["reference"] = "ServiceRequest/other"
+    assert request_problems(dispatch) == [
+        "context.fulfillmentTasks must each reference a dispatched order"
+    ]

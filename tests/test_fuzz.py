@@ -102,6 +102,12 @@ SCENARIO_REQUESTS = [
     for s in load_scenarios()
     for hook in ("order-sign", "order-select")
 ]
+# appointment-book / order-dispatch: Appointments, dispatched references and the orders prefetch
+PRIMARY_HOOK_REQUESTS = [
+    (f"/cds-services/{service_id(hook)}", build_request(s.bundle(), hook, tuple(Service)))
+    for s in load_scenarios()[::4]
+    for hook in ("appointment-book", "order-dispatch")
+]
 # A resource type R4B does not know (R5's Transport) or does: in `contained`, an entry, anywhere.
 RESOURCE_TYPES = st.sampled_from(["Transport", "Condition", "Bundle", "Patient", "Basic", "Nope"])
 JSON_VALUES = st.recursive(
@@ -171,6 +177,14 @@ def post_mutated(call: tuple[str, dict[str, Any]], counter: str) -> None:
 @given(call=mutated_requests())
 def test_mutated_scenario_requests(call: tuple[str, dict[str, Any]]) -> None:
     post_mutated(call, "mutations")
+
+
+@settings(FUZZ, max_examples=300)
+@given(call=mutated_requests(PRIMARY_HOOK_REQUESTS))
+def test_mutated_primary_hook_requests(call: tuple[str, dict[str, Any]]) -> None:
+    """appointment-book and order-dispatch: contexts, Appointments and the `serviceRequests`
+    prefetch mutated; never a 5xx, every 4xx an OperationOutcome."""
+    post_mutated(call, "primary-hook mutations")
 
 
 @settings(FUZZ, max_examples=300)

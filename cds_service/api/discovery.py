@@ -1,4 +1,5 @@
-"""The two CDS services and their discovery document (CDS Hooks 2.0 §discovery, CRD §2.11)."""
+"""The CDS services and their discovery document (CDS Hooks 2.0 §discovery, CRD §2.11): the
+three primary CRD hooks (order-sign, appointment-book, order-dispatch) and order-select."""
 
 from __future__ import annotations
 
@@ -68,8 +69,8 @@ CONFIGURATION_OPTIONS: list[dict[str, Any]] = [
         "code": "coverage-info",
         "type": "boolean",
         "name": "Coverage information",
-        "description": "On order-sign, return the coverage-information system action for each "
-        "DLI / HPC boost order.",
+        "description": "On order-sign, appointment-book and order-dispatch, return the "
+        "coverage-information system action for each DLI / HPC boost order.",
         "default": True,
     },
     {
@@ -82,12 +83,35 @@ CONFIGURATION_OPTIONS: list[dict[str, Any]] = [
 ]
 
 
+# The orders appointment-book and order-dispatch name only by reference: the CRD 2.2.1 standard
+# prefetch templates (HL7/davinci-crd input/resources/CRDServices.json at 2.2.1), key and query
+# as CRD has them. A CDS Hooks 2.0 token may name only a first-level primitive context field, so
+# no 2.0 template can carry `appointments` (a Bundle) or `dispatchedOrders` (an array): these
+# use the FHIRPath tokens of CDS Hooks 3.0 (ballot) that CRD 2.2 builds on. A client that cannot
+# fill them leaves the key out, and the service reads the orders from fhirServer itself
+# (api/resolve.py).
+ORDERS_KEY = "serviceRequests"
+APPOINTMENT_PREFETCH = {
+    ORDERS_KEY: "ServiceRequest?_id={{context.appointments.entry.resource.basedOn"
+    ".resolve().ofType(ServiceRequest).id}}"
+}
+DISPATCH_PREFETCH = {
+    ORDERS_KEY: "ServiceRequest?_id={{context.dispatchedOrders.resolve().ofType(ServiceRequest).id}}"
+}
+
+
 @dataclass(frozen=True)
 class ServiceDef:
     id: str
     hook: str
     title: str
     description: str
+    # templates beyond PREFETCH: how the hook's referenced orders can be prefetched
+    order_prefetch: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def prefetch(self) -> dict[str, str]:
+        return {**PREFETCH, **dict(self.order_prefetch)}
 
 
 SERVICES = {
@@ -108,6 +132,24 @@ SERVICES = {
             "When a donor lymphocyte infusion or HPC boost order is selected, shows which of the "
             "health plan's medical-necessity criteria the record already supports.",
         ),
+        ServiceDef(
+            "dli-hpc-appointment-book",
+            "appointment-book",
+            "DLI / HPC boost medical-necessity check (appointment book)",
+            "When an infusion appointment is booked for a donor lymphocyte infusion or HPC boost "
+            "order, shows which of the health plan's medical-necessity criteria are met, not met "
+            "or undocumented, and returns CRD coverage information for the order.",
+            tuple(APPOINTMENT_PREFETCH.items()),
+        ),
+        ServiceDef(
+            "dli-hpc-order-dispatch",
+            "order-dispatch",
+            "DLI / HPC boost medical-necessity check (order dispatch)",
+            "When a donor lymphocyte infusion or HPC boost order is sent to a cell-therapy centre, "
+            "shows which of the health plan's medical-necessity criteria are met, not met or "
+            "undocumented, and returns CRD coverage information for the order.",
+            tuple(DISPATCH_PREFETCH.items()),
+        ),
     )
 }
 
@@ -120,7 +162,7 @@ def discovery_document() -> dict[str, Any]:
                 "id": s.id,
                 "title": s.title,
                 "description": s.description,
-                "prefetch": PREFETCH,
+                "prefetch": s.prefetch,
                 "extension": {
                     # CRD dev-2: every version served, as two nodes (2.0 = 2.0.1 clients,
                     # which send no requestedVersion; 2.2 with requestedVersion).

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cds_service.api.discovery import PREFETCH, SERVICES
-from cds_service.api.hooks import HookRequest, OrderContext
+from cds_service.api.discovery import ORDERS_KEY, PREFETCH, SERVICES
+from cds_service.api.hooks import AppointmentContext, DispatchContext, HookRequest, OrderContext
 from cds_service.audit.feedback import FeedbackRequest
 
 OPERATION_OUTCOME: dict[str, Any] = {
@@ -37,6 +37,16 @@ OPERATION_OUTCOME: dict[str, Any] = {
 }
 
 _REFERENCE = {"type": "object", "properties": {"reference": {"type": "string"}}}
+_APPOINTMENT = {
+    "type": "object",
+    "required": ["resourceType", "id"],
+    "properties": {
+        "resourceType": {"const": "Appointment"},
+        "id": {"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"},
+        "status": {"const": "proposed"},
+        "basedOn": {"type": "array", "items": _REFERENCE},
+    },
+}
 _ORDER = {
     "type": "object",
     "required": ["resourceType", "id", "code"],
@@ -112,14 +122,19 @@ def _hook_request() -> dict[str, Any]:
     schema["properties"]["hook"] = {"enum": sorted({s.hook for s in SERVICES.values()})}
     context = model_schema(OrderContext)
     context["properties"]["draftOrders"] = _bundle(_ORDER, min_entries=1)
-    schema["properties"]["context"] = context
+    booking = model_schema(AppointmentContext)  # appointment-book
+    booking["properties"]["appointments"] = _bundle(_APPOINTMENT, min_entries=1)
+    # order-dispatch; its ballot form (`order` for `dispatchedOrders`) is accepted, not published
+    schema["properties"]["context"] = {
+        "anyOf": [context, booking, model_schema(DispatchContext)]
+    }
     schema["properties"]["prefetch"] = {
         "anyOf": [
             {
                 "type": "object",
                 "properties": {
                     key: {"anyOf": [_bundle({"type": "object"}), {"type": "null"}]}
-                    for key in PREFETCH
+                    for key in (*PREFETCH, ORDERS_KEY)
                     if key != "patient"
                 },
             },

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import httpx
 import orjson
@@ -29,12 +30,14 @@ from cds_service.api.hooks import ParsedHook, parse_hook
 from cds_service.api.limits import GatherLimits
 from cds_service.api.metrics import data_sources
 from cds_service.api.offload import Offload, worker_process_setup
+from cds_service.api.resolve import resolve_orders
 from cds_service.audit.record import decision_record
 from cds_service.audit.writer import ACK_TIMEOUT_S, AuditWriter
 from cds_service.core import (
     Decision,
     DecisionInputs,
     decide,
+    not_evaluated_card,
     relevant_resources,
     unhandled_payer,
 )
@@ -98,11 +101,15 @@ async def _answer_here(
     body: bytes, service: ServiceDef, deps: PipelineDeps, started: float
 ) -> Answer:
     parsed = parse(body, service, deps.settings)
+    limits = deps.limits
+    if parsed.references:  # appointment-book, order-dispatch: the orders are named by reference
+        parsed = await resolve_orders(parsed, limits, deps.fhir_transport)
+        limits = dataclasses.replace(limits, budget=max(0.0, limits.budget - _since(started) / 1000))
     if not parsed.orders:
-        return Answer(b'{"cards":[]}', parsed, None, None, _since(started))
+        return Answer(_nothing_to_check(parsed, deps), parsed, None, None, _since(started))
     today = deps.clock().date()
     keep = relevant_resources(parsed.orders, today, deps.knowledge.thresholds)
-    gathered = await gather(parsed, deps.limits, deps.fhir_transport, keep, deps.knowledge.policies)
+    gathered = await gather(parsed, limits, deps.fhir_transport, keep, deps.knowledge.policies)
     decision = decide(
         DecisionInputs(
             hook=service.hook,
@@ -118,6 +125,8 @@ async def _answer_here(
                 for key, why in gathered.unretrieved.items()
             ),
             patient_id=parsed.context.patientId,
+            targets=coverage_targets(parsed),
+            not_evaluated=parsed.not_evaluated,
         )
     )
     refusal = unhandled_payer(
@@ -129,6 +138,26 @@ async def _answer_here(
     if refusal:
         raise HookError(400, refusal)
     return Answer(orjson.dumps(decision.body), parsed, decision, gathered, _since(started))
+
+
+def _nothing_to_check(parsed: ParsedHook, deps: PipelineDeps) -> bytes:
+    """No DLI / HPC boost order to evaluate: no cards, as for an unrelated order; or, when the
+    call named orders that could not be evaluated, one card saying which and what to check."""
+    if not parsed.not_evaluated:
+        return b'{"cards":[]}'
+    card = not_evaluated_card(parsed.not_evaluated, deps.new_uuid, parsed.options.crd_2_2)
+    return orjson.dumps({"cards": [card]})
+
+
+def coverage_targets(parsed: ParsedHook) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Where appointment-book's coverage information goes. CRD 2.2.1 cards.md (FHIR-50318): "if
+    an Appointment is 'basedOn' a ServiceRequest, the system action ... will be against the
+    ServiceRequest, not the appointment" (no targets: the order). CRD 2.0.1 has no such rule:
+    the extension's context and profile-appointment put it on the Appointment, which is where
+    Inferno's 2.0.1 crd_coverage_info_system_action_received looks for it on this hook."""
+    if parsed.request.hook != "appointment-book" or parsed.options.crd_2_2:
+        return {}
+    return dict(parsed.appointments)
 
 
 _WORKER_DEPS: list[PipelineDeps] = []  # in a large-call worker process: its app's deps

@@ -6,7 +6,7 @@ internal and may change without notice (tests/test_layering.py holds other layer
 
 from cds_service.core import codes
 from cds_service.core.card_text import status_word
-from cds_service.core.cards import COVERAGE_INFO_URL, CardOptions
+from cds_service.core.cards import COVERAGE_INFO_URL, CardOptions, not_evaluated_card
 from cds_service.core.case import case_view
 from cds_service.core.decide import Decision, DecisionInputs, decide
 from cds_service.core.facts import OBSERVATION_CODES, OBSERVATION_LOINC, Thresholds
@@ -56,6 +56,7 @@ __all__ = [
     "codes",
     "decide",
     "is_operation_outcome",
+    "not_evaluated_card",
     "patient_of",
     "payer_organizations_to_read",
     "prefetch_value_steps",

@@ -168,6 +168,11 @@ class Context:
 
     worksheet: bool = False
     app: bool = False  # the card links the SMART app (wants_app)
+    hook: str = "order-sign"  # what the clinician is doing: signing, booking or sending
+
+
+# What to do next when nothing is left to document, per hook (default: order-sign / -select).
+PROCEED = {"appointment-book": "Book the appointment", "order-dispatch": "Send the order"}
 
 
 def wants_app(evaluation: Evaluation) -> bool:
@@ -200,7 +205,8 @@ def next_step(evaluation: Evaluation, context: Context) -> str:
             "attach what documents them, or dismiss with a reason (for example peer-to-peer review)."
         )
     if e.determination is Determination.MEETS:
-        return "**Next step:** Sign the order: nothing more to document for this policy."
+        proceed = PROCEED.get(context.hook, "Sign the order")
+        return f"**Next step:** {proceed}: nothing more to document for this policy."
     return f"**Next step:** Check the plan's own rule: {policy} does not address this order."
 
 
@@ -341,6 +347,41 @@ def other_patient_note(count: int) -> str:
     return (
         "**Check the patient context:** records for another patient were ignored ("
         f"{records} a different patient than this order's and were not used as evidence)."
+    )
+
+
+# Why an order named by reference was not evaluated (api/resolve.py), in words: (one, several).
+_NOT_EVALUATED_WORDS = {
+    "unreadable": ("could not be read from the EHR", "could not be read from the EHR"),
+    "not-in-ehr": ("is not in the EHR", "are not in the EHR"),
+    "other-patient": (
+        "belongs to another patient and was not used",
+        "belong to another patient and were not used",
+    ),
+    "conflicting": (
+        "came from the EHR in two different versions",
+        "came from the EHR in two different versions each",
+    ),
+}
+
+
+def not_evaluated_summary(count: int) -> str:
+    return f"Coverage not checked for {'1 linked order' if count == 1 else f'{count} linked orders'}"
+
+
+def not_evaluated_note(reasons: list[str]) -> str:
+    """Orders the call names that were not checked (the references are in the extension)."""
+    lines = []
+    for why in dict.fromkeys(reasons):
+        n = reasons.count(why)
+        one, several = _NOT_EVALUATED_WORDS.get(why, (why, why))
+        lines.append(f"- {n} {'order' if n == 1 else 'orders'} {one if n == 1 else several}")
+    return "\n".join(
+        [
+            "**Check the order:** make sure the order is in the EHR for this patient, then book "
+            "or send it again to get the coverage check. Not checked:",
+            *lines,
+        ]
     )
 
 

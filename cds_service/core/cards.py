@@ -97,10 +97,12 @@ def summary(evaluation: Evaluation) -> str:
     return clip(card_text.summary_text(evaluation))
 
 
-def detail(evaluation: Evaluation) -> str:
+def detail(evaluation: Evaluation, hook: str = "order-sign") -> str:
     """GitHub-Flavored Markdown, written for the clinician (core/card_text.py)."""
     context = card_text.Context(
-        worksheet=worksheet_canonical(evaluation) is not None, app=card_text.wants_app(evaluation)
+        worksheet=worksheet_canonical(evaluation) is not None,
+        app=card_text.wants_app(evaluation),
+        hook=hook,
     )
     return card_text.detail_text(evaluation, context)
 
@@ -319,6 +321,7 @@ def build_cards(
     unretrieved: tuple[str, ...] = (),
     comparison: bool = False,
     today: date | None = None,
+    hook: str = "order-sign",
 ) -> list[dict[str, Any]]:
     """One card per addressed (order, policy); not-addressed ones share one card; at most
     `max_cards` cards (the overflow is merged into the last card, so nothing is dropped).
@@ -346,7 +349,7 @@ def build_cards(
     cards = []
     for group in groups:
         if len(group) == 1:
-            cards.append(make_card(group, summary(group[0]), detail(group[0])))
+            cards.append(make_card(group, summary(group[0]), detail(group[0], hook)))
         elif all(e.determination is Determination.NOT_ADDRESSED for e in group):
             names = ", ".join(
                 sorted({f"{e.policy.payer.name} {e.policy.policy.number}" for e in group})
@@ -520,9 +523,12 @@ def coverage_action(
     assertion_id: str,
     technical: str = "",
     crd_2_2: bool = False,
+    target: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An `update` systemAction: the whole draft order, plus the coverage information."""
-    resource = dict(evaluation.order.resource)  # only `extension` is replaced, never mutated
+    """An `update` systemAction: the whole order (or `target`, the Appointment booked for it,
+    for a CRD 2.0.1 appointment-book client), plus the coverage information."""
+    # only `extension` is replaced, never mutated
+    resource = dict(target if target is not None else evaluation.order.resource)
     extensions = resource.get("extension")
     kept = [
         x
@@ -537,8 +543,34 @@ def coverage_action(
         "type": "update",
         "description": clip(
             f"Record {evaluation.policy.payer.name} coverage information "
-            f"({evaluation.determination.value}) on the {evaluation.service.short} order",
+            f"({evaluation.determination.value}) on the {evaluation.service.short} "
+            + ("appointment" if resource.get("resourceType") == "Appointment" else "order"),
             200,
         ),
         "resource": resource,
+    }
+
+
+# --- Orders named by reference that were not evaluated (appointment-book, order-dispatch) ------
+NOT_EVALUATED_EXT = "dli-hpc-cds.not-evaluated"
+
+
+def not_evaluated_note(not_evaluated: tuple[tuple[str, str], ...]) -> str:
+    return card_text.not_evaluated_note([reason for _, reason in not_evaluated])
+
+
+def not_evaluated_card(
+    not_evaluated: tuple[tuple[str, str], ...], new_uuid: Callable[[], str], crd_2_2: bool
+) -> dict[str, Any]:
+    """The one card of a call none of whose referenced orders could be evaluated: what to check,
+    in words; the references and reasons in the machine-readable extension."""
+    return {
+        "uuid": new_uuid(),
+        "summary": clip(card_text.not_evaluated_summary(len(not_evaluated))),
+        "indicator": "warning",
+        "detail": not_evaluated_note(not_evaluated),
+        "source": {"label": "DLI / HPC boost coverage check", "topic": topic(crd_2_2)},
+        "extension": {
+            NOT_EVALUATED_EXT: [{"reference": r, "reason": why} for r, why in not_evaluated]
+        },
     }

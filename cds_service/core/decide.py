@@ -10,16 +10,19 @@ from typing import Any
 from cds_service.core.attestation import Attestations, Ignored, read_attestations
 from cds_service.core.cards import (
     EVALUATIONS_EXT,
+    NOT_EVALUATED_EXT,
     CardOptions,
     build_cards,
     coverage_action,
     coverage_note,
+    not_evaluated_note,
     other_patient_note,
 )
 from cds_service.core.evaluate import Evaluation, evaluate
 from cds_service.core.facts import Facts, Thresholds
 from cds_service.core.model import Order, PatientRecord
 from cds_service.core.payer import Route, route, service_date
+from cds_service.core.payer_scope import PRIMARY_HOOKS
 from cds_service.core.policy import Policy
 from cds_service.core.policy_versions import policies_in_force
 from cds_service.core.questionnaire import worksheet_for, worksheets
@@ -41,6 +44,11 @@ class DecisionInputs:
     new_uuid: Callable[[], str]
     unretrieved: tuple[str, ...] = ()
     patient_id: str = ""  # the hook's patient: a worksheet for anyone else is not read
+    # order reference -> the resources its coverage information goes on instead of the order
+    # (the Appointments booked for it, for a CRD 2.0.1 appointment-book client)
+    targets: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    # orders the call named by reference that were not evaluated, and why (named on the cards)
+    not_evaluated: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ def decide(inputs: DecisionInputs) -> Decision:
         inputs.unretrieved,
         comparison=not routed.recognised,
         today=inputs.today,
+        hook=inputs.hook,
     )
     if routed.coverage is not None and (routed.in_force > 1 or routed.passed_over):
         for card in cards:
@@ -87,6 +96,12 @@ def decide(inputs: DecisionInputs) -> Decision:
     if inputs.record.other_patient:
         for card in cards:
             card["detail"] += "\n\n" + other_patient_note(len(inputs.record.other_patient))
+    if inputs.not_evaluated:
+        for card in cards:
+            card["detail"] += "\n\n" + not_evaluated_note(inputs.not_evaluated)
+            card["extension"][NOT_EVALUATED_EXT] = [
+                {"reference": r, "reason": why} for r, why in inputs.not_evaluated
+            ]
     body: dict[str, Any] = {"cards": cards}
     card_uuids = {
         (item["order"], item["policyId"]): card["uuid"]
@@ -123,8 +138,9 @@ def _coverage_actions(
 ) -> list[dict[str, Any]]:
     """The CRD coverage-information systemActions; fills `assertion_ids` per order."""
     coverage, options = routed.coverage, inputs.options
-    if inputs.hook != "order-sign" or not options.coverage_info or coverage is None:
-        # CRD: order-select is a supporting hook, so coverage information goes on order-sign only.
+    if inputs.hook not in PRIMARY_HOOKS or not options.coverage_info or coverage is None:
+        # CRD: order-select is a supporting hook, so coverage information goes on the primary
+        # hooks only (order-sign, appointment-book, order-dispatch).
         return []
     if not coverage.id:
         return []
@@ -135,15 +151,17 @@ def _coverage_actions(
     for e in evaluations:
         if e.policy is not payer_policy:
             continue
-        actions.append(
-            coverage_action(
-                e,
-                str(coverage.id),
-                inputs.today,
-                assertion_id,
-                "; ".join(inputs.unretrieved),
-                options.crd_2_2,
+        for target in inputs.targets.get(e.order.reference, (None,)):
+            actions.append(
+                coverage_action(
+                    e,
+                    str(coverage.id),
+                    inputs.today,
+                    assertion_id,
+                    "; ".join(inputs.unretrieved),
+                    options.crd_2_2,
+                    target,
+                )
             )
-        )
         assertion_ids[e.order.reference] = assertion_id
     return actions

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from cds_service.core.payer import Route
 
-PRIMARY_HOOKS = ("order-sign",)  # the primary CRD hooks this service provides
+# The primary CRD hooks this service provides (CRD hooks.md "Hook categories"): each answers with
+# coverage information, so each refuses a payer it does not handle.
+PRIMARY_HOOKS = ("order-sign", "appointment-book", "order-dispatch")
 
 
 def unhandled_payer(hook: str, routed: Route, coverages: int, coverage_fetch: str = "") -> str:
