@@ -196,3 +196,95 @@ def test_the_validators_find_broken_resources() -> None:
         if not expected <= objecting:
             missed.append((what, sorted(expected - objecting)))
     assert missed == []
+
+
+DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
+OUTPUT_NAMES = {"2.0.1": {"PackageBundle", "operationOutcome"}, "2.2": {"packagebundle", "outcome"}}
+
+
+def _answers(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for item in items:
+        yield from item.get("answer", [])
+        yield from _answers(item.get("item", []))
+
+
+def response_problems(response: dict[str, Any], version: str) -> list[str]:
+    """dtr-questionnaireresponse (HL7/davinci-dtr DTRQuestionnaireResponse.fsh, 2.0.1 / 2.2.0):
+    no basedOn; 2.0.1 qr-context 2..* (Coverage, order) and no qr-coverage, 2.2 qr-coverage 1..1
+    and qr-context 1..*; intendedUse 1..*; each answer's information-origin 1..1."""
+    found = []
+    if "basedOn" in response:
+        found.append("basedOn is 0..0")
+    urls = [x["url"].removeprefix(DTR) for x in response.get("extension", [])]
+    counts = (urls.count("qr-context"), urls.count("qr-coverage"))
+    if (version == "2.0.1" and (counts[0] < 2 or counts[1])) or (
+        version == "2.2" and (counts[0] < 1 or counts[1] != 1)
+    ):
+        found.append(f"qr-context / qr-coverage {counts} wrong for DTR {version}")
+    if urls.count("intendedUse") < 1:
+        found.append("intendedUse 1..*")
+    for answer in _answers(response.get("item", [])):
+        origins = [x for x in answer.get("extension", []) if x["url"] == DTR + "information-origin"]
+        if len(origins) != 1:
+            found.append(f"an answer has {len(origins)} information-origin (1..1)")
+    return found
+
+
+def package_problems(body: dict[str, Any], version: str) -> list[str]:
+    """dtr-qpackage-output-parameters and DTR-QPackageBundle (DTRParameters.fsh,
+    DTRQuestionnairePackageBundle.fsh): the version's parameter names; each package a collection
+    Bundle of the Questionnaire and then its dtr-questionnaireresponse for it."""
+    found = []
+    if body.get("meta", {}).get("profile") != [DTR + "dtr-qpackage-output-parameters"]:
+        found.append("Parameters does not claim dtr-qpackage-output-parameters")
+    names = {p["name"] for p in body["parameter"]}
+    if not names <= OUTPUT_NAMES[version]:
+        found.append(f"parameter names {sorted(names)} are not DTR {version}'s")
+    for p in body["parameter"]:
+        bundle = p["resource"]
+        if bundle["resourceType"] != "Bundle":
+            continue
+        if (
+            bundle["meta"]["profile"] != [DTR + "DTR-QPackageBundle"]
+            or bundle["type"] != "collection"
+        ):
+            found.append("a package is not a DTR-QPackageBundle collection")
+        kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+        if kinds != ["Questionnaire", "QuestionnaireResponse"]:
+            found.append(f"a package holds {kinds}")
+            continue
+        questionnaire, response = (e["resource"] for e in bundle["entry"])
+        if response["questionnaire"] != f"{questionnaire['url']}|{questionnaire['version']}":
+            found.append("the QuestionnaireResponse is not for the package's Questionnaire")
+        if response["meta"]["profile"] != [DTR + "dtr-questionnaireresponse"]:
+            found.append("the QuestionnaireResponse does not claim dtr-questionnaireresponse")
+        found += response_problems(response, version)
+    return found
+
+
+def test_every_package_keeps_the_dtr_profiles_rules_of_its_version(found: list[Emitted]) -> None:
+    """The DTR profile rules (encoded: no DTR package is obtainable here; docs/integration.md,
+    Validation) on every $questionnaire-package answer, both DTR versions."""
+    checked: Counter[str] = Counter()
+    problems = []
+    for label, resource in found:
+        if " package " not in label or resource["resourceType"] != "Parameters":
+            continue
+        version = "2.2" if " DTR 2.2 " in label else "2.0.1"
+        checked[version] += 1
+        problems += [f"{label}: {p}" for p in package_problems(resource, version)]
+    assert problems == [], "\n".join(problems[:50])
+    assert checked["2.0.1"] > 100 and checked["2.2"] > 100, checked
+
+
+def test_the_dtr_checks_find_a_broken_package(found: list[Emitted]) -> None:
+    body = next(
+        resource
+        for label, resource in found
+        if " package " in label and " DTR 2.2 record" in label and "-> 200" in label
+    )
+    assert package_problems(body, "2.2") == []
+    assert package_problems(body, "2.0.1")  # 2.2's names and qr-coverage are not DTR 2.0.1's
+    response = body["parameter"][0]["resource"]["entry"][1]["resource"]
+    broken = {**response, "basedOn": [{"reference": "ServiceRequest/x"}]}
+    assert response_problems(broken, "2.2") == ["basedOn is 0..0"]
