@@ -71,6 +71,15 @@ def fhir_resources_errors(resource: dict[str, Any]) -> list[str]:
     return []
 
 
+def assert_valid_r4(resource: dict[str, Any]) -> None:
+    """One resource (e.g. a completed worksheet a page writes), by the same three validators."""
+    [messages] = node_validate([resource])
+    errors = [f"{m['validator']}: {m['location']}: {m['message']}" for m in messages
+              if m["severity"] in ERRORS]  # fmt: skip
+    errors += [f"fhir.resources: {line}" for line in fhir_resources_errors(resource)]
+    assert errors == [], "\n".join(errors)
+
+
 @pytest.fixture(scope="module")
 def found(client: TestClient) -> list[Emitted]:
     return emitted(client)
