@@ -133,6 +133,7 @@ def reads_and_rejections(client: TestClient) -> Iterator[Emitted]:
         ],
     }
     yield from _answer("package no order", client.post(PACKAGE, json=unknown_payer))
+    yield from _answer("unknown assertion", client.get("/audit/assertions/none"))
 
 
 def emitted(client: TestClient) -> list[Emitted]:

@@ -36,6 +36,7 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from cds_service.scenarios import load_scenarios
 from tests.emitted import Emitted, count_types, emitted
 
 NODE_PROJECT = Path(__file__).parent / "sdc"
@@ -129,6 +130,18 @@ def test_every_emitted_resource_is_valid_for_fhir_resources(found: list[Emitted]
         f"{resource['resourceType']} ({label}) {line}"
         for label, resource in found
         for line in fhir_resources_errors(resource)
+    ]
+    assert errors == [], "\n".join(errors[:50])
+
+
+def test_the_fixture_ehr_serves_valid_r4() -> None:
+    """The records the fixture FHIR server (and the sandbox's prefetch) serve: every scenario's
+    Bundle, by the same validators."""
+    bundles = [(scenario.id, scenario.bundle()) for scenario in load_scenarios()]
+    results = node_validate([bundle for _, bundle in bundles])
+    errors = list(_errors(bundles, results))
+    errors += [
+        f"{sid}: {line}" for sid, bundle in bundles for line in fhir_resources_errors(bundle)
     ]
     assert errors == [], "\n".join(errors[:50])
 
