@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from cds_service.compose import create_dev_app
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
+from tests.test_fhir_validation import assert_valid_r4
 
 CHROMIUM = Path(os.environ.get("CDS_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
@@ -247,8 +248,10 @@ def test_the_worksheet_loop_turns_needs_information_into_a_determination(page: P
     assert page.locator(word.format("molina-dli-allogeneic-hsct")).inner_text().strip() == "Met:"
     shot(page, "worksheet-molina-dli", "#worksheet")
     open_item.select_option("true")
-    page.click('form.worksheet button[type="submit"]')
+    with page.expect_request(lambda r: r.method == "POST" and "/api/worksheet" in r.url) as posted:
+        page.click('form.worksheet button[type="submit"]')
     page.wait_for_selector('form.worksheet[data-submitted="true"]')
+    assert_valid_r4(posted.value.post_data_json or {})  # the completed worksheet the page wrote
     status = page.locator(".ws-status").inner_text()
     assert status.startswith("Stored as QuestionnaireResponse/ws-"), status
     page.click("#fire")
@@ -359,8 +362,12 @@ def test_launch_to_answer(page: Page) -> None:
     assert app.locator("#comparison td").count() == 5
     shot(app, "smart-app-launched")
     app.locator('[data-link-id="molina-dli-planned-prevention"] select').select_option("true")
-    app.click('#worksheet form.worksheet button[type="submit"]')
+    with app.expect_request(
+        lambda r: r.method == "POST" and r.url.split("?")[0].endswith("/QuestionnaireResponse")
+    ) as posted:
+        app.click('#worksheet form.worksheet button[type="submit"]')
     app.wait_for_selector('form.worksheet[data-submitted="true"]')
+    assert_valid_r4(posted.value.post_data_json or {})  # the completed worksheet the app wrote to the EHR
     assert app.locator(".ws-status").inner_text().startswith("Saved to the EHR as QuestionnaireResponse/")
     app.click("#recheck")
     app.wait_for_selector('body[data-loaded="2"]')

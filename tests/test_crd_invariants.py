@@ -39,18 +39,26 @@ VERSIONS = {"2.0.1": None, "2.2": "2.2"}  # CRD version -> davinci-crd.requested
 
 def evaluate(items: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
     """Each invariant of `version` on each Extension, as fhirpath.js returns it."""
-    if shutil.which("node") is None or not (NODE_PROJECT / "node_modules" / "fhirpath").is_dir():
-        if os.environ.get("CI") == "true":
-            raise AssertionError("node and tests/sdc's npm ci are needed (scripts/test runs it)")
-        pytest.skip("node or tests/sdc/node_modules missing (cd tests/sdc && npm ci)")
     invariants = {
         key: invariant["expression"]
         for key, invariant in INVARIANTS["versions"][version]["invariants"].items()
         if key not in NEEDS_TERMINOLOGY
     }
+    return evaluate_expressions(invariants, items)
+
+
+def evaluate_expressions(
+    invariants: dict[str, str], items: list[dict[str, Any]], base: str = "Extension"
+) -> list[dict[str, Any]]:
+    """Each FHIRPath expression (key -> expression) on each element of type `base`, as
+    fhirpath.js returns it (tests/sdc/invariants.mjs)."""
+    if shutil.which("node") is None or not (NODE_PROJECT / "node_modules" / "fhirpath").is_dir():
+        if os.environ.get("CI") == "true":
+            raise AssertionError("node and tests/sdc's npm ci are needed (scripts/test runs it)")
+        pytest.skip("node or tests/sdc/node_modules missing (cd tests/sdc && npm ci)")
     run = subprocess.run(
         ["node", str(NODE_PROJECT / "invariants.mjs")],
-        input=json.dumps({"invariants": invariants, "base": "Extension", "items": items}),
+        input=json.dumps({"invariants": invariants, "base": base, "items": items}),
         capture_output=True,
         text=True,
         check=True,

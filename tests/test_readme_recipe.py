@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from cds_service.compose import create_dev_app
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
+from tests.test_fhir_validation import assert_valid_r4
 
 README = Path(__file__).parent.parent / "README.md"
 SIGN, PACKAGE = "/cds-services/dli-hpc-order-sign", "/fhir/Questionnaire/$questionnaire-package"
@@ -93,6 +94,7 @@ def test_the_worksheet_recipe_answers_inside_the_group_and_decides(dev: TestClie
     questionnaire, prefilled = (e["resource"] for e in package["parameter"][0]["resource"]["entry"])
     done = jq("3", prefilled)
     assert structure_problems(done, questionnaire) == []
+    assert_valid_r4(done)  # what the recipe has an integrator write is valid R4
     assert "molina-dli-planned-prevention" in [link for _, link in nesting(done["item"])]
     again = jq("4", request, qr=done)
     second = dev.post(SIGN, json=again).json()
