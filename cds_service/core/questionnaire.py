@@ -1,7 +1,7 @@
 """Worksheets: one FHIR R4 Questionnaire per (policy, service), generated from its criteria tree.
 
 Nothing is hand-written: every leaf criterion becomes one question (linkId and item.code = the
-criterion id, text = its text, its citation as a `help` display item), typed by the fact the leaf
+criterion id, text = its text, its citation as a display item shown under it), typed by the fact the leaf
 tests (CATALOGUE kind); every group becomes a group item. A chimerism or transplant-type question
 is shown only when it applies (`applies_if` -> enableWhen on the question of the fact it depends
 on). Where a report settles the criterion (its `to_settle` starts "Attach"), an attachment
@@ -26,8 +26,8 @@ from cds_service.core.population import initial_expression, root_extensions
 QUESTIONNAIRE_BASE = "http://dli-hpc-cds.org/fhir/Questionnaire/"
 CRITERION_SYSTEM = "http://dli-hpc-cds.org/fhir/CodeSystem/criterion"
 VALUE_SYSTEM_BASE = "http://dli-hpc-cds.org/fhir/CodeSystem/"
-ITEM_CONTROL = "http://hl7.org/fhir/StructureDefinition/questionnaire-itemControl"
-ITEM_CONTROL_SYSTEM = "http://hl7.org/fhir/questionnaire-item-control"
+DISPLAY_CATEGORY = "http://hl7.org/fhir/StructureDefinition/questionnaire-displayCategory"
+DISPLAY_CATEGORY_SYSTEM = "http://hl7.org/fhir/questionnaire-display-category"
 UNIT_EXT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 REPORT_SUFFIX = ".report"
 CITATION_SUFFIX = ".citation"
@@ -112,14 +112,16 @@ def _coding(node: Node) -> list[dict[str, str]]:
 
 
 def _citation(node: Node) -> dict[str, Any]:
-    control = {
-        "coding": [{"system": ITEM_CONTROL_SYSTEM, "code": "help", "display": "Help-Button"}]
-    }
+    """The policy section a question or group comes from, shown under it. SDC's
+    displayCategory "instructions" is what renderers show inline under a question: Smart Forms
+    hides a question's display children that carry an itemControl ("help" among them, which it
+    does not render), so a "help" citation showed on groups only (tests/test_renderer.py)."""
+    category = {"coding": [{"system": DISPLAY_CATEGORY_SYSTEM, "code": "instructions"}]}
     return {
         "linkId": node.id + CITATION_SUFFIX,
         "type": "display",
         "text": f"Policy: {node.citation}",
-        "extension": [{"url": ITEM_CONTROL, "valueCodeableConcept": control}],
+        "extension": [{"url": DISPLAY_CATEGORY, "valueCodeableConcept": category}],
     }
 
 

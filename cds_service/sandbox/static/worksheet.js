@@ -1,5 +1,6 @@
 // A small Questionnaire renderer for the worksheets this service generates (group, choice,
-// boolean, decimal, integer, string, attachment, display help; enableWhen "=" on a coding).
+// boolean, decimal, integer, string, attachment, the display item that holds a policy citation;
+// enableWhen "=" on a coding).
 // It builds DOM nodes with textContent only, never HTML. Pre-filled answers (from the record,
 // DTR information-origin) are shown read-only: the record wins over a worksheet answer anyway.
 
