@@ -195,6 +195,13 @@ SUBSTANCE = (
     f"{_regex(codes.ICD10CM, codes.SUBSTANCE_ICD.pattern)} and "
     f"code.matches({literal(codes.SUBSTANCE_IN_REMISSION_ICD.pattern)}).not()"
 )
+CANNABIS = (
+    f"{_regex(codes.ICD10CM, codes.CANNABIS_ICD.pattern)} and "
+    f"code.matches({literal(codes.SUBSTANCE_IN_REMISSION_ICD.pattern)}).not()"
+)
+SMOKING_STATUS = _in(codes.LOINC, codes.SMOKING_STATUS_LOINC)
+CURRENT_SMOKER = _in(codes.SNOMED, codes.CURRENT_SMOKER_SNOMED)
+NON_SMOKER = _in(codes.SNOMED, codes.NON_SMOKER_SNOMED)
 NONADHERENCE = _prefixed(codes.ICD10CM, codes.NONADHERENCE_ICD_PREFIXES)
 NO_SUPPORT = _in(codes.ICD10CM, codes.NO_SUPPORT_ICD)
 RESISTANCE = _prefixed(codes.ICD10CM, (codes.RESISTANCE_ICD_PREFIX,))
@@ -229,7 +236,8 @@ _REASONS = (
     f"%validConditions.where({_INDEX}.reasonReference.reference.replaceMatches('^.*/', '') "
     "contains id).code.coding"
 )
-_CHIMERISM_DAY = _day(OBSERVATION_DATE)
+_OBSERVATION_DAY = _CHIMERISM_DAY = _day(OBSERVATION_DATE)
+_USABLE = _one_of(("final", "amended", "corrected", "preliminary"))  # Context.observations
 _UCUM_PERCENT = (
     f"valueQuantity.code = '%' and (valueQuantity.system.empty() or valueQuantity.system = "
     f"{literal(codes.UCUM)}) and valueQuantity.value >= 0 and valueQuantity.value <= 100"
@@ -250,13 +258,26 @@ _RECORD: dict[str, str] = {
     "indexDate": _max(f"%transplantPool.select({_day(PROCEDURE_DATE)})"),
     "indexTransplant": "iif(%indexDate.exists(), %transplantPool.where("
     f"{_day(PROCEDURE_DATE)} = %indexDate), %transplantPool.where({PROCEDURE_DATE}.empty()))",
-    "chimerismResults": "%chimerismBundle.entry.resource.where(status in ('final' | 'amended' | "
-    f"'corrected' | 'preliminary') and {coded(CHIMERISM)} and {OBSERVATION_DATE}.exists() and "
+    "chimerismResults": f"%chimerismBundle.entry.resource.where(status in {_USABLE} and "
+    f"{coded(CHIMERISM)} and {OBSERVATION_DATE}.exists() and "
     f"{_CHIMERISM_DAY} <= %asOf and (%indexDate.empty() or {_CHIMERISM_DAY} > %indexDate))",
     "chimerismLatest": "%chimerismResults.where("
     f"{_CHIMERISM_DAY} = {_max(f'%chimerismResults.select({_CHIMERISM_DAY})')})",
     "chimerismValues": f"%chimerismLatest.select(iif({_UCUM_PERCENT}, "
     f"iif({coded(DONOR_CHIMERISM)}, valueQuantity.value, 100 - valueQuantity.value), {{}}))",
+    "smokingResults": f"%smokingBundle.entry.resource.where(status in {_USABLE} and "
+    f"{coded(SMOKING_STATUS)} and "
+    f"{OBSERVATION_DATE}.exists() and {_OBSERVATION_DAY} <= %asOf)",
+    "smokingLatest": "%smokingResults.where("
+    f"{_OBSERVATION_DAY} = {_max(f'%smokingResults.select({_OBSERVATION_DAY})')})",
+    "smokingValues": f"%smokingLatest.select(iif(valueCodeableConcept.coding.where({CURRENT_SMOKER}).exists(), "
+    f"'current', iif(valueCodeableConcept.coding.where({NON_SMOKER}).exists(), 'non', 'neither')))",
+    # 'unreadable' where the service may see a problem the engine cannot (no status, a partial
+    # date whose span the latest-assessment rule reads), else 'none' or the latest statuses
+    "smoking": "iif(%smokingBundle.entry.resource.where(status.empty()).exists() or "
+    f"%smokingResults.where({_OBSERVATION_DAY}.length() < 10).exists(), 'unreadable', "
+    "iif(%smokingLatest.empty(), 'none', iif(%smokingValues.distinct().count() = 1, "
+    "%smokingValues.first(), 'neither')))",
 }
 _ALLO_EVIDENCE = f"%alloTransplants | {_conditions(_either(_in(codes.SNOMED, codes.HSCT_HISTORY_ALLO_SNOMED), GVHD))}"
 _AUTO_EVIDENCE = (
@@ -265,6 +286,12 @@ _AUTO_EVIDENCE = (
 _CAR_T = f"%procedures.where({coded(CAR_T)}) | {_conditions(CAR_T)}"
 _CURRENT_RELAPSE = f"%conditions.where({_STATUS} in ('relapse' | 'recurrence') and {coded(HEME)})"
 _CODED_RELAPSE = f"%conditions.where({coded(RELAPSE)} and {_day(CONDITION_DATE)} > %indexDate)"
+_INDICATION = (
+    f"iif({_class_of(f'({_REASONS})')}.exists(), {_REASONS.removesuffix('.code.coding')}, "
+    f"iif({_class_of(f'{_INDEX}.reasonCode.coding')}.exists(), {{}}, %conditions))"
+    f".where({_class_of('code.coding')} = %diagnosis_class).code.coding.where(system = "
+    f"{literal(codes.ICD10CM)}).code.distinct()"
+)
 _FACTS: dict[str, str] = {
     "hsct_type": f"iif(({_ALLO_EVIDENCE}).exists(), 'allogeneic', "
     f"iif(({_AUTO_EVIDENCE}).exists(), 'autologous', {{}}))",
@@ -282,7 +309,9 @@ _FACTS: dict[str, str] = {
         f"({_conditions(RESISTANCE, True)}.exists() and {_conditions(INFECTION, True)}.exists()),"
         f" true, iif({_conditions(RESISTANCE, True)}.exists(), {{}}, false))"
     ),
-    "current_substance_use": _present(_conditions(SUBSTANCE, active=True), "{}"),
+    "current_substance_use": f"iif({_conditions(SUBSTANCE, True)}.exists() or "
+    f"%smoking = 'current', true, iif(%smoking = 'none' or %smoking = 'non', "
+    f"iif({_conditions(CANNABIS, True)}.exists(), {{}}, false), {{}}))",
     "cytopenia_after_car_t": "iif(%prior_car_t, {}, false)",
     "t_cell_depleted_graft": f"iif(%alloTransplants.exists() and {_INDEX}.count() = 1, "
     f"iif({_INDEX}.{coded(T_CELL_DEPLETED)}, true, iif({_INDEX}.{coded(NOT_DEPLETED)}, false, "
@@ -295,6 +324,9 @@ _FACTS: dict[str, str] = {
     f"{_INDEX}.reasonCode).exists(), {{}}, iif({_class_of(f'({_REASONS})')}.exists(), "
     f"{_class_of(f'({_REASONS})')}, iif({_class_of(f'{_INDEX}.reasonCode.coding')}.exists(), "
     f"{_class_of(f'{_INDEX}.reasonCode.coding')}, {_class_of('%conditions.code.coding')})))",
+    # the conditions that gave the class, as diagnosis.indication_icd10cm reads them; one code
+    # only (several would need sort(), which FHIRPath R4 engines need not have)
+    "indication_icd10cm": f"iif({_INDICATION}.count() = 1, {_INDICATION}, {{}})",
     "disease_status": f"iif(%indexDate.exists() and ({_CURRENT_RELAPSE}.exists() or "
     f"{_CODED_RELAPSE}.exists()), 'relapsed', {{}})",
     "donor_chimerism_pct": "iif(%chimerismBundle.entry.resource.where(status.empty()).empty() "
@@ -306,8 +338,16 @@ _FACTS: dict[str, str] = {
 _NEEDS: dict[str, tuple[str, ...]] = {
     "donor_chimerism_applicable": ("hsct_type", "prior_car_t"),
     "cytopenia_after_car_t": ("prior_car_t",),
+    "indication_icd10cm": ("diagnosis_class",),
     "donor_chimerism_pct": ("chimerismResults", "chimerismLatest", "chimerismValues"),
+    "current_substance_use": ("smokingResults", "smokingLatest", "smokingValues", "smoking"),
 }
+# Observation searches by LOINC code, read only by the facts that need them (and their variables)
+_OBSERVATIONS = {
+    "chimerismBundle": frozenset(codes.CHIMERISM_LOINC),
+    "smokingBundle": codes.SMOKING_STATUS_LOINC,
+}
+_OPTIONAL = ("chimerism", "smoking")
 _QUERIES = {
     "conditionBundle": "Condition",
     "procedureBundle": "Procedure",
@@ -357,12 +397,11 @@ def root_extensions(service: Service, facts: Iterable[str] = ()) -> list[dict[st
         return extensions
     extensions += [_variable(n, QUERY, _search(t)) for n, t in _QUERIES.items()]
     needed = _closure(wanted)
-    if "chimerismResults" in needed:
-        codes_ = ",".join(f"{codes.LOINC}|{c}" for c in sorted(codes.CHIMERISM_LOINC))
-        extensions.append(
-            _variable("chimerismBundle", QUERY, _search("Observation", f"&code={codes_}"))
-        )
-    basics = [n for n in _RECORD if not n.startswith("chimerism") or n in needed]
+    for name, observed in _OBSERVATIONS.items():
+        if name.replace("Bundle", "Results") in needed:
+            tokens = ",".join(f"{codes.LOINC}|{c}" for c in sorted(observed))
+            extensions.append(_variable(name, QUERY, _search("Observation", f"&code={tokens}")))
+    basics = [n for n in _RECORD if not n.startswith(_OPTIONAL) or n in needed]
     extensions += [_variable(n, FHIRPATH, _RECORD[n]) for n in basics]
     extensions += [_variable(f, FHIRPATH, _FACTS[f]) for f in _FACTS if f in needed]
     return extensions
