@@ -39,11 +39,16 @@ def test_the_haematological_c_categories_are_the_classifiers() -> None:
         assert bool(pattern.match(code)) == (classify_coding(codes.ICD10CM, code) == HEME), code
 
 
-def test_the_relapse_codes_are_the_classifiers() -> None:
-    pattern = re.compile(population.RELAPSE_ICD)
-    for code in _c_codes():
-        relapsed = coded_status(codes.ICD10CM, code) == "relapsed"
-        assert bool(pattern.match(code)) == relapsed, code
+def test_the_status_codes_are_the_classifiers() -> None:
+    patterns = {
+        "relapsed": re.compile(population.RELAPSE_ICD),
+        "remission": re.compile(population.REMISSION_ICD),
+        "not-in-remission": re.compile(population.NOT_IN_REMISSION_ICD),
+    }
+    for code in [*_c_codes(), "C84.7A", "C84.7B", "C84.7Z", "C85.1A"]:
+        status = coded_status(codes.ICD10CM, code)
+        for name, pattern in patterns.items():
+            assert bool(pattern.match(code)) == (status == name), (code, name)
 
 
 def test_the_narrowed_transplant_codes_split_the_fact_modules_pattern() -> None:

@@ -174,6 +174,9 @@ NOT_DEPLETED = _regex(codes.ICD10PCS, pcs(substance="Y"))
 # a status character 2 (disease.coded_status); tests/test_population.py checks both against them.
 HEME_C_CATEGORIES = "^C(8[1-9]|9[0-6])"
 RELAPSE_ICD = r"^C(86|88|9[0-5])\.[^.]2$"
+# remission: a lymphoma (C81-C85) code ending in A (not C84.7A; and C84.7B), or status character 1
+REMISSION_ICD = r"^(?!C84\.7A$)(C8[1-5].*A|C84\.7B|C(86|88|9[0-5])\.[^.]1)$"
+NOT_IN_REMISSION_ICD = r"^C(86|88|9[0-5])\.[^.]0$"
 HEME = _either(
     _regex(codes.ICD10CM, HEME_C_CATEGORIES),
     _in(codes.ICD10CM, codes.HEME_ICD_EXACT),
@@ -191,6 +194,31 @@ NON_MALIGNANT = _either(
     _in(codes.SNOMED, codes.NON_MALIGNANT_SNOMED),
 )
 RELAPSE = _either(_in(codes.SNOMED, codes.RELAPSE_SNOMED), _regex(codes.ICD10CM, RELAPSE_ICD))
+REFRACTORY = _in(codes.SNOMED, codes.REFRACTORY_SNOMED)
+REMISSION = _either(_in(codes.SNOMED, codes.REMISSION_SNOMED), _regex(codes.ICD10CM, REMISSION_ICD))
+NOT_IN_REMISSION = _regex(codes.ICD10CM, NOT_IN_REMISSION_ICD)
+# disease.coded_status of a Coding, and of a Condition (its first coding that carries one)
+_CODING_STATUS = (
+    f"iif({RELAPSE}, 'relapsed', iif({REFRACTORY}, 'refractory', iif({REMISSION}, "
+    "'remission', 'not-in-remission')))"
+)
+CODED_STATUS = (
+    f"code.coding.where({_either(RELAPSE, REFRACTORY, REMISSION, NOT_IN_REMISSION)}).first()"
+    f".select({_CODING_STATUS})"
+)
+DISEASE_STATUS = _in(codes.LOINC, (codes.DISEASE_STATUS_LOINC,))
+_STATUS_VALUES = {
+    status: sorted(c for c, s in codes.DISEASE_STATUS_VALUES.items() if s == status)
+    for status in dict.fromkeys(codes.DISEASE_STATUS_VALUES.values())
+}
+_OBSERVED_STATUS = (
+    f"valueCodeableConcept.coding.where({_in(codes.SNOMED, codes.DISEASE_STATUS_VALUES)})"
+    ".first().code.select("
+    + "".join(f"iif($this in {_one_of(v)}, {literal(k)}, " for k, v in _STATUS_VALUES.items())
+    + "{}"
+    + ")" * len(_STATUS_VALUES)
+    + ")"
+)
 SUBSTANCE = (
     f"{_regex(codes.ICD10CM, codes.SUBSTANCE_ICD.pattern)} and "
     f"code.matches({literal(codes.SUBSTANCE_IN_REMISSION_ICD.pattern)}).not()"
@@ -242,6 +270,14 @@ _UCUM_PERCENT = (
     f"valueQuantity.code = '%' and (valueQuantity.system.empty() or valueQuantity.system = "
     f"{literal(codes.UCUM)}) and valueQuantity.value >= 0 and valueQuantity.value <= 100"
 )
+_CURRENT_RELAPSE = f"%conditions.where({_STATUS} in ('relapse' | 'recurrence') and {coded(HEME)})"
+_CODED_AFTER = f"%conditions.where({_day(CONDITION_DATE)} > %indexDate)"
+_CODED_RELAPSE = f"{_CODED_AFTER}.where({CODED_STATUS} = 'relapsed')"
+# When the record last spoke about a Condition (disease._record_date), else the as-of date
+_RECORD_DAYS = (
+    "(meta.lastUpdated | abatementDateTime | recordedDate).select(toString().substring(0, 10))"
+)
+_RECORD_DAY = f"iif({_RECORD_DAYS}.exists(), {_max(_RECORD_DAYS)}, %asOf)"
 _RECORD: dict[str, str] = {
     "asOf": "iif(%order.entry.resource.authoredOn.exists(), "
     f"{_day('%order.entry.resource.authoredOn.first()')}, today().toString())",
@@ -265,6 +301,19 @@ _RECORD: dict[str, str] = {
     f"{_CHIMERISM_DAY} = {_max(f'%chimerismResults.select({_CHIMERISM_DAY})')})",
     "chimerismValues": f"%chimerismLatest.select(iif({_UCUM_PERCENT}, "
     f"iif({coded(DONOR_CHIMERISM)}, valueQuantity.value, 100 - valueQuantity.value), {{}}))",
+    # disease_status: every status reading as 'day|status', the newest day's statuses
+    "statusResults": f"%statusBundle.entry.resource.where(status in {_USABLE} and "
+    f"{coded(DISEASE_STATUS)} and {OBSERVATION_DATE}.exists() and {_OBSERVATION_DAY} <= %asOf "
+    f"and {_OBSERVATION_DAY} > %indexDate)",
+    "statusReadings": f"(%conditions.where({coded(HEME)} and {_STATUS} = 'remission')"
+    f".select({_RECORD_DAY} + '|remission') | {_CODED_AFTER}.select({_day(CONDITION_DATE)} + "
+    f"'|' + {CODED_STATUS}) | %statusResults.select({_OBSERVATION_DAY} + '|' + "
+    f"{_OBSERVED_STATUS})).where(endsWith('|not-in-remission').not())",
+    "statusUnreadable": "%statusBundle.entry.resource.where(status.empty()).exists() or "
+    "%statusReadings.where(indexOf('|') < 10).exists()",
+    "statusNewest": "%statusReadings.where(substring(0, 10) = "
+    f"{_max('%statusReadings.select(substring(0, 10))')}).select("
+    "substring(11)).distinct()",
     "smokingResults": f"%smokingBundle.entry.resource.where(status in {_USABLE} and "
     f"{coded(SMOKING_STATUS)} and "
     f"{OBSERVATION_DATE}.exists() and {_OBSERVATION_DAY} <= %asOf)",
@@ -284,8 +333,6 @@ _AUTO_EVIDENCE = (
     f"%autoTransplants | {_conditions(_in(codes.SNOMED, codes.HSCT_HISTORY_AUTO_SNOMED))}"
 )
 _CAR_T = f"%procedures.where({coded(CAR_T)}) | {_conditions(CAR_T)}"
-_CURRENT_RELAPSE = f"%conditions.where({_STATUS} in ('relapse' | 'recurrence') and {coded(HEME)})"
-_CODED_RELAPSE = f"%conditions.where({coded(RELAPSE)} and {_day(CONDITION_DATE)} > %indexDate)"
 _INDICATION = (
     f"iif({_class_of(f'({_REASONS})')}.exists(), {_REASONS.removesuffix('.code.coding')}, "
     f"iif({_class_of(f'{_INDEX}.reasonCode.coding')}.exists(), {{}}, %conditions))"
@@ -327,8 +374,9 @@ _FACTS: dict[str, str] = {
     # the conditions that gave the class, as diagnosis.indication_icd10cm reads them; one code
     # only (several would need sort(), which FHIRPath R4 engines need not have)
     "indication_icd10cm": f"iif({_INDICATION}.count() = 1, {_INDICATION}, {{}})",
-    "disease_status": f"iif(%indexDate.exists() and ({_CURRENT_RELAPSE}.exists() or "
-    f"{_CODED_RELAPSE}.exists()), 'relapsed', {{}})",
+    "disease_status": f"iif(%indexDate.exists().not() or %statusUnreadable, {{}}, "
+    f"iif({_CURRENT_RELAPSE}.exists() or {_CODED_RELAPSE}.exists(), 'relapsed', "
+    "iif(%statusNewest.count() = 1, %statusNewest, {})))",
     "donor_chimerism_pct": "iif(%chimerismBundle.entry.resource.where(status.empty()).empty() "
     f"and %chimerismResults.where({_CHIMERISM_DAY}.length() < 10).empty() and "
     "%chimerismValues.count() = %chimerismLatest.count() and "
@@ -339,15 +387,17 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "donor_chimerism_applicable": ("hsct_type", "prior_car_t"),
     "cytopenia_after_car_t": ("prior_car_t",),
     "indication_icd10cm": ("diagnosis_class",),
+    "disease_status": ("statusResults", "statusReadings", "statusUnreadable", "statusNewest"),
     "donor_chimerism_pct": ("chimerismResults", "chimerismLatest", "chimerismValues"),
     "current_substance_use": ("smokingResults", "smokingLatest", "smokingValues", "smoking"),
 }
 # Observation searches by LOINC code, read only by the facts that need them (and their variables)
 _OBSERVATIONS = {
     "chimerismBundle": frozenset(codes.CHIMERISM_LOINC),
+    "statusBundle": frozenset({codes.DISEASE_STATUS_LOINC}),
     "smokingBundle": codes.SMOKING_STATUS_LOINC,
 }
-_OPTIONAL = ("chimerism", "smoking")
+_OPTIONAL = ("chimerism", "smoking", "status")
 _QUERIES = {
     "conditionBundle": "Condition",
     "procedureBundle": "Procedure",
