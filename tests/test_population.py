@@ -87,7 +87,9 @@ def test_every_record_fact_a_worksheet_asks_has_its_variable_and_nothing_dangles
             expression = population.initial_expression(leaf.test.fact)
             if expression is not None:
                 used = set(
-                    re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)", expression["valueExpression"]["expression"])
+                    re.findall(
+                        r"%([A-Za-z_][A-Za-z0-9_]*)", expression["valueExpression"]["expression"]
+                    )
                 )
                 assert used <= set(names), (sheet.id, leaf.node.id, used)
 
