@@ -80,6 +80,7 @@ def test_every_record_fact_a_worksheet_asks_has_its_variable_and_nothing_dangles
             if e["url"] == population.VARIABLE
         }
         names = list(variables)
+        assert all(re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", name) for name in names)  # FHIR id
         for position, (name, expression) in enumerate(variables.items()):
             used = set(re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)", expression)) - {"patient"}
             assert used <= set(names[:position]), (sheet.id, name, used - set(names[:position]))
@@ -100,5 +101,5 @@ def test_a_worksheet_without_record_facts_reads_only_its_order() -> None:
     assert names == ["order"]
     with_chimerism = population.root_extensions(Service.HPC_BOOST, ("donor_chimerism_pct",))
     named = [e["valueExpression"]["name"] for e in with_chimerism if "valueExpression" in e]
-    assert "chimerismBundle" in named and "donor_chimerism_pct" in named
-    assert "hsct_type" not in named
+    assert "chimerismBundle" in named and "donorChimerismPct" in named
+    assert "hsctType" not in named and "statusBundle" not in named

@@ -336,16 +336,16 @@ _CAR_T = f"%procedures.where({coded(CAR_T)}) | {_conditions(CAR_T)}"
 _INDICATION = (
     f"iif({_class_of(f'({_REASONS})')}.exists(), {_REASONS.removesuffix('.code.coding')}, "
     f"iif({_class_of(f'{_INDEX}.reasonCode.coding')}.exists(), {{}}, %conditions))"
-    f".where({_class_of('code.coding')} = %diagnosis_class).code.coding.where(system = "
+    f".where({_class_of('code.coding')} = %diagnosisClass).code.coding.where(system = "
     f"{literal(codes.ICD10CM)}).code.distinct()"
 )
 _FACTS: dict[str, str] = {
     "hsct_type": f"iif(({_ALLO_EVIDENCE}).exists(), 'allogeneic', "
     f"iif(({_AUTO_EVIDENCE}).exists(), 'autologous', {{}}))",
     "prior_car_t": _present(f"({_CAR_T})"),
-    "donor_chimerism_applicable": "iif(%hsct_type = 'allogeneic', true, "
-    "iif(%hsct_type = 'autologous', false, "
-    "iif(%prior_car_t and %transplants.empty(), false, {})))",
+    "donor_chimerism_applicable": "iif(%hsctType = 'allogeneic', true, "
+    "iif(%hsctType = 'autologous', false, "
+    "iif(%priorCarT and %transplants.empty(), false, {})))",
     "acute_gvhd_active": _present(_conditions(ACUTE_GVHD, active=True)),
     "chronic_gvhd_active": _present(_conditions(CHRONIC_GVHD, active=True)),
     "acute_gvhd_grade": f"iif({_conditions(ACUTE_GVHD, active=True)}.exists(), {{}}, 0)",
@@ -359,7 +359,7 @@ _FACTS: dict[str, str] = {
     "current_substance_use": f"iif({_conditions(SUBSTANCE, True)}.exists() or "
     f"%smoking = 'current', true, iif(%smoking = 'none' or %smoking = 'non', "
     f"iif({_conditions(CANNABIS, True)}.exists(), {{}}, false), {{}}))",
-    "cytopenia_after_car_t": "iif(%prior_car_t, {}, false)",
+    "cytopenia_after_car_t": "iif(%priorCarT, {}, false)",
     "t_cell_depleted_graft": f"iif(%alloTransplants.exists() and {_INDEX}.count() = 1, "
     f"iif({_INDEX}.{coded(T_CELL_DEPLETED)}, true, iif({_INDEX}.{coded(NOT_DEPLETED)}, false, "
     "{})), {})",
@@ -402,6 +402,12 @@ _QUERIES = {
     "conditionBundle": "Condition",
     "procedureBundle": "Procedure",
 }
+
+
+def variable_name(fact: str) -> str:
+    """The root variable of a fact: camelCase (an Expression.name is an FHIR id, no `_`)."""
+    first, *rest = fact.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def _closure(names: Iterable[str]) -> set[str]:
@@ -453,7 +459,7 @@ def root_extensions(service: Service, facts: Iterable[str] = ()) -> list[dict[st
             extensions.append(_variable(name, QUERY, _search("Observation", f"&code={tokens}")))
     basics = [n for n in _RECORD if not n.startswith(_OPTIONAL) or n in needed]
     extensions += [_variable(n, FHIRPATH, _RECORD[n]) for n in basics]
-    extensions += [_variable(f, FHIRPATH, _FACTS[f]) for f in _FACTS if f in needed]
+    extensions += [_variable(variable_name(f), FHIRPATH, _FACTS[f]) for f in _FACTS if f in needed]
     return extensions
 
 
@@ -486,7 +492,7 @@ def initial_expression(fact: str, negate: bool = False) -> dict[str, Any] | None
     """The FHIRPath that answers a question on `fact` (the order's codes, or the root variable
     of a record fact), or None; `negate` for a yes/no question that asks the opposite of the
     fact (core/questionnaire.py answer_value)."""
-    expression = _order_expression(fact) or (f"%{fact}" if fact in _FACTS else None)
+    expression = _order_expression(fact) or (f"%{variable_name(fact)}" if fact in _FACTS else None)
     if expression is None:
         return None
     if negate and CATALOGUE[fact].kind == "boolean":
