@@ -260,10 +260,6 @@ def _conditions(test: str, active: bool = False) -> str:
 
 
 _INDEX = "%indexTransplant"
-_REASONS = (
-    f"%validConditions.where({_INDEX}.reasonReference.reference.replaceMatches('^.*/', '') "
-    "contains id).code.coding"
-)
 _OBSERVATION_DAY = _CHIMERISM_DAY = _day(OBSERVATION_DATE)
 _USABLE = _one_of(("final", "amended", "corrected", "preliminary"))  # Context.observations
 _UCUM_PERCENT = (
@@ -301,6 +297,11 @@ _RECORD: dict[str, str] = {
     f"{_CHIMERISM_DAY} = {_max(f'%chimerismResults.select({_CHIMERISM_DAY})')})",
     "chimerismValues": f"%chimerismLatest.select(iif({_UCUM_PERCENT}, "
     f"iif({coded(DONOR_CHIMERISM)}, valueQuantity.value, 100 - valueQuantity.value), {{}}))",
+    # diagnosis_class: the index transplant's reasons (Conditions, else codes) and their class
+    "indicationReasons": f"%validConditions.where({_INDEX}.reasonReference.reference"
+    ".replaceMatches('^.*/', '') contains id)",
+    "indicationReasonClass": _class_of("%indicationReasons.code.coding"),
+    "indicationCodeClass": _class_of(f"{_INDEX}.reasonCode.coding"),
     # disease_status: every status reading as 'day|status', the newest day's statuses
     "statusResults": f"%statusBundle.entry.resource.where(status in {_USABLE} and "
     f"{coded(DISEASE_STATUS)} and {OBSERVATION_DATE}.exists() and {_OBSERVATION_DAY} <= %asOf "
@@ -334,10 +335,9 @@ _AUTO_EVIDENCE = (
 )
 _CAR_T = f"%procedures.where({coded(CAR_T)}) | {_conditions(CAR_T)}"
 _INDICATION = (
-    f"iif({_class_of(f'({_REASONS})')}.exists(), {_REASONS.removesuffix('.code.coding')}, "
-    f"iif({_class_of(f'{_INDEX}.reasonCode.coding')}.exists(), {{}}, %conditions))"
-    f".where({_class_of('code.coding')} = %diagnosisClass).code.coding.where(system = "
-    f"{literal(codes.ICD10CM)}).code.distinct()"
+    "iif(%indicationReasonClass.exists(), %indicationReasons, iif(%indicationCodeClass.exists(), "
+    f"{{}}, %conditions)).where({_class_of('code.coding')} = %diagnosisClass).code.coding.where("
+    f"system = {literal(codes.ICD10CM)}).code.distinct()"
 )
 _FACTS: dict[str, str] = {
     "hsct_type": f"iif(({_ALLO_EVIDENCE}).exists(), 'allogeneic', "
@@ -368,9 +368,9 @@ _FACTS: dict[str, str] = {
     f"{literal(codes.CONDITIONING_SYSTEM)}).code.first())"
     f".where($this in {_one_of(CATALOGUE['conditioning_intensity'].values or ())}).first(), {{}})",
     "diagnosis_class": f"iif({_INDEX}.count() > 1 and ({_INDEX}.reasonReference | "
-    f"{_INDEX}.reasonCode).exists(), {{}}, iif({_class_of(f'({_REASONS})')}.exists(), "
-    f"{_class_of(f'({_REASONS})')}, iif({_class_of(f'{_INDEX}.reasonCode.coding')}.exists(), "
-    f"{_class_of(f'{_INDEX}.reasonCode.coding')}, {_class_of('%conditions.code.coding')})))",
+    f"{_INDEX}.reasonCode).exists(), {{}}, iif(%indicationReasonClass.exists(), "
+    "%indicationReasonClass, iif(%indicationCodeClass.exists(), %indicationCodeClass, "
+    f"{_class_of('%conditions.code.coding')})))",
     # the conditions that gave the class, as diagnosis.indication_icd10cm reads them; one code
     # only (several would need sort(), which FHIRPath R4 engines need not have)
     "indication_icd10cm": f"iif({_INDICATION}.count() = 1, {_INDICATION}, {{}})",
@@ -387,6 +387,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "donor_chimerism_applicable": ("hsct_type", "prior_car_t"),
     "cytopenia_after_car_t": ("prior_car_t",),
     "indication_icd10cm": ("diagnosis_class",),
+    "diagnosis_class": ("indicationReasons", "indicationReasonClass", "indicationCodeClass"),
     "disease_status": ("statusResults", "statusReadings", "statusUnreadable", "statusNewest"),
     "donor_chimerism_pct": ("chimerismResults", "chimerismLatest", "chimerismValues"),
     "current_substance_use": ("smokingResults", "smokingLatest", "smokingValues", "smoking"),
@@ -397,7 +398,7 @@ _OBSERVATIONS = {
     "statusBundle": frozenset({codes.DISEASE_STATUS_LOINC}),
     "smokingBundle": codes.SMOKING_STATUS_LOINC,
 }
-_OPTIONAL = ("chimerism", "smoking", "status")
+_OPTIONAL = ("chimerism", "smoking", "status", "indication")
 _QUERIES = {
     "conditionBundle": "Condition",
     "procedureBundle": "Procedure",
