@@ -382,6 +382,9 @@ _FACTS: dict[str, str] = {
     "%chimerismValues.count() = %chimerismLatest.count() and "
     "%chimerismValues.distinct().count() = 1, %chimerismValues.first(), {})",
 }
+# The record facts a population expression answers (the others, and any fact the expression
+# leaves open for a record, are for the clinician or the service's pre-fill)
+EXPRESSED_FACTS = tuple(_FACTS)
 # What each fact variable reads besides the record basics (`asOf` .. `indexTransplant`).
 _NEEDS: dict[str, tuple[str, ...]] = {
     "donor_chimerism_applicable": ("hsct_type", "prior_car_t"),
