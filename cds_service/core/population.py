@@ -33,8 +33,9 @@ the item stays for the clinician or the service's own pre-fill):
   status is a latest assessment with reviewer cases, and absence needs both sources).
 - cytopenia_after_car_t: false when no CAR T is on record; otherwise open (counts, units and
   persistence over days are not expressible without unit conversion).
-- poor_graft_function, indication_icd10cm: open (count series with unit conversion; a sorted
-  code list).
+- poor_graft_function: open (count series with unit conversion and persistence over days).
+- indication_icd10cm: the ICD-10-CM code of the conditions that gave diagnosis_class, when there
+  is one; several: open (their sorted order needs sort(), which FHIRPath R4 lacks).
 - t_cell_depleted_graft: the index allogeneic transplant's code: PCS substance U / the depleted
   SNOMED CT concepts true, substance Y false, else open.
 - conditioning_intensity: the intensity recorded on the index transplant's extension; a
@@ -50,6 +51,9 @@ the item stays for the clinician or the service's own pre-fill):
   result in another unit, a partial date, a missing status or a same-day disagreement: open.
 - Order details (product_source, product_manipulation, high_relapse_risk_attested): the codes
   the draft order states; order text, order questions and a contained product's donor: open.
+- other_high_risk_setting: false when the one order claims no high relapse risk and carries no
+  uncoded detail text and no contained order questions (both of which the service also reads);
+  otherwise open.
 What the EHR cannot tell a FHIRPath engine (a resource the service could not parse, a search
 that returned more than one page) may still make the service say "not documented" where the
 expression answers; tests/test_sdc_population.py names every such case it meets.
@@ -476,6 +480,18 @@ def _order_codes(options: tuple[str, ...]) -> str:
     )
 
 
+# BCBSMS "other high-risk setting": false when the one order claims no high relapse risk and
+# says nothing the service reads besides its codes (orders.py also reads uncoded detail text and
+# contained order questions, which this expression leaves to the service: open)
+_ORDER = "%order.entry.resource"
+_OTHER_SETTING = (
+    f"iif({_ORDER}.count() = 1 and {_ORDER}.orderDetail.where(text.exists() and coding.where("
+    f"system = {literal(codes.ORDER_DETAIL_SYSTEM)}).empty()).empty() and "
+    f"{_ORDER}.supportingInfo.where(reference.startsWith('#')).empty() and "
+    f"({_order_codes(('high-relapse-risk',))}).empty(), false, {{}})"
+)
+
+
 def _order_expression(fact: str) -> str | None:
     """A category fact: the one option the order states as an order-detail code (none, or two:
     no answer). The high-relapse-risk attestation: true for `high-relapse-risk`, else false for
@@ -489,6 +505,8 @@ def _order_expression(fact: str) -> str | None:
             f"iif({stated} contains 'high-relapse-risk', true, "
             f"iif({stated} contains 'not-high-relapse-risk', false, {{}}))"
         )
+    if fact == "other_high_risk_setting":
+        return _OTHER_SETTING
     return None
 
 
