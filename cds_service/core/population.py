@@ -54,9 +54,11 @@ the item stays for the clinician or the service's own pre-fill):
 - other_high_risk_setting: false when the one order claims no high relapse risk and carries no
   uncoded detail text and no contained order questions (both of which the service also reads);
   otherwise open.
-What the EHR cannot tell a FHIRPath engine (a resource the service could not parse, a search
-that returned more than one page) may still make the service say "not documented" where the
-expression answers; tests/test_sdc_population.py names every such case it meets.
+A search the EHR answers in more than one page leaves every record fact open
+(`%recordComplete`: the engine reads the first page, and a later one could hold what decides).
+What the EHR cannot tell a FHIRPath engine (a resource the service could not parse) may still
+make the service say "not documented" where the expression answers;
+tests/test_sdc_population.py names every such case it meets.
 """
 
 from __future__ import annotations
@@ -459,15 +461,24 @@ def root_extensions(service: Service, facts: Iterable[str] = ()) -> list[dict[st
     wanted = [f for f in _FACTS if f in asked]
     if not wanted:
         return extensions
-    extensions += [_variable(n, QUERY, _search(t)) for n, t in _QUERIES.items()]
+    searches = {name: _search(kind) for name, kind in _QUERIES.items()}
     needed = _closure(wanted)
     for name, observed in _OBSERVATIONS.items():
         if name.replace("Bundle", "Results") in needed:
             tokens = ",".join(f"{codes.LOINC}|{c}" for c in sorted(observed))
-            extensions.append(_variable(name, QUERY, _search("Observation", f"&code={tokens}")))
+            searches[name] = _search("Observation", f"&code={tokens}")
+    extensions += [_variable(name, QUERY, query) for name, query in searches.items()]
     basics = [n for n in _RECORD if not n.startswith(_OPTIONAL) or n in needed]
     extensions += [_variable(n, FHIRPATH, _RECORD[n]) for n in basics]
-    extensions += [_variable(variable_name(f), FHIRPATH, _FACTS[f]) for f in _FACTS if f in needed]
+    # a search answered in pages: the engine reads the first; the rest could hold what decides
+    read = " | ".join(f"%{name}" for name in searches)
+    complete = f"({read}).link.where(relation = 'next').empty()"
+    extensions.append(_variable("recordComplete", FHIRPATH, complete))
+    extensions += [
+        _variable(variable_name(f), FHIRPATH, f"iif(%recordComplete, {_FACTS[f]}, {{}})")
+        for f in _FACTS
+        if f in needed
+    ]
     return extensions
 
 
