@@ -109,11 +109,39 @@ def _service_prefill(client: TestClient, scenario: Scenario, service: Service) -
     }
 
 
+# Disagreements that are understood, by (scenario, linkId): each must still occur (a fixed one is
+# removed from here) and says why the engine and the service differ. None at present.
+EXPLAINED: dict[tuple[str, str], str] = {}
+ROWS = (
+    "question instances",
+    "with a population expression",
+    "agree",
+    "disagree",
+    "answered only by sdc-populate",
+    "answered only by the service (expression open)",
+    "answered only by the service (no expression)",
+    "answered by neither",
+)
+
+
+def _compare(link: str, expressed: bool, ours: dict[str, Any], sdc: dict[str, Any]) -> str:
+    """The table row one question instance counts in."""
+    if link in ours and link in sdc:
+        return "agree" if ours[link] == sdc[link] else "disagree"
+    if link in sdc:
+        return "answered only by sdc-populate"
+    if link in ours:
+        how = "expression open" if expressed else "no expression"
+        return f"answered only by the service ({how})"
+    return "answered by neither"
+
+
 def test_sdc_populate_agrees_with_the_service_item_by_item(client: TestClient) -> None:
     jobs = _jobs()
     populated = _populate(jobs)
     tally: Counter[str] = Counter()
-    disagreements = []
+    open_by_fact: Counter[str] = Counter()
+    disagreements: dict[tuple[str, str], tuple[Any, Any]] = {}
     prefills: dict[tuple[str, Service], dict[str, Any]] = {}
     for (scenario, service, sheet), theirs in zip(jobs, populated, strict=True):
         assert "error" not in theirs, (scenario.id, sheet.id, theirs)
@@ -123,29 +151,29 @@ def test_sdc_populate_agrees_with_the_service_item_by_item(client: TestClient) -
         ours = _answers(prefills[key][sheet.canonical])
         sdc = _answers(theirs)
         for item in _items(sheet.questionnaire["item"]):
-            if item["type"] in ("group", "display"):
+            if item["type"] in ("group", "display", "attachment"):
                 continue
             expressed = any(e["url"] == INITIAL_EXPRESSION for e in item.get("extension", []))
             link = item["linkId"]
-            tally["items"] += 1
-            tally["items with a population expression"] += expressed
-            tally["answered by the service"] += link in ours
+            row = _compare(link, expressed, ours, sdc)
+            tally["question instances"] += 1
+            tally["with a population expression"] += expressed
+            tally[row] += 1
             if not expressed:
                 assert link not in sdc, (scenario.id, link)  # nothing to populate it from
-                continue
-            if link in ours and link in sdc:
-                tally["agree"] += ours[link] == sdc[link]
-                if ours[link] != sdc[link]:
-                    disagreements.append((scenario.id, link, ours[link], sdc[link]))
-            elif link in sdc:
-                tally["sdc-populate only"] += 1
-            elif link in ours:
-                tally["service only (order text, question or product donor)"] += 1
-            else:
-                tally["neither (the order does not say)"] += 1
+            if row == "disagree":
+                disagreements[(scenario.id, link)] = (ours[link], sdc[link])
+            if row.startswith("answered only by the service"):
+                open_by_fact[sheet.leaves[link].test.fact] += 1
     # the agreement table the issue asks for, in the test output (pytest -s or on failure)
     print("\nSDC population agreement (@aehrc/sdc-populate vs $questionnaire-package):")  # noqa: T201
-    for name, count in tally.items():
-        print(f"  {name:55} {count:5}")  # noqa: T201
-    assert disagreements == []
-    assert tally["agree"] >= 20
+    for name in ROWS:
+        print(f"  {name:50} {tally[name]:5}")  # noqa: T201
+    print("  answered only by the service, by fact:")  # noqa: T201
+    for fact, count in sorted(open_by_fact.items()):
+        print(f"    {fact:48} {count:5}")  # noqa: T201
+    assert sum(tally[row] for row in ROWS[2:]) == tally["question instances"]
+    assert {k: v for k, v in disagreements.items() if k not in EXPLAINED} == {}
+    assert set(EXPLAINED) <= set(disagreements), "an explained disagreement no longer occurs"
+    assert tally["answered only by sdc-populate"] == 0  # the service reads all the engine reads
+    assert tally["agree"] >= 2000

@@ -225,7 +225,7 @@ def build_worksheet(policy: Policy, service: Service) -> Worksheet | None:
         "description": f"{root.text} ({policy.policy.title}, {policy.policy.version_note}). "
         "Generated from the policy's criteria; answer the questions the record leaves open.",
         "code": _coding(root),
-        "extension": root_extensions(service),
+        "extension": root_extensions(service, (leaf.test.fact for leaf in builder.leaves.values())),
         "item": builder.items(root),
     }
     return Worksheet(policy, service, root, builder.leaves, questionnaire)
