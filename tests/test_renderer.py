@@ -8,10 +8,9 @@ shows, and asserts that no pre-filled answer is dropped or changed (linkId + val
 answered question is on screen with its answer, and that each question's and group's policy
 citation is visible text. All renders run in one page load.
 
-A pre-filled answer to a question whose enableWhen is false on the pre-filled response (a
+The service pre-fills no question whose enableWhen is false on the pre-filled response (a
 chimerism question after an autologous graft; a question that waits for the transplant question
-the record leaves open) is held but hidden, as SDC says a disabled item is: those are counted
-and checked to be exactly the ones enableWhen disables, not treated as shown.
+the record leaves open): Smart Forms would hide such an answer and leave it out on saving.
 """
 
 from __future__ import annotations
@@ -176,11 +175,7 @@ def test_smart_forms_shows_every_answered_question_with_its_answer(rendered: lis
         questions = {i["linkId"]: i for i in _items(job["questionnaire"]["item"])}
         for link, values in answers.items():
             seen, item = result["items"][link], questions[link]
-            if not _enabled(item, answers):
-                tally["held, hidden by enableWhen"] += len(values)
-                assert not seen["visible"], (job["key"], link)  # SDC: a disabled item is hidden
-                assert link not in saved, (job["key"], link)  # and not saved
-                continue
+            assert _enabled(item, answers), (job["key"], link)  # else hidden, not saved
             assert saved[link] == values, (job["key"], link)
             tally["shown"] += len(values)
             if not seen["visible"] or not all(_shows(item, v, seen) for v in values):

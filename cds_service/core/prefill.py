@@ -59,19 +59,41 @@ def _answers(leaf: Leaf, fact: Fact) -> list[dict[str, Any]]:
     return [{**v, "extension": [origin, *evidence]} for v in values]
 
 
-def _fill(items: list[dict[str, Any]], sheet: Worksheet, facts: Facts) -> list[dict[str, Any]]:
+def _fill(
+    items: list[dict[str, Any]],
+    sheet: Worksheet,
+    facts: Facts,
+    codes: dict[str, set[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """The answered items, in the Questionnaire's order. A question its enableWhen disables on
+    the answers before it (a chimerism question after an autologous graft; a question whose
+    transplant type the record leaves open) gets none: FHIR gives a disabled item no answers,
+    and a renderer hides it and leaves it out on saving (tests/test_renderer.py). `codes`: the
+    coded answers so far, by linkId; an enableWhen's source question always comes first."""
+    codes = {} if codes is None else codes
     filled: list[dict[str, Any]] = []
     for item in items:
         if item["type"] == "group":
-            inner = _fill(item["item"], sheet, facts)
+            inner = _fill(item["item"], sheet, facts, codes)
             if inner:
                 filled.append({"linkId": item["linkId"], "text": item["text"], "item": inner})
             continue
         leaf = sheet.leaves.get(item["linkId"])
-        answers = _answers(leaf, facts[leaf.test.fact]) if leaf is not None else []
+        if leaf is None or not is_enabled(item, codes):
+            continue
+        answers = _answers(leaf, facts[leaf.test.fact])
         if answers:
             filled.append({"linkId": item["linkId"], "text": item["text"], "answer": answers})
+            codes[item["linkId"]] = {a["valueCoding"]["code"] for a in answers if "valueCoding" in a}
     return filled
+
+
+def is_enabled(item: dict[str, Any], codes: dict[str, set[str]]) -> bool:
+    """enableWhen as the worksheets use it: one '=' on a coded answer (core/questionnaire.py)."""
+    return all(
+        when["answerCoding"]["code"] in codes.get(when["question"], ())
+        for when in item.get("enableWhen", ())
+    )
 
 
 DTR = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/"
