@@ -2,7 +2,7 @@
 
 The HL7 packages that define them are on npm, as HL7 publishes them: hl7.fhir.uv.sdc 4.0.0-ballot
 (sdc-questionnaire-launchContext, -initialExpression) and hl7.fhir.uv.extensions.r4
-5.3.0-ballot-tc1 (variable, questionnaire-itemControl, questionnaire-unit). They cannot be npm
+5.3.0-ballot-tc1 (variable, questionnaire-displayCategory, questionnaire-unit). They cannot be npm
 dependencies (each names hl7.fhir.r4.core 4.0.1, which npm has no version of), so scripts/test
 fetches the two tarballs with `npm pack` into tests/sdc/.ig/ (not committed) and this test checks
 each against the integrity npm published for it.
@@ -186,7 +186,7 @@ def test_every_sdc_and_core_extension_matches_its_definition(found: list[Found])
     checked = Counter(extension["url"].rsplit("/", 1)[1] for _, extension in found)
     print("\ndistinct extensions checked against their definitions:", dict(checked))  # noqa: T201
     expected = {"sdc-questionnaire-launchContext", "sdc-questionnaire-initialExpression"}
-    assert expected | {"variable", "questionnaire-itemControl"} <= set(checked), checked
+    assert expected | {"variable", "questionnaire-displayCategory"} <= set(checked), checked
 
 
 def test_the_definition_checks_find_broken_extensions() -> None:
