@@ -45,7 +45,7 @@ def test_the_validation_floor_validates_exactly_what_the_answer_rests_on(
 
     request = order_sign_request(300)
     found = deciding_resources(request)
-    types = sorted(request["prefetch"][k]["entry"][i]["resource"]["resourceType"] for k, i in found)
+    types = sorted(request["prefetch"][k]["entry"][i]["resource"]["resourceType"] for k, i, _ in found)
     assert types.count("Coverage") == 1 and "Observation" in types and "Condition" in types
     assert 5 <= len(found) <= 20  # of 300 resources
     monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path))

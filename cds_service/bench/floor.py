@@ -47,10 +47,10 @@ def create_floor_app() -> FastAPI:
     return app
 
 
-def deciding_resources(request: dict[str, Any]) -> list[tuple[str, int]]:
-    """(prefetch key, entry index) of each resource the service validates when it answers
-    `request`: read from the record of one real in-process answer (eager models, and the lazy
-    ones a fact read)."""
+def deciding_resources(request: dict[str, Any]) -> list[tuple[str, int, Any]]:
+    """(prefetch key, entry index, fhir.resources model) of each resource the service validates
+    when it answers `request`: read from the record of one real in-process answer (eager
+    models, and the lazy ones a fact read)."""
     from cds_service.api.discovery import SERVICES
     from cds_service.api.pipeline import answer
     from cds_service.bench.run import pipeline_deps  # not at import: the floor stays bare
@@ -63,14 +63,15 @@ def deciding_resources(request: dict[str, Any]) -> list[tuple[str, int]]:
     lazy = [o._model for o in record.observations if o._checked and o._model is not None]
     models = [*record.conditions, *record.procedures, *record.coverages, *lazy]
     models += list(record.organizations.values())
-    wanted = {(m.get_resource_type(), m.id) for m in models}
+    wanted = {(m.get_resource_type(), m.id): type(m) for m in models}
     found = []
     for key, value in request["prefetch"].items():
         entries = value.get("entry", []) if isinstance(value, dict) else []
         for index, entry in enumerate(entries):
             resource = entry["resource"]
-            if (resource["resourceType"], resource.get("id")) in wanted:
-                found.append((key, index))
+            model = wanted.get((resource["resourceType"], resource.get("id")))
+            if model is not None:
+                found.append((key, index, model))
     return found
 
 
@@ -83,7 +84,6 @@ def create_validation_floor_app(durable_record: bool = False) -> FastAPI:
     that keeps those rules can cost."""
     from cds_service.api.feedback import start_audit
     from cds_service.bench.workload import order_sign_request
-    from cds_service.core.record import MODELS
     from cds_service.settings import Settings
 
     # uvicorn calls the factory on its running loop; the in-process answer needs a loop of its own
@@ -105,9 +105,8 @@ def create_validation_floor_app(durable_record: bool = False) -> FastAPI:
         parsed = orjson.loads(await request.body())
         prefetch = parsed["prefetch"]
         models = []
-        for key, index in where:
-            resource = prefetch[key]["entry"][index]["resource"]
-            models.append(MODELS[resource["resourceType"]].model_validate(resource))
+        for key, index, model in where:
+            models.append(model.model_validate(prefetch[key]["entry"][index]["resource"]))
         if audit is not None:
             await _on_disk(audit, service_id, parsed)
         background = BackgroundTask(_release, (parsed, models))
