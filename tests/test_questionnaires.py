@@ -71,15 +71,17 @@ def test_every_leaf_has_a_question_and_every_item_maps_to_a_criterion(sheet: Wor
     assert set(questions) == {n.id for n in _leaves(sheet.root)}
     for item in items:
         if item["type"] == "display":
-            assert item["linkId"].removesuffix(".citation") in nodes
+            assert item["linkId"].removesuffix(".citation").removesuffix(".open") in nodes
             continue
         [code] = item["code"]
         assert code["system"] == CRITERION_SYSTEM and code["code"] in nodes, item["linkId"]
     for link, item in questions.items():
         node, spec = nodes[link], CATALOGUE[nodes[link].test.fact]  # type: ignore[union-attr]
-        assert item["text"].startswith(node.text)
-        citation = next(i for i in item["item"] if i["type"] == "display")
-        assert node.citation in citation["text"]
+        citation = next(i for i in item["item"] if i["linkId"] == link + ".citation")
+        # the question asks for the fact; the criterion's statement stays visible under it
+        assert citation["text"] == f"Policy criterion: {node.text.rstrip('. ')}. " + (
+            f"Policy: {node.citation}"
+        )
         expected_type = {"category": "choice", "boolean": "boolean", "codes": "string"}
         assert item["type"] == expected_type.get(spec.kind, item["type"])
         if spec.kind == "number":
