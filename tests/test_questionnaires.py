@@ -17,6 +17,7 @@ from cds_service.core.model import Service
 from cds_service.core.policy import Node
 from cds_service.core.questionnaire import (
     CRITERION_SYSTEM,
+    OPEN_MARK,
     QUESTIONNAIRE_BASE,
     Worksheet,
     answer_value,
@@ -71,7 +72,7 @@ def test_every_leaf_has_a_question_and_every_item_maps_to_a_criterion(sheet: Wor
     assert set(questions) == {n.id for n in _leaves(sheet.root)}
     for item in items:
         if item["type"] == "display":
-            assert item["linkId"].removesuffix(".citation").removesuffix(".open") in nodes
+            assert item["linkId"].removesuffix(".citation") in nodes
             continue
         [code] = item["code"]
         assert code["system"] == CRITERION_SYSTEM and code["code"] in nodes, item["linkId"]
@@ -79,8 +80,8 @@ def test_every_leaf_has_a_question_and_every_item_maps_to_a_criterion(sheet: Wor
         node, spec = nodes[link], CATALOGUE[nodes[link].test.fact]  # type: ignore[union-attr]
         citation = next(i for i in item["item"] if i["linkId"] == link + ".citation")
         # the question asks for the fact; the criterion's statement stays visible under it
-        assert citation["text"] == f"Policy criterion: {node.text.rstrip('. ')}. " + (
-            f"Policy: {node.citation}"
+        assert citation["text"].removeprefix(OPEN_MARK + " ") == (
+            f"Policy criterion: {node.text.rstrip('. ')}. Policy: {node.citation}"
         )
         expected_type = {"category": "choice", "boolean": "boolean", "codes": "string"}
         assert item["type"] == expected_type.get(spec.kind, item["type"])

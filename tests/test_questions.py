@@ -2,7 +2,7 @@
 
 Each question's text comes from core/questions.py (one question per fact, its negated form where
 a "yes" means the fact is false); the criterion's statement stays visible in the citation under
-it. A question no SDC population expression answers carries the open mark. Nothing a client
+it. A question no SDC population expression answers starts that citation with the open mark. Nothing a client
 reads back changed: tests/worksheet_structure.json pins every item's linkId, type, answer
 options, enableWhen and repeats as they were before the wording changed (core/attestation.py
 reads answers by linkId); regenerate it only when a policy's criteria change
@@ -74,7 +74,8 @@ def test_every_question_is_a_question_not_the_criterion_statement(sheet: Workshe
         assert text.endswith("?") and text[0].isupper(), item["linkId"]
         assert statement.rstrip(". ").lower() not in text.lower(), item["linkId"]
         [citation] = [c for c in item["item"] if c["linkId"] == item["linkId"] + ".citation"]
-        assert citation["text"].startswith(f"Policy criterion: {statement.rstrip('. ')}.")
+        shown = citation["text"].removeprefix(OPEN_MARK + " ")
+        assert shown.startswith(f"Policy criterion: {statement.rstrip('. ')}. Policy: ")
 
 
 @pytest.mark.parametrize("sheet", SHEETS, ids=lambda s: s.id)
@@ -98,20 +99,22 @@ def test_negated_questions_are_asked_by_the_exclusions_that_need_them() -> None:
     nonadherence = items["centene-dli-no-nonadherence"]  # none_of: yes = no non-adherence
     assert nonadherence["text"] == ASKED_NEGATED["nonadherence"]
     assert nonadherence["text"].startswith("Can the patient adhere")
-    assert items["molina-hpc-follows-car-t"]["text"] == "Has the patient received CAR T-cell therapy?"
+    assert (
+        items["molina-hpc-follows-car-t"]["text"] == "Has the patient received CAR T-cell therapy?"
+    )
 
 
 @pytest.mark.parametrize("sheet", SHEETS, ids=lambda s: s.id)
 def test_open_questions_and_only_they_carry_the_open_mark(sheet: Worksheet) -> None:
     for item in _questions(sheet):
-        marks = [c for c in item["item"] if c["linkId"] == item["linkId"] + ".open"]
-        if not _open(item):
-            assert marks == [], item["linkId"]
-            continue
-        # first under the question, shown inline by standard renderers (displayCategory)
-        assert item["item"][0] == marks[0] and marks[0]["text"] == OPEN_MARK
-        [category] = [e for e in marks[0]["extension"] if e["url"] == DISPLAY_CATEGORY]
+        # one display child: Smart Forms shows only a question's first "instructions" child
+        [shown] = item["item"]
+        assert shown["linkId"] == item["linkId"] + ".citation" and shown["type"] == "display"
+        [category] = [e for e in shown["extension"] if e["url"] == DISPLAY_CATEGORY]
         assert category["valueCodeableConcept"]["coding"][0]["code"] == "instructions"
+        # the mark comes first, where the clinician reads, on exactly the open questions
+        assert shown["text"].startswith(OPEN_MARK + " Policy criterion: ") is _open(item)
+        assert shown["text"].count(OPEN_MARK) == int(_open(item)), item["linkId"]
 
 
 def test_the_questions_the_record_cannot_answer_are_the_marked_ones() -> None:

@@ -4,7 +4,7 @@ Nothing is hand-written per item: every leaf criterion becomes one question (lin
 = the criterion id, text = the question for the fact it tests from core/questions.py, the
 criterion's statement and citation as a display item shown under it), typed by the fact the leaf
 tests (CATALOGUE kind); every group becomes a group item. A question no SDC population expression
-can answer carries a display item saying the record cannot answer it (OPEN_MARK). A chimerism or
+can answer says so first in that display item (OPEN_MARK). A chimerism or
 transplant-type question is shown only when it applies (`applies_if` -> enableWhen on the question
 of the fact it depends on). Where a report settles the criterion (its `to_settle` starts
 "Attach"), an attachment question follows it. The canonical url is the service node id under the
@@ -36,9 +36,8 @@ DISPLAY_CATEGORY_SYSTEM = "http://hl7.org/fhir/questionnaire-display-category"
 UNIT_EXT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 REPORT_SUFFIX = ".report"
 CITATION_SUFFIX = ".citation"
-OPEN_SUFFIX = ".open"
-# Shown under a question no population expression answers: the EHR's record cannot settle it,
-# so the clinician answers it from the chart (docs/integration.md §7, "Open questions").
+# Shown first under a question no population expression answers: the EHR's record cannot settle
+# it, so the clinician answers it from the chart (docs/integration.md §7, "Open questions").
 OPEN_MARK = "The record cannot answer this: answer from the chart."
 
 # Facts whose applicability is another fact's answer: donor chimerism applies after an
@@ -134,14 +133,17 @@ def _instructions(link: str, text: str) -> dict[str, Any]:
     }
 
 
-def _citation(node: Node) -> dict[str, Any]:
+def _citation(node: Node, open_mark: bool = False) -> dict[str, Any]:
     """The policy section a question or group comes from. A question's text asks for the fact,
-    so its citation also carries the criterion's statement as the policy words it (traceability)."""
+    so its citation also carries the criterion's statement as the policy words it (traceability),
+    after the open mark where the record cannot answer the question. One display item, not two:
+    Smart Forms shows only the first "instructions" child of a question (its
+    getTextDisplayInstructions), so a separate mark would hide the citation."""
     if node.test is None:  # a group's text is already the policy's statement
         return _instructions(node.id + CITATION_SUFFIX, f"Policy: {node.citation}")
     statement = node.text.rstrip(". ")
     text = f"Policy criterion: {statement}. Policy: {node.citation}"
-    return _instructions(node.id + CITATION_SUFFIX, text)
+    return _instructions(node.id + CITATION_SUFFIX, f"{OPEN_MARK} {text}" if open_mark else text)
 
 
 def _question(leaf: Leaf) -> dict[str, Any]:
@@ -168,9 +170,7 @@ def _question(leaf: Leaf) -> dict[str, Any]:
     expression = initial_expression(test.fact, negated)
     if expression is not None:  # SDC population from the EHR (core/population.py)
         item["extension"] = [*item.get("extension", []), expression]
-        item["item"] = [_citation(node)]
-    else:  # nothing in the record can answer it: say so first, where the clinician looks
-        item["item"] = [_instructions(node.id + OPEN_SUFFIX, OPEN_MARK), _citation(node)]
+    item["item"] = [_citation(node, open_mark=expression is None)]
     return item
 
 
