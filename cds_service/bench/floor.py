@@ -83,7 +83,7 @@ def create_validation_floor_app(durable_record: bool = False) -> FastAPI:
     that keeps those rules can cost."""
     from cds_service.api.feedback import start_audit
     from cds_service.bench.workload import order_sign_request
-    from cds_service.core.record import MODELS
+    from cds_service.core import MODELS
     from cds_service.settings import Settings
 
     # uvicorn calls the factory on its running loop; the in-process answer needs a loop of its own

@@ -21,6 +21,7 @@ from cds_service.core.policy_versions import version_named, versions
 from cds_service.core.prefill import BUNDLE_PROFILE, questionnaire_package
 from cds_service.core.questionnaire import Worksheet, worksheets
 from cds_service.core.record import (
+    MODELS,
     Keep,
     add_prefetch_value,
     add_resource,
@@ -34,6 +35,7 @@ __all__ = [
     "BUNDLE_PROFILE",
     "COVERAGE_INFO_URL",
     "INVALID_FHIR",
+    "MODELS",
     "OBSERVATION_CODES",
     "OBSERVATION_LOINC",
     "CardOptions",
