@@ -19,6 +19,8 @@ import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from cds_service.compose import create_dev_app
+from cds_service.core.questionnaire import OPEN_MARK
+from cds_service.core.questions import ASKED
 from cds_service.policy_store import Knowledge
 from cds_service.settings import Settings
 from tests.test_fhir_validation import assert_valid_r4
@@ -229,6 +231,19 @@ def test_card_preview_says_what_is_wrong_with_bad_input(page: Page) -> None:
     assert 'needs a "cards" array' in page.locator("#preview-result .error").inner_text()
 
 
+def test_a_question_the_record_cannot_answer_is_marked_on_the_worksheet(page: Page) -> None:
+    """Poor graft function has no SDC population expression: the sandbox says so under it."""
+    fire(page, "short-neutropenia-after-transplant", services="hpc-boost", payer="molina-mcp-210")
+    page.click(".cds-card .open-worksheet")
+    page.wait_for_selector('form.worksheet[data-questionnaire="molina-hpc"]')
+    marked = page.locator('[data-link-id="molina-hpc-promote-engraftment"] .ws-citation')
+    assert marked.inner_text().startswith(OPEN_MARK + " Policy criterion: Promotion of engraftment")
+    citations = page.locator(".ws-citation").all_inner_texts()
+    assert sum(OPEN_MARK in c for c in citations) == 1  # every other question has an expression
+    label = page.locator('[data-link-id="molina-hpc-promote-engraftment"] label').inner_text()
+    assert label.endswith(ASKED["poor_graft_function"]), label
+
+
 def test_the_worksheet_loop_turns_needs_information_into_a_determination(page: Page) -> None:
     """Issue 13: fire, open the pre-filled worksheet, answer the open item, submit (the sandbox
     FHIR server stores the QuestionnaireResponse), fire again, read the new determination."""
@@ -246,6 +261,11 @@ def test_the_worksheet_loop_turns_needs_information_into_a_determination(page: P
     word = '[data-link-id="{}"] .ws-status-word'
     assert page.locator(word.format("molina-dli-planned-prevention")).inner_text().strip() == "Unknown:"
     assert page.locator(word.format("molina-dli-allogeneic-hsct")).inner_text().strip() == "Met:"
+    # the item asks a question (core/questions.py); the criterion it answers is shown under it
+    box = page.locator('[data-link-id="molina-dli-planned-prevention"]')
+    assert box.locator("label").inner_text().endswith(ASKED["high_relapse_risk_attested"])
+    citation = box.locator(".ws-citation").inner_text()
+    assert citation.startswith("Policy criterion: A planned strategy to prevent relapse"), citation
     shot(page, "worksheet-molina-dli", "#worksheet")
     open_item.select_option("true")
     with page.expect_request(lambda r: r.method == "POST" and "/api/worksheet" in r.url) as posted:

@@ -18,6 +18,7 @@ from cds_service.core.policy import Node
 from cds_service.core.prefill import is_enabled
 from cds_service.core.questionnaire import (
     CRITERION_SYSTEM,
+    OPEN_MARK,
     QUESTIONNAIRE_BASE,
     Worksheet,
     answer_value,
@@ -78,9 +79,11 @@ def test_every_leaf_has_a_question_and_every_item_maps_to_a_criterion(sheet: Wor
         assert code["system"] == CRITERION_SYSTEM and code["code"] in nodes, item["linkId"]
     for link, item in questions.items():
         node, spec = nodes[link], CATALOGUE[nodes[link].test.fact]  # type: ignore[union-attr]
-        assert item["text"].startswith(node.text)
-        citation = next(i for i in item["item"] if i["type"] == "display")
-        assert node.citation in citation["text"]
+        citation = next(i for i in item["item"] if i["linkId"] == link + ".citation")
+        # the question asks for the fact; the criterion's statement stays visible under it
+        assert citation["text"].removeprefix(OPEN_MARK + " ") == (
+            f"Policy criterion: {node.text.rstrip('. ')}. Policy: {node.citation}"
+        )
         expected_type = {"category": "choice", "boolean": "boolean", "codes": "string"}
         assert item["type"] == expected_type.get(spec.kind, item["type"])
         if spec.kind == "number":

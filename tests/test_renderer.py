@@ -5,8 +5,9 @@ For every fixture and every Questionnaire that `$questionnaire-package` returns 
 run) builds the form from the Questionnaire and the service's QuestionnaireResponse in Debian's
 Chromium. The test reads back the response the renderer holds (its getResponse()) and the page it
 shows, and asserts that no pre-filled answer is dropped or changed (linkId + value), that each
-answered question is on screen with its answer, and that each question's and group's policy
-citation is visible text. All renders run in one page load.
+answered question is on screen with its answer, that each shown question's text (the question a
+clinician answers) and each question's and group's policy citation is visible text, and that
+the mark on a question the record cannot answer ("The record cannot answer this") is visible. All renders run in one page load.
 
 The service pre-fills no question whose enableWhen is false on the pre-filled response (a
 chimerism question after an autologous graft; a question that waits for the transplant question
@@ -29,6 +30,7 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Page, sync_playwright
 
 from cds_service.core.model import Service
+from cds_service.core.questionnaire import OPEN_MARK
 from cds_service.scenarios import draft_orders, load_scenarios
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.test_questionnaires import package_parameters
@@ -199,6 +201,8 @@ def test_every_shown_question_and_group_shows_its_policy_citation(rendered: list
                 continue
             kind = "group" if parent["type"] == "group" else "question"
             tally[f"{kind} citations"] += 1
+            # the open mark (no population expression answers the question) leads its citation
+            tally["open marks"] += citation["text"].startswith(OPEN_MARK)
             # a group's citation is its own display item; a question's is shown inside its box
             box = seen[citation["linkId"]] if kind == "group" else seen[parent["linkId"]]
             if not box["visible"] or citation["text"] not in box["text"]:
@@ -206,6 +210,25 @@ def test_every_shown_question_and_group_shows_its_policy_citation(rendered: list
     print(f"\nSmart Forms citations: {dict(tally)}, missing {len(missing)}")  # noqa: T201
     assert missing == []
     assert tally["question citations"] >= 2000 and tally["group citations"] >= 100
+    assert tally["open marks"] >= 10
+
+
+def test_every_shown_question_shows_its_question_text(rendered: list[Any]) -> None:
+    """The question a clinician answers (core/questions.py) is what Smart Forms shows."""
+    tally: Counter[str] = Counter()
+    missing = []
+    for job, result in rendered:
+        answers = _answers(job["response"])
+        for item in _items(job["questionnaire"]["item"]):
+            if item["type"] in ("group", "display") or not _enabled(item, answers):
+                continue
+            tally[item["type"]] += 1
+            seen = result["items"][item["linkId"]]
+            if not seen["visible"] or item["text"] not in seen["text"]:
+                missing.append((job["key"], item["linkId"]))
+    print(f"\nSmart Forms question texts: {dict(tally)}, missing {len(missing)}")  # noqa: T201
+    assert missing == []
+    assert tally["boolean"] >= 100 and tally["choice"] >= 1000
 
 
 def test_a_rendered_worksheet_screenshot(renderer: Page, jobs: list[dict[str, Any]]) -> None:

@@ -1,16 +1,20 @@
 """Worksheets: one FHIR R4 Questionnaire per (policy, service), generated from its criteria tree.
 
-Nothing is hand-written: every leaf criterion becomes one question (linkId and item.code = the
-criterion id, text = its text, its citation as a display item shown under it), typed by the fact the leaf
-tests (CATALOGUE kind); every group becomes a group item. A chimerism or transplant-type question
-is shown only when it applies (`applies_if` -> enableWhen on the question of the fact it depends
-on). Where a report settles the criterion (its `to_settle` starts "Attach"), an attachment
-question follows it. The canonical url is the service node id under the project namespace, and
-`version` is the policy version, so an answer to an older policy version is never read as current.
+Nothing is hand-written per item: every leaf criterion becomes one question (linkId and item.code
+= the criterion id, text = the question for the fact it tests from core/questions.py, the
+criterion's statement and citation as a display item shown under it), typed by the fact the leaf
+tests (CATALOGUE kind); every group becomes a group item. A question no SDC population expression
+can answer says so first in that display item (OPEN_MARK). A chimerism or
+transplant-type question is shown only when it applies (`applies_if` -> enableWhen on the question
+of the fact it depends on). Where a report settles the criterion (its `to_settle` starts
+"Attach"), an attachment question follows it. The canonical url is the service node id under the
+project namespace, and `version` is the policy version, so an answer to an older policy version
+is never read as current.
 
-A boolean question asks whether the criterion's statement holds as written: for an exclusion
-(none_of) item, "Donor lymphocytes are not genetically modified" answered yes means the excluded
-thing is absent. `fact_value` / `answer_value` translate between answers and fact values.
+A yes/no answer means that the criterion's statement holds: for an exclusion (none_of) item such
+as "No inability to adhere to the regimen", yes means the excluded thing (non-adherence) is
+absent, so the question asked is the fact's negated form ("Can the patient adhere to the
+treatment regimen ...?"). `fact_value` / `answer_value` translate between answers and fact values.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from cds_service.core.facts import CATALOGUE
 from cds_service.core.model import FactValue, Service
 from cds_service.core.policy import FactTest, Node, Policy
 from cds_service.core.population import initial_expression, root_extensions
+from cds_service.core.questions import question
 
 QUESTIONNAIRE_BASE = "http://dli-hpc-cds.org/fhir/Questionnaire/"
 CRITERION_SYSTEM = "http://dli-hpc-cds.org/fhir/CodeSystem/criterion"
@@ -31,6 +36,9 @@ DISPLAY_CATEGORY_SYSTEM = "http://hl7.org/fhir/questionnaire-display-category"
 UNIT_EXT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
 REPORT_SUFFIX = ".report"
 CITATION_SUFFIX = ".citation"
+# Shown first under a question no population expression answers: the EHR's record cannot settle
+# it, so the clinician answers it from the chart (docs/integration.md §7, "Open questions").
+OPEN_MARK = "The record cannot answer this: answer from the chart."
 
 # Facts whose applicability is another fact's answer: donor chimerism applies after an
 # allogeneic graft (facts/chimerism.py donor_chimerism_applicable reads hsct_type).
@@ -111,26 +119,41 @@ def _coding(node: Node) -> list[dict[str, str]]:
     return [{"system": CRITERION_SYSTEM, "code": node.id, "display": node.text[:250]}]
 
 
-def _citation(node: Node) -> dict[str, Any]:
-    """The policy section a question or group comes from, shown under it. SDC's
-    displayCategory "instructions" is what renderers show inline under a question: Smart Forms
-    hides a question's display children that carry an itemControl ("help" among them, which it
-    does not render), so a "help" citation showed on groups only (tests/test_renderer.py)."""
+def _instructions(link: str, text: str) -> dict[str, Any]:
+    """A display item shown under its question or group. SDC's displayCategory "instructions"
+    is what renderers show inline under a question: Smart Forms hides a question's display
+    children that carry an itemControl ("help" among them, which it does not render), so a
+    "help" citation showed on groups only (tests/test_renderer.py)."""
     category = {"coding": [{"system": DISPLAY_CATEGORY_SYSTEM, "code": "instructions"}]}
     return {
-        "linkId": node.id + CITATION_SUFFIX,
+        "linkId": link,
         "type": "display",
-        "text": f"Policy: {node.citation}",
+        "text": text,
         "extension": [{"url": DISPLAY_CATEGORY, "valueCodeableConcept": category}],
     }
 
 
+def _citation(node: Node, open_mark: bool = False) -> dict[str, Any]:
+    """The policy section a question or group comes from. A question's text asks for the fact,
+    so its citation also carries the criterion's statement as the policy words it (traceability),
+    after the open mark where the record cannot answer the question. One display item, not two:
+    Smart Forms shows only the first "instructions" child of a question (its
+    getTextDisplayInstructions), so a separate mark would hide the citation."""
+    if node.test is None:  # a group's text is already the policy's statement
+        return _instructions(node.id + CITATION_SUFFIX, f"Policy: {node.citation}")
+    statement = node.text.rstrip(". ")
+    text = f"Policy criterion: {statement}. Policy: {node.citation}"
+    return _instructions(node.id + CITATION_SUFFIX, f"{OPEN_MARK} {text}" if open_mark else text)
+
+
 def _question(leaf: Leaf) -> dict[str, Any]:
     node, test = leaf.node, leaf.test
+    # the question asks the opposite of its fact where a "yes" means the fact is false
+    negated = (test.equals is False) ^ leaf.exclusion
     item: dict[str, Any] = {
         "linkId": node.id,
         "code": _coding(node),
-        "text": node.text,
+        "text": question(test.fact, negated and CATALOGUE[test.fact].kind == "boolean"),
         "type": item_type(test),
     }
     if item["type"] == "choice":
@@ -143,12 +166,11 @@ def _question(leaf: Leaf) -> dict[str, Any]:
         item["extension"] = [{"url": UNIT_EXT, "valueCoding": unit}]
     elif item["type"] == "string":
         item["repeats"] = True
-        item["text"] += " (ICD-10-CM code of the indication)"
     # a yes/no question may ask the opposite of its fact (answer_value): so may its expression
-    expression = initial_expression(test.fact, (test.equals is False) ^ leaf.exclusion)
+    expression = initial_expression(test.fact, negated)
     if expression is not None:  # SDC population from the EHR (core/population.py)
         item["extension"] = [*item.get("extension", []), expression]
-    item["item"] = [_citation(node)]
+    item["item"] = [_citation(node, open_mark=expression is None)]
     return item
 
 
