@@ -17,9 +17,6 @@ tests/conformance.py checks that by hand).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +26,9 @@ from fastapi.testclient import TestClient
 from cds_service.core.cards import COVERAGE_INFO_URL
 from cds_service.core.model import Service
 from cds_service.scenarios import Scenario, build_request, load_scenarios, service_id
+from tests.node import run_node
 
 INVARIANTS = json.loads((Path(__file__).parent / "crd_invariants.json").read_text("utf-8"))
-NODE_PROJECT = Path(__file__).parent / "sdc"
 NEEDS_TERMINOLOGY = {"crd-ci-q7"}  # memberOf: a terminology server
 SCENARIOS = load_scenarios()
 VERSIONS = {"2.0.1": None, "2.2": "2.2"}  # CRD version -> davinci-crd.requestedVersion sent
@@ -52,19 +49,8 @@ def evaluate_expressions(
 ) -> list[dict[str, Any]]:
     """Each FHIRPath expression (key -> expression) on each element of type `base`, as
     fhirpath.js returns it (tests/sdc/invariants.mjs)."""
-    if shutil.which("node") is None or not (NODE_PROJECT / "node_modules" / "fhirpath").is_dir():
-        if os.environ.get("CI") == "true":
-            raise AssertionError("node and tests/sdc's npm ci are needed (scripts/test runs it)")
-        pytest.skip("node or tests/sdc/node_modules missing (cd tests/sdc && npm ci)")
-    run = subprocess.run(
-        ["node", str(NODE_PROJECT / "invariants.mjs")],
-        input=json.dumps({"invariants": invariants, "base": base, "items": items}),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    results: list[dict[str, Any]] = json.loads(run.stdout)
+    payload = {"invariants": invariants, "base": base, "items": items}
+    results: list[dict[str, Any]] = run_node("invariants.mjs", payload, ("fhirpath",), 120)
     return results
 
 

