@@ -229,9 +229,16 @@ def answers(port: int) -> bool:
 
 
 def one_connection_per_worker(port: int, workers: list[int]) -> dict[int, HTTPConnection]:
-    """Open fresh connections until each worker holds one (the kernel picks the acceptor)."""
+    """Open fresh connections until each worker holds one (the kernel picks the acceptor). On a
+    loaded machine the second worker may still be starting, so this waits for it (up to a
+    minute) rather than giving up after a fixed number of connections."""
     pinned: dict[int, HTTPConnection] = {}
-    for _ in range(200):
+    deadline = time.monotonic() + 60
+    tried = 0
+    while time.monotonic() < deadline:
+        tried += 1
+        if tried % 20 == 0:
+            time.sleep(0.1)  # let a worker still starting up reach its accept loop
         connection = HTTPConnection("127.0.0.1", port, timeout=10)
         connection.request("GET", "/healthz")
         connection.getresponse().read()
@@ -242,7 +249,7 @@ def one_connection_per_worker(port: int, workers: list[int]) -> dict[int, HTTPCo
             connection.close()
         if len(pinned) == 2:
             return pinned
-    raise AssertionError(f"200 connections reached only {sorted(pinned)} of {workers}")
+    raise AssertionError(f"{tried} connections in 60 s reached only {sorted(pinned)} of {workers}")
 
 
 def replays_accepted(port: int, workers: list[int], key: Path, tokens: int) -> int:
