@@ -60,7 +60,7 @@ def deciding_resources(request: dict[str, Any]) -> list[tuple[str, int, Any]]:
     if result.gathered is None:
         raise RuntimeError("the bench's order-sign was not evaluated")
     record = result.gathered.record
-    lazy = [o._model for o in record.observations if o._checked and o._model is not None]
+    lazy = [o.read for o in record.observations if o.read is not None]
     models = [*record.conditions, *record.procedures, *record.coverages, *lazy]
     models += list(record.organizations.values())
     wanted = {(m.get_resource_type(), m.id): type(m) for m in models}

@@ -153,6 +153,11 @@ class LazyObservation:
     _model: Any = None
     _checked: bool = False
 
+    @property
+    def read(self) -> Any | None:
+        """The validated Observation if a fact has read it (and it was valid), else None."""
+        return self._model if self._checked else None
+
     def model(self, record: PatientRecord) -> Any | None:
         """The validated Observation, or None (and a ParseProblem on `record`) if invalid."""
         if not self._checked:
